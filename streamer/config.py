@@ -1,0 +1,146 @@
+"""Node configuration: command-line flags, ``FLAGSTREAM_<NAME>`` environment variables and a
+TOML file, merged with a documented precedence.
+
+Precedence, highest first: a command-line flag, then the environment variable
+``FLAGSTREAM_<NAME>`` (``--admin-bind`` reads ``FLAGSTREAM_ADMIN_BIND``), then the key in the
+``--config`` TOML file (``admin_bind = "127.0.0.1:8070"``), then the built-in default. The TOML
+file is read from ``--config`` or ``FLAGSTREAM_CONFIG``. Every value is validated when the node
+starts; an error names the option and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the option."""
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port is not a number in {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return host, port
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str  # CLI spelling without dashes, e.g. "admin-bind"
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env_var(self) -> str:
+        return "FLAGSTREAM_" + self.attr.upper()
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("data-dir", Path, Path("./flagstream-data"), "SQLite store, spool and token"),
+        Option("stream-bind", parse_hostport, ("127.0.0.1", 8030), "SSE stream listener"),
+        Option("sdk-bind", parse_hostport, ("127.0.0.1", 8031), "polling and events listener"),
+        Option("admin-bind", parse_hostport, ("127.0.0.1", 8070), "admin API listener"),
+        Option("workers", _positive_int, None, "streamer worker processes (default: CPUs)"),
+        Option("admin-token", _text, None, "admin API bearer token (default: generated)"),
+        Option("bus", _text, None, "bus PUB address, e.g. tcp://10.0.0.5:7100"),
+        Option("bus-snapshot", _text, None, "snapshot REP address (default: bus port + 1)"),
+        Option("kinesis-stream", _text, None, "Kinesis stream for analytics events"),
+        Option("kinesis-endpoint", _text, None, "Kinesis endpoint URL (emulators)"),
+        Option("heartbeat-interval", _positive_float, 20.0, "SSE heartbeat comment, seconds"),
+        Option("coalesce-window", _nonneg_float, 0.005, "write coalescing window, seconds"),
+        Option("drain-timeout", _positive_float, 10.0, "graceful shutdown deadline, seconds"),
+    )
+}
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("_", "-")
+        if name not in OPTIONS or name == "config":
+            raise ConfigError(f"--config {path}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def resolve(
+    names: list[str],
+    cli: Mapping[str, str | None],
+    env: Mapping[str, str],
+    toml: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Merge the sources for ``names``; returns ``{attr: value}``. Pure: tests pass dicts."""
+    out: dict[str, Any] = {}
+    for name in names:
+        opt = OPTIONS[name]
+        raw: Any
+        where: str
+        if cli.get(name) is not None:
+            raw, where = cli[name], f"--{name}"
+        elif env.get(opt.env_var) not in (None, ""):
+            raw, where = env[opt.env_var], opt.env_var
+        elif name in toml:
+            raw, where = toml[name], f"config key {opt.attr}"
+        else:
+            out[opt.attr] = _default_workers() if name == "workers" else opt.default
+            continue
+        try:
+            out[opt.attr] = opt.parse(str(raw))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return out

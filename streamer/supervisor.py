@@ -1,0 +1,371 @@
+"""The node supervisor: the process ``flagstream serve`` runs.
+
+Theory of operation
+-------------------
+The supervisor checks the data dir and the listen addresses first, so a taken port or an
+unusable directory is one clear message and a non-zero exit, before anything starts. It then
+runs the store in its own process (SQLite, admin API, bus publisher, snapshot server) and
+starts N streamer workers as child processes (``python -m streamer.worker``). Each worker opens
+its own ``SO_REUSEPORT`` listeners on the stream and SDK ports, so the kernel spreads
+connections over them and no process needs more than its share of the 20,000 file descriptors.
+
+The supervisor keeps one bound but not listening ``SO_REUSEPORT`` socket per SDK-facing port.
+It reserves the port (port 0 is resolved once, then every worker and every restarted worker
+binds the same number) while taking no connections itself: the kernel only hands connections
+to listening sockets.
+
+A worker announces readiness with one JSON line on stdout. A worker that dies is restarted
+with exponential backoff (1 s doubling to 30 s, reset after a minute of health); its clients
+reconnect to the other workers meanwhile. A worker that dies before its first readiness line
+ends the node: that is a configuration problem, not a crash to retry.
+
+SIGTERM or SIGINT drains: workers get SIGTERM (they stop accepting and close their streams),
+then ``drain_timeout`` later anything left is killed, and the store stops last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+log = logging.getLogger("flagstream.supervisor")
+
+READY_TIMEOUT_S = 60.0
+RESTART_BACKOFF_MAX_S = 30.0
+HEALTHY_RESET_S = 60.0
+
+
+class StartError(Exception):
+    """The node cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    role: str  # "serve" | "store" | "streamer"
+    data_dir: Path
+    stream_bind: tuple[str, int]
+    sdk_bind: tuple[str, int]
+    admin_bind: tuple[str, int]
+    workers: int
+    admin_token: str | None
+    bus: str | None
+    bus_snapshot: str | None
+    kinesis_stream: str | None
+    kinesis_endpoint: str | None
+    heartbeat_interval: float
+    coalesce_window: float
+    drain_timeout: float
+
+    @classmethod
+    def from_settings(cls, role: str, s: dict[str, Any]) -> NodeConfig:
+        from streamer.config import OPTIONS
+
+        def get(attr: str) -> Any:
+            if attr in s:
+                return s[attr]
+            return OPTIONS[attr.replace("_", "-")].default
+
+        workers = get("workers") or max(1, os.cpu_count() or 1)
+        return cls(
+            role=role,
+            data_dir=Path(get("data_dir")),
+            stream_bind=get("stream_bind"),
+            sdk_bind=get("sdk_bind"),
+            admin_bind=get("admin_bind"),
+            workers=int(workers),
+            admin_token=get("admin_token"),
+            bus=get("bus"),
+            bus_snapshot=get("bus_snapshot"),
+            kinesis_stream=get("kinesis_stream"),
+            kinesis_endpoint=get("kinesis_endpoint"),
+            heartbeat_interval=float(get("heartbeat_interval")),
+            coalesce_window=float(get("coalesce_window")),
+            drain_timeout=float(get("drain_timeout")),
+        )
+
+
+def prepare_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartError(
+            f"data dir {path} is unusable: {exc.strerror or exc} "
+            "(choose another with --data-dir or FLAGSTREAM_DATA_DIR)"
+        ) from None
+
+
+def ensure_admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
+    """Return (token, generated_now). A generated token is stored 0600 in the data dir."""
+    if given:
+        return given, False
+    path = data_dir / "admin-token"
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token, False
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token, True
+
+
+def _probe_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+
+
+def reserve_port(host: str, port: int, label: str) -> socket.socket:
+    """Bind (not listen) a SO_REUSEPORT socket: checks the address and fixes port 0."""
+    if port != 0:
+        try:
+            with socket.create_connection((_probe_host(host), port), timeout=0.5):
+                pass
+        except OSError:
+            pass
+        else:
+            raise StartError(f"cannot listen on {host}:{port} ({label}): port is taken")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartError(f"cannot listen on {host}:{port} ({label}): {exc.strerror}") from None
+    return sock
+
+
+def _url(hostport: tuple[str, int]) -> str:
+    host, port = hostport
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class WorkerSupervisor:
+    """Starts one worker process, waits for its readiness line and restarts it on failure."""
+
+    def __init__(self, worker_id: int, argv: list[str]) -> None:
+        self.worker_id = worker_id
+        self.argv = argv
+        self.process: trio.Process | None = None
+        self.restarts = 0
+        self.stopping = False
+
+    async def _spawn(self) -> tuple[trio.Process, dict[str, Any]]:
+        proc = await trio.lowlevel.open_process(
+            self.argv, stdout=sys_pipe(), stdin=None, preexec_fn=_die_with_parent
+        )
+        self.process = proc
+        assert proc.stdout is not None
+        buf = b""
+        with trio.move_on_after(READY_TIMEOUT_S):
+            while b"\n" not in buf:
+                chunk = await proc.stdout.receive_some(4096)
+                if not chunk:
+                    break
+                buf += chunk
+        line, _, _ = buf.partition(b"\n")
+        try:
+            ready = json.loads(line)
+            if ready.get("event") != "ready":
+                raise ValueError(line)
+        except ValueError:
+            await self._stop(proc, grace=1.0)
+            raise StartError(
+                f"worker {self.worker_id} did not start (exit code {proc.returncode}); "
+                "see its messages above"
+            ) from None
+        return proc, ready
+
+    async def run(self, *, task_status: trio.TaskStatus[dict[str, Any]]) -> None:
+        proc, ready = await self._spawn()
+        task_status.started(ready)
+        backoff = 1.0
+        while True:
+            started_at = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drain, proc)
+                await proc.wait()
+            if self.stopping:
+                return
+            log.warning("worker %d exited with code %s; restarting in %.0f s",
+                        self.worker_id, proc.returncode, backoff)
+            if trio.current_time() - started_at > HEALTHY_RESET_S:
+                backoff = 1.0
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+            self.restarts += 1
+            try:
+                proc, _ = await self._spawn()
+            except StartError as exc:
+                log.error("%s", exc)
+                proc = self.process  # type: ignore[assignment]
+
+    async def terminate(self, grace: float) -> None:
+        self.stopping = True
+        if self.process is not None:
+            await self._stop(self.process, grace)
+
+    @staticmethod
+    async def _stop(proc: trio.Process, grace: float) -> None:
+        if proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        with trio.move_on_after(grace):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            with trio.CancelScope(shield=True):
+                await proc.wait()
+
+
+def sys_pipe() -> int:
+    import subprocess
+
+    return subprocess.PIPE
+
+
+async def _drain(proc: trio.Process) -> None:
+    assert proc.stdout is not None
+    while await proc.stdout.receive_some(65536):
+        pass
+
+
+def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
+                sdk: tuple[str, int], bus: str, snap: str) -> list[str]:
+    argv = [
+        sys.executable, "-m", "streamer.worker",
+        "--worker-id", str(worker_id),
+        "--stream-bind", f"{stream[0]}:{stream[1]}",
+        "--sdk-bind", f"{sdk[0]}:{sdk[1]}",
+        "--bus", bus, "--bus-snapshot", snap,
+        "--data-dir", str(cfg.data_dir),
+        "--heartbeat-interval", str(cfg.heartbeat_interval),
+    ]  # fmt: skip
+    if cfg.kinesis_stream:
+        argv += ["--kinesis-stream", cfg.kinesis_stream]
+    if cfg.kinesis_endpoint:
+        argv += ["--kinesis-endpoint", cfg.kinesis_endpoint]
+    return argv
+
+
+async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
+    """Run the node until SIGTERM/SIGINT. Raises StartError for configuration problems."""
+    prepare_data_dir(cfg.data_dir)
+    from store.bus.addresses import local_bus_addresses, snapshot_address_for
+
+    if cfg.role == "serve":
+        bus, snap = local_bus_addresses(cfg.data_dir)
+    else:
+        bus = cfg.bus or "tcp://127.0.0.1:7100"
+        try:
+            snap = cfg.bus_snapshot or snapshot_address_for(bus)
+        except ValueError as exc:
+            raise StartError(f"--bus: {exc}") from None
+
+    reserved: list[socket.socket] = []
+    stream = sdk = None
+    if cfg.role in ("serve", "streamer"):
+        r1 = reserve_port(*cfg.stream_bind, "stream")
+        reserved.append(r1)
+        r2 = reserve_port(*cfg.sdk_bind, "sdk")
+        reserved.append(r2)
+        stream = (cfg.stream_bind[0], r1.getsockname()[1])
+        sdk = (cfg.sdk_bind[0], r2.getsockname()[1])
+
+    supervisors: list[WorkerSupervisor] = []
+    signals_cm = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+    try:
+        with signals_cm as signals:
+            async with trio.open_nursery() as nursery:
+                if cfg.role in ("serve", "store"):
+                    token, generated = ensure_admin_token(cfg.data_dir, cfg.admin_token)
+                    if generated:
+                        out(f"flagstream: generated admin token (stored in "
+                            f"{cfg.data_dir / 'admin-token'}): {token}")
+                    from store.service import StoreConfig, StoreStartError, run_store
+
+                    store_cfg = StoreConfig(
+                        data_dir=cfg.data_dir, admin_bind=cfg.admin_bind, admin_token=token,
+                        bus_address=bus, snapshot_address=snap,
+                        coalesce_window_s=cfg.coalesce_window,
+                    )  # fmt: skip
+                    try:
+                        admin = await nursery.start(run_store, store_cfg)
+                    except StoreStartError as exc:
+                        raise StartError(str(exc)) from None
+                    out(f"flagstream: admin listening on {_url(admin)}")
+                    if cfg.role == "store":
+                        out(f"flagstream: bus publishing on {bus} (snapshots on {snap})")
+                if stream is not None and sdk is not None:
+                    for i in range(cfg.workers):
+                        sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap))
+                        supervisors.append(sup)
+                        await nursery.start(sup.run)
+                    out(f"flagstream: stream listening on {_url(stream)}")
+                    out(f"flagstream: sdk listening on {_url(sdk)}")
+                out(f"flagstream: ready ({cfg.workers if stream else 0} workers)")
+                async for signum in signals:
+                    log.info("received %s; draining", signal.Signals(signum).name)
+                    break
+                async with trio.open_nursery() as stopper:
+                    for sup in supervisors:
+                        stopper.start_soon(sup.terminate, cfg.drain_timeout)
+                nursery.cancel_scope.cancel()
+    finally:
+        for s in reserved:
+            s.close()
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM the worker if the supervisor dies (even kill -9)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def run_node_main(cfg: NodeConfig) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        trio.run(run_node, cfg, out)
+    except StartError as exc:
+        print(f"flagstream: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except BaseExceptionGroup as group:
+        starts, _ = group.split(StartError)
+        if starts is None:
+            raise
+        print(f"flagstream: {_first_leaf(starts)}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,127 @@
+"""Run real flagstream processes for end-to-end tests and talk to their admin API.
+
+Every node binds port 0 on 127.0.0.1 and reports its real ports through the readiness lines
+(the CLI contract of DESIGN.md §4), so tests never collide with each other or with the
+ephemeral port range.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LINE = re.compile(r"^flagstream: (admin|stream|sdk) listening on (http://\S+)$")
+READY = re.compile(r"^flagstream: ready \((\d+) workers\)$")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class NodeProcess:
+    argv: list[str]
+    data_dir: Path
+    token: str = "test-admin-token"
+    urls: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 60.0) -> NodeProcess:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            self.argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                line = line.rstrip("\n")
+                self.output.append(line)
+                if m := LINE.match(line):
+                    self.urls[m.group(1)] = m.group(2)
+                if READY.match(line):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        ready.wait(max(0.0, deadline - time.monotonic()))
+        if self.proc.poll() is not None or not any(READY.match(x) for x in self.output):
+            self.stop()
+            raise RuntimeError("node did not become ready:\n" + "\n".join(self.output[-60:]))
+        return self
+
+    @property
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.urls["admin"], timeout=10.0,
+                            headers={"Authorization": f"Bearer {self.token}"})
+
+    def children(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+
+def serve_argv(data_dir: Path, *, workers: int = 2, token: str = "test-admin-token",
+               extra: list[str] | None = None) -> list[str]:
+    return [
+        sys.executable, "-m", "streamer.cli", "serve",
+        "--data-dir", str(data_dir),
+        "--stream-bind", "127.0.0.1:0", "--sdk-bind", "127.0.0.1:0",
+        "--admin-bind", "127.0.0.1:0",
+        "--workers", str(workers), "--admin-token", token,
+        "--heartbeat-interval", "5",
+        *(extra or []),
+    ]  # fmt: skip
+
+
+def create_env(node: NodeProcess, key: str = "test") -> dict[str, Any]:
+    with node.admin as c:
+        r = c.post("/api/v1/environments", json={"key": key, "name": key.title()})
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+def bool_flag(**over: Any) -> dict[str, Any]:
+    flag: dict[str, Any] = {
+        "on": True, "variations": [False, True], "offVariation": 0,
+        "fallthrough": {"variation": 0}, "targets": [], "rules": [], "prerequisites": [],
+        "salt": "salt",
+    }  # fmt: skip
+    flag.update(over)
+    return flag
+
+
+def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
