@@ -60,7 +60,8 @@ def test_node_sdk_streams_patch_and_delete(node: NodeProcess) -> None:
         try:
             d.expect(10, event="ready")
             d.expect(2, event="value", value=False)
-            admin.patch("/api/v1/environments/test/flags/f1", json={"fallthrough": {"variation": 1}})
+            admin.patch("/api/v1/environments/test/flags/f1",
+                        json={"fallthrough": {"variation": 1}})
             d.expect(1, event="value", value=True)
             admin.delete("/api/v1/environments/test/flags/f1")
             d.expect(1, event="value", value="DEFAULT")
