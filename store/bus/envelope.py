@@ -140,8 +140,8 @@ def _env_from_wire(m: Any) -> EnvironmentInfo:
             sdk_key=_str(m["sdkKey"]),
             mobile_key=_str(m["mobileKey"]),
             client_side_id=_str(m["clientSideId"]),
-            secure_mode=bool(m.get("secureMode", False)),
-            old_keys=tuple((_str(k), int(t)) for k, t in m.get("oldKeys", ())),
+            secure_mode=_bool(m.get("secureMode", False)),
+            old_keys=tuple((_str(k), _int(t)) for k, t in _list(m.get("oldKeys", []))),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"bad environment: {exc!r}") from exc
@@ -150,6 +150,25 @@ def _env_from_wire(m: Any) -> EnvironmentInfo:
 def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise EnvelopeError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _int(v: Any) -> int:
+    # int("5"), int(5.7) and True would all pass a bare int(); the wire form has real ints only.
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise EnvelopeError(f"expected an integer, got {type(v).__name__}")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise EnvelopeError(f"expected a boolean, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise EnvelopeError(f"expected a list, got {type(v).__name__}")
     return v
 
 
@@ -167,9 +186,9 @@ def _items_from_wire(raw: Any) -> tuple[ItemChange, ...]:
         kind, key, version, data = entry
         if kind not in ITEM_KINDS:
             raise EnvelopeError(f"unknown item kind {kind!r}")
-        if not isinstance(version, int) or not (data is None or isinstance(data, bytes)):
-            raise EnvelopeError("bad item version or data")
-        out.append(ItemChange(kind, _str(key), version, data))
+        if not (data is None or isinstance(data, bytes)):
+            raise EnvelopeError("item data is neither bytes nor nil")
+        out.append(ItemChange(kind, _str(key), _int(version), data))
     return tuple(out)
 
 
@@ -190,10 +209,14 @@ def encode(msg: Message) -> bytes:
                 "t": "snap",
                 "seq": seq,
                 "epoch": epoch,
-                "envs": [{"env": _env_to_wire(e.env), "items": _items_to_wire(e.items)} for e in envs],
+                "envs": [
+                    {"env": _env_to_wire(e.env), "items": _items_to_wire(e.items)} for e in envs
+                ],
             }
         case ErrorReply(message):
             wire = {"t": "err", "message": message}
+        case _:
+            raise TypeError(f"not a bus message: {type(msg).__name__}")
     return msgpack.packb(wire, use_bin_type=True)  # type: ignore[no-any-return]
 
 
@@ -208,20 +231,20 @@ def decode(raw: bytes) -> Message:
     try:
         match m.get("t"):
             case "chg":
-                return Change(int(m["seq"]), _str(m["env"]), _items_from_wire(m["items"]))
+                return Change(_int(m["seq"]), _str(m["env"]), _items_from_wire(m["items"]))
             case "env":
-                return EnvChange(int(m["seq"]), _env_from_wire(m["env"]))
+                return EnvChange(_int(m["seq"]), _env_from_wire(m["env"]))
             case "hb":
-                return Heartbeat(int(m["seq"]), _str(m["epoch"]))
+                return Heartbeat(_int(m["seq"]), _str(m["epoch"]))
             case "sreq":
                 env = m.get("env")
                 return SnapshotRequest(None if env is None else _str(env))
             case "snap":
                 envs = tuple(
                     EnvSnapshot(_env_from_wire(e["env"]), _items_from_wire(e["items"]))
-                    for e in m["envs"]
+                    for e in _list(m["envs"])
                 )
-                return Snapshot(int(m["seq"]), _str(m["epoch"]), envs)
+                return Snapshot(_int(m["seq"]), _str(m["epoch"]), envs)
             case "err":
                 return ErrorReply(_str(m["message"]))
             case other:
