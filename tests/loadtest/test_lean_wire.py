@@ -1,0 +1,193 @@
+"""The lean client's pure wire pieces: response head, de-chunking, SSE events, markers."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loadtest.lean_client import (
+    Dechunker,
+    EventSplitter,
+    FastDecoder,
+    HeadParser,
+    ProtocolError,
+    SharedDecoder,
+    build_request,
+    find_mark,
+    mark_value,
+    parse_event,
+)
+from streamer import sse
+
+CHUNKED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def splits(data: bytes) -> list[list[bytes]]:
+    """`data` whole, byte by byte, and cut in two at every position."""
+    out = [[data], [data[i : i + 1] for i in range(len(data))]]
+    out += [[data[:i], data[i:]] for i in range(1, len(data))]
+    return out
+
+
+# -- response head -------------------------------------------------------------------------
+
+HEAD_CASES = [
+    # (raw, status, chunked, rest)
+    (CHUNKED_HEAD + b"5\r\nhello", 200, True, b"5\r\nhello"),
+    (b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 3\r\n\r\nno\n", 401, False, b"no\n"),
+    (b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", 200, False, b""),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n", 200, True, b""),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "chunked", "rest"), HEAD_CASES)
+def test_head_parsed_at_every_split(raw: bytes, status: int, chunked: bool, rest: bytes) -> None:
+    for pieces in splits(raw):
+        parser = HeadParser()
+        heads = [h for h in (parser.feed(p) for p in pieces) if h is not None]
+        assert len(heads) == 1
+        head = heads[0]
+        assert (head.status, head.chunked) == (status, chunked)
+        # bytes after the head that arrived with it, plus those fed later, are the body
+        later = b"".join(pieces)[len(raw) - len(rest) :]
+        assert later.startswith(head.rest)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"SSH-2.0-OpenSSH\r\n\r\n", "bad_status_line"),
+        (b"HTTP/1.1 abc OK\r\n\r\n", "bad_status_line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad_header_line"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 5000, "head_too_large"),
+    ],
+)
+def test_bad_heads_are_refused(raw: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        HeadParser().feed(raw)
+    assert info.value.reason == reason
+
+
+def test_request_carries_headers() -> None:
+    req = build_request("/all", "127.0.0.2", {"Authorization": "sdk-123"})
+    assert req == (
+        b"GET /all HTTP/1.1\r\nHost: 127.0.0.2\r\nAccept: text/event-stream\r\n"
+        b"Authorization: sdk-123\r\n\r\n"
+    )
+
+
+# -- de-chunking ---------------------------------------------------------------------------
+
+BODIES = [
+    [b"event: put\ndata: {}\n\n"],
+    [b"a", b"bc", b"x" * 300],
+    [sse.HEARTBEAT, b"event: patch\ndata: " + b"y" * 5000 + b"\n\n", sse.HEARTBEAT],
+]
+
+
+@pytest.mark.parametrize("frames", BODIES)
+def test_dechunk_at_every_split(frames: list[bytes]) -> None:
+    wire = b"".join(sse.chunk(f) for f in frames)
+    for pieces in splits(wire):
+        d = Dechunker()
+        assert b"".join(d.feed(p) for p in pieces) == b"".join(frames)
+        assert not d.finished
+
+
+def test_dechunk_extensions_and_end_of_body() -> None:
+    d = Dechunker()
+    assert d.feed(b"3;name=v\r\nabc\r\n0\r\n\r\n") == b"abc"
+    assert d.finished
+    assert d.feed(b"ignored after the last chunk") == b""
+
+
+@pytest.mark.parametrize(
+    ("wire", "reason"),
+    [
+        (b"zz\r\nabc\r\n", "bad_chunk_size"),
+        (b"3\r\nabcX\r\n", "missing_chunk_crlf"),
+        (b"1" * 2000, "chunk_size_line_too_long"),
+        (b"-3\r\nabc\r\n", "bad_chunk_size"),
+    ],
+)
+def test_dechunk_refuses_bad_framing(wire: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        Dechunker().feed(wire)
+    assert info.value.reason == reason
+
+
+# -- SSE events ----------------------------------------------------------------------------
+
+EVENT_CASES: list[tuple[bytes, list[tuple[bytes, bytes]]]] = [
+    (b"event: put\ndata: {}\n\n", [(b"put", b"{}")]),
+    (b':\n\n:hb\n\nevent: patch\ndata: {"a":1}\n\n', [(b"patch", b'{"a":1}')]),
+    (b"event: put\r\ndata: x\r\n\r\n", [(b"put", b"x")]),
+    (b"event: put\rdata: x\r\r", [(b"put", b"x")]),
+    (b"data: one\ndata: two\n\n", [(b"message", b"one\ntwo")]),
+    (b"event:patch\ndata:nospace\n\n", [(b"patch", b"nospace")]),
+    (b"event: ping\n\nevent: put\ndata: 1\n\n", [(b"put", b"1")]),  # no data: not dispatched
+    (b"id: 7\nevent: delete\ndata: d\n\n\n\n", [(b"delete", b"d")]),
+    (b"event: patch\ndata: incomplete", []),
+]
+
+
+@pytest.mark.parametrize(("text", "events"), EVENT_CASES)
+def test_events_at_every_split(text: bytes, events: list[tuple[bytes, bytes]]) -> None:
+    for pieces in splits(text):
+        splitter = EventSplitter()
+        got = [parse_event(b) for p in pieces for b in splitter.feed(p)]
+        assert [e for e in got if e is not None] == events
+
+
+def test_event_buffer_is_bounded() -> None:
+    splitter = EventSplitter(max_buffer=100)
+    with pytest.raises(ProtocolError):
+        splitter.feed(b"data: " + b"x" * 200)
+
+
+@given(
+    frames=st.lists(
+        st.sampled_from(
+            [
+                sse.HEARTBEAT,
+                sse.encode_event("put", b'{"path":"/","data":{}}'),
+                sse.encode_event("patch", b'{"path":"/flags/f","data":{"v":"fsmark:1:2:a"}}'),
+                sse.encode_event("delete", b"line1\nline2"),
+                sse.encode_comment(b"keepalive"),
+            ]
+        ),
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+)
+@settings(max_examples=150, deadline=None)
+def test_fast_decoder_agrees_with_shared_decoder(frames: list[bytes], cuts: list[int]) -> None:
+    wire = b"".join(sse.chunk(f) for f in frames)
+    points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
+    pieces = [wire[a:b] for a, b in itertools.pairwise(points)]
+    fast, shared = FastDecoder(chunked=True), SharedDecoder(chunked=True)
+    got_fast = [e for p in pieces for e in fast.feed(p)]
+    got_shared = [e for p in pieces for e in shared.feed(p)]
+    assert got_fast == got_shared
+    assert len(got_fast) == sum(1 for f in frames if f.startswith(b"event:"))
+
+
+# -- markers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "mark"),
+    [
+        (b'{"variations":["fsmark:3:123456789:a","fsmark:3:123456789:b"]}', (3, 123456789)),
+        (b'{"variations":[true,false],"version":4}', None),
+        (b'"fsmark:x:1"', None),
+        (mark_value(12, 98765, "a").encode(), (12, 98765)),
+    ],
+)
+def test_find_mark(data: bytes, mark: tuple[int, int] | None) -> None:
+    assert find_mark(data) == mark
