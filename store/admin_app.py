@@ -1,0 +1,210 @@
+"""The admin HTTP API (DESIGN.md §4), a quart-trio app.
+
+Reads go straight to :class:`~store.db.FlagDB` (WAL readers never wait for the writer);
+every change goes through the :class:`~store.writer.Writer`, which answers only after the
+commit. Bearer-token auth guards every route, including routes added by ``extra_routes``,
+except ``/healthz`` and ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from store.admin_http import (
+    PATCH_TYPES,
+    ApiError,
+    actor,
+    check_key,
+    error_response,
+    json_response,
+    read_json,
+    token_matches,
+    write_error_to_api,
+)
+from store.bus.envelope import EnvironmentInfo, ItemKind
+from store.db import FlagDB
+from store.importer import ImportRejectedError, plan_import
+from store.writer import WriteError, Writer
+
+log = logging.getLogger(__name__)
+
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
+    return {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
+            "mobileKey": env.mobile_key, "clientSideId": env.client_side_id}
+
+
+def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ApiError(400, f"query parameter {name} must be an integer from {lo} to {hi}")
+    return int(raw)
+
+
+def create_admin_app(
+    *,
+    writer: Writer,
+    db: FlagDB,
+    token: str,
+    max_body_bytes: int = 1_048_576,
+    extra_routes: Sequence[Callable[[QuartTrio], None]] = (),
+) -> QuartTrio:
+    """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth."""
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+
+    def require_env(env: str) -> EnvironmentInfo:
+        info = db.get_environment(check_key(env, "environment key"))
+        if info is None:
+            raise ApiError(404, f'environment "{env}" not found')
+        return info
+
+    @app.before_request
+    async def _guard() -> Response | None:
+        if request.path in _OPEN_PATHS:
+            return None
+        if not token_matches(request.headers.get("Authorization"), token):
+            return error_response(401, "missing or invalid bearer token")
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            return error_response(413, f"body is larger than {max_body_bytes} bytes")
+        return None
+
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.details)
+
+    @app.errorhandler(WriteError)
+    async def _write_error(exc: WriteError) -> Response:
+        api = write_error_to_api(exc)
+        return error_response(api.status, api.message, api.details)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        return error_response(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("admin API error on %s %s", request.method, request.path)
+        return error_response(500, "internal error")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            seq = db.latest_seq()
+        except Exception:
+            return error_response(503, "database not readable")
+        return json_response({"status": "ready", "seq": seq})
+
+    @app.post("/api/v1/environments")
+    async def create_env() -> Response:
+        body = await read_json(max_body_bytes)
+        if not isinstance(body, dict):
+            raise ApiError(400, "(root): expected an object")
+        key = body.get("key")
+        if not isinstance(key, str):
+            raise ApiError(400, "key: required string")
+        check_key(key, "environment key")
+        name = body.get("name", key)
+        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+            raise ApiError(400, "name: expected a non-empty string of at most 256 characters")
+        secure = body.get("secureMode", False)
+        if not isinstance(secure, bool):
+            raise ApiError(400, "secureMode: expected boolean")
+        env = await writer.create_environment(key, name, secure_mode=secure, actor=actor())
+        return json_response(_env_json(env), 201)
+
+    @app.get("/api/v1/environments")
+    async def list_envs() -> Response:
+        return json_response({"items": [_env_json(e) for e in db.list_environments()]})
+
+    @app.get("/api/v1/environments/<env>")
+    async def get_env(env: str) -> Response:
+        return json_response(_env_json(require_env(env)))
+
+    @app.get(_ITEM)
+    async def list_items(env: str, kind: str) -> Response:
+        require_env(env)
+        items = db.list_items(env, cast(ItemKind, kind))
+        return json_response(b'{"items":[' + b",".join(i.json for i in items) + b"]}")
+
+    @app.get(f"{_ITEM}/<key>")
+    async def get_item(env: str, kind: str, key: str) -> Response:
+        require_env(env)
+        item = db.get_item(env, cast(ItemKind, kind), check_key(key, "key"))
+        if item is None or item.deleted:
+            raise ApiError(404, f'{kind[:-1]} "{key}" not found in environment "{env}"')
+        return json_response(item.json)
+
+    @app.put(f"{_ITEM}/<key>")
+    async def put_item(env: str, kind: str, key: str) -> Response:
+        require_env(env)
+        check_key(key, "key")
+        body = await read_json(max_body_bytes)
+        result = await writer.put(env, cast(ItemKind, kind), key, body, actor=actor())
+        return json_response(result.item.json, 201 if result.created else 200)
+
+    @app.patch(f"{_ITEM}/<key>")
+    async def patch_item(env: str, kind: str, key: str) -> Response:
+        require_env(env)
+        check_key(key, "key")
+        body = await read_json(max_body_bytes, PATCH_TYPES)
+        result = await writer.patch(env, cast(ItemKind, kind), key, body, actor=actor())
+        return json_response(result.item.json)
+
+    @app.delete(f"{_ITEM}/<key>")
+    async def delete_item(env: str, kind: str, key: str) -> Response:
+        require_env(env)
+        check_key(key, "key")
+        await writer.delete(env, cast(ItemKind, kind), key, actor=actor())
+        return Response(b"", status=204)
+
+    @app.get("/api/v1/environments/<env>/changes")
+    async def changes(env: str) -> Response:
+        require_env(env)
+        limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
+        before = _int_arg("before", None, 1, 2**62)
+        rows = db.history(env, limit=limit + 1, before=before)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return json_response({"items": [r.as_dict() for r in page],
+                              "next": page[-1].seq if more and page else None})
+
+    @app.post("/api/v1/environments/<env>/import")
+    async def import_data(env: str) -> Response:
+        require_env(env)
+        lenient_arg = request.args.get("lenient", "false").lower()
+        if lenient_arg not in ("true", "false", "1", "0"):
+            raise ApiError(400, "query parameter lenient must be true or false")
+        body = await read_json(max_body_bytes)
+        try:
+            plan = plan_import(body, lenient=lenient_arg in ("true", "1"))
+        except ImportRejectedError as exc:
+            raise ApiError(400, f"import refused: {len(exc.errors)} problem(s); "
+                           + "; ".join(exc.errors[:5]), exc.errors[:200]) from None
+        committed = await writer.import_items(env, plan.items, actor=actor())
+        counts = {k: sum(1 for i in plan.items if i.kind == k) for k in ("flags", "segments")}
+        return json_response({"seq": committed.change.seq, **counts,
+                              "invalid": list(plan.accepted_invalid)})
+
+    for register in extra_routes:
+        register(app)
+    return app

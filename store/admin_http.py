@@ -1,0 +1,109 @@
+"""HTTP plumbing of the admin API: the error shape, auth, and reading a JSON body safely.
+
+Every error leaves as ``{"error": {"code": ..., "message": ...}}``. Exceptions are translated
+here once (STYLE.md principle 9): werkzeug's HTTP errors, the writer's refusals and our own
+:class:`ApiError` all become that shape, and bad input never reaches a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from quart import Response, request
+
+from store.validation import is_valid_key
+from store.writer import CommitFailedError, ConflictError, InvalidError, NotFoundError, WriteError
+
+MAX_JSON_DEPTH = 64  # deeper bodies are refused: orjson cannot re-encode past 254 levels
+JSON_TYPES = frozenset({"application/json"})
+PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+
+_CODES = {
+    400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "too_large",
+    415: "unsupported_media_type", 503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(raw, status=status, content_type="application/json")
+
+
+def error_response(status: int, message: str, details: list[str] | None = None) -> Response:
+    err: dict[str, Any] = {"code": _CODES.get(status, "error"), "message": message}
+    if details:
+        err["details"] = details
+    resp = json_response({"error": err}, status)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="flagstream-admin"'
+    return resp
+
+
+def write_error_to_api(exc: WriteError) -> ApiError:
+    status = {NotFoundError: 404, InvalidError: 400, ConflictError: 409,
+              CommitFailedError: 503}.get(type(exc), 400)
+    details = list(exc.errors) if isinstance(exc, InvalidError) else None
+    return ApiError(status, "; ".join(exc.errors), details)
+
+
+def token_matches(header: str | None, token: str) -> bool:
+    """Constant-time check of ``Authorization: Bearer <token>``."""
+    if not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def check_key(value: str, what: str) -> str:
+    if not is_valid_key(value):
+        raise ApiError(400, f"invalid {what} {value[:100]!r}: use 1-256 of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def _depth_ok(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return False
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return True
+
+
+async def read_json(max_bytes: int, allowed: frozenset[str] = JSON_TYPES) -> Any:
+    """The request body as JSON; 415 for another content type, 413 if too big, 400 if bad."""
+    if request.mimetype not in allowed:
+        got = request.mimetype or "none"
+        raise ApiError(415, f"content type must be {' or '.join(sorted(allowed))}, got {got}")
+    raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    if len(raw) > max_bytes:  # also enforced while reading, by MAX_CONTENT_LENGTH
+        raise ApiError(413, f"body is larger than {max_bytes} bytes")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    if not _depth_ok(value):
+        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def actor() -> str:
+    """Who made the change, for the history: ``X-Flagstream-Actor`` or "admin"."""
+    given = request.headers.get("X-Flagstream-Actor", "")
+    return given[:200] if given and given.isprintable() else "admin"

@@ -1,0 +1,287 @@
+"""FlagDB: environments, flags, segments, versions and change history in SQLite.
+
+Theory of operation
+-------------------
+One file, ``DATA_DIR/flagstream.db``, in WAL mode. Exactly one writer (the writer actor)
+calls :meth:`FlagDB.commit`; it runs in a worker thread and uses the single write
+connection under ``_write_lock``. Readers (admin GETs, the snapshot server's worker thread)
+take a connection from a small pool, so a read never waits for a commit: WAL readers see
+the last committed state.
+
+The history table's ``seq`` (AUTOINCREMENT, so never reused even after a crash) is the
+store-wide bus sequence number: one history row per bus message. A single-item change is one
+row; an import is one row for the whole set; an environment creation is one row.
+
+Versions increase strictly per item, also across delete and re-create: a delete leaves a
+tombstone row carrying its version, and the next write continues from it.
+
+Durability: ``synchronous=FULL``. In WAL mode ``NORMAL`` already survives a ``kill -9`` of
+this process (the WAL frames are in the OS page cache when COMMIT returns), but not a power
+loss or kernel crash, which would silently drop writes we acknowledged. ``FULL`` fsyncs the
+WAL on every commit; group commit (many keys per transaction) pays that once per batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from store.bus.envelope import (
+    Change,
+    EnvChange,
+    EnvironmentInfo,
+    EnvSnapshot,
+    ItemChange,
+    ItemKind,
+    Snapshot,
+)
+from store.credentials import new_env_credentials
+from store.records import ChangeRequest, CommittedChange, CommittedItem, HistoryEntry, StoredItem
+
+DB_FILE = "flagstream.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS environments (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL,
+    sdk_key TEXT NOT NULL UNIQUE, mobile_key TEXT NOT NULL UNIQUE,
+    client_side_id TEXT NOT NULL UNIQUE, secure_mode INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    env TEXT NOT NULL REFERENCES environments(key),
+    kind TEXT NOT NULL CHECK (kind IN ('flags', 'segments')),
+    key TEXT NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL, json TEXT NOT NULL,
+    PRIMARY KEY (env, kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, kind TEXT NOT NULL,
+    key TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, before TEXT, after TEXT);
+CREATE INDEX IF NOT EXISTS history_by_env ON history (env, seq);
+"""
+
+_ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
+
+
+class EnvironmentExistsError(Exception):
+    """An environment with this key already exists."""
+
+
+def _env(row: tuple[str, str, str, str, str, int]) -> EnvironmentInfo:
+    return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
+def _tombstone(key: str, version: int) -> bytes:
+    return orjson.dumps({"key": key, "version": version, "deleted": True})
+
+
+class FlagDB:
+    """The store's SQLite database; implements ``store.ports.SnapshotSource``."""
+
+    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = data_dir / DB_FILE
+        self._clock = clock
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._pool: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._wconn = self._connect()
+        self._wconn.execute("PRAGMA journal_mode=WAL")
+        self._wconn.execute("PRAGMA synchronous=FULL")  # see the module docstring
+        self._wconn.execute("PRAGMA foreign_keys=ON")
+        self._wconn.executescript(_SCHEMA)
+        self._wconn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
+        self.epoch: str = self._wconn.execute(
+            "SELECT value FROM meta WHERE name = 'epoch'").fetchone()[0]
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread=False: connections move between trio's worker threads, but each
+        # one is used by one thread at a time (write lock or pool checkout).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")
+        self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+            if conn is None:
+                conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()
+            with self._pool_lock:
+                self._pool.append(conn)
+
+    def close(self) -> None:
+        with self._write_lock, self._pool_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._pool.clear()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def latest_seq(self) -> int:
+        with self._reader() as conn:
+            return _latest_seq(conn)
+
+    def get_environment(self, key: str) -> EnvironmentInfo | None:
+        with self._reader() as conn:
+            row = conn.execute(
+                f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _env(row)
+
+    def list_environments(self) -> list[EnvironmentInfo]:
+        with self._reader() as conn:
+            rows = conn.execute(f"SELECT {_ENV_COLS} FROM environments ORDER BY key").fetchall()
+        return [_env(r) for r in rows]
+
+    def get_item(self, env: str, kind: ItemKind, key: str) -> StoredItem | None:
+        """The item, or its tombstone, or None if it never existed."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT version, deleted, json FROM items WHERE env = ? AND kind = ? AND key = ?",
+                (env, kind, key)).fetchone()
+        return None if row is None else StoredItem(kind, key, row[0], bool(row[1]), row[2].encode())
+
+    def list_items(self, env: str, kind: ItemKind) -> list[StoredItem]:
+        """Live items of one kind, tombstones left out, ordered by key."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT key, version, json FROM items WHERE env = ? AND kind = ? AND NOT deleted"
+                " ORDER BY key", (env, kind)).fetchall()
+        return [StoredItem(kind, r[0], r[1], False, r[2].encode()) for r in rows]
+
+    def history(self, env: str, *, limit: int, before: int | None = None) -> list[HistoryEntry]:
+        """Change history of ``env``, newest first, with ``seq < before`` if given."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT seq, env, kind, key, actor, at_ms, before, after FROM history"
+                " WHERE env = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (env, before if before is not None else 2**63 - 1, limit)).fetchall()
+        return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
+                             None if r[6] is None else r[6].encode(),
+                             None if r[7] is None else r[7].encode()) for r in rows]
+
+    def snapshot(self, env: str | None) -> Snapshot:
+        """Every item (tombstones included) of ``env`` (or all), consistent with one ``seq``."""
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # one read transaction: seq and items agree
+            seq = _latest_seq(conn)
+            if env is None:
+                envs = conn.execute(f"SELECT {_ENV_COLS} FROM environments ORDER BY key").fetchall()
+            else:
+                envs = conn.execute(
+                    f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (env,)).fetchall()
+            out = []
+            for row in envs:
+                items = conn.execute(
+                    "SELECT kind, key, version, deleted, json FROM items WHERE env = ?"
+                    " ORDER BY kind, key", (row[0],)).fetchall()
+                out.append(EnvSnapshot(_env(row), tuple(
+                    ItemChange(k, key, v, None if d else j.encode()) for k, key, v, d, j in items)))
+            conn.execute("COMMIT")
+        return Snapshot(seq, self.epoch, tuple(out))
+
+    # -- writes (only the writer actor calls these) ----------------------------------------
+
+    def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
+                           actor: str = "admin") -> EnvChange:
+        creds = new_env_credentials()
+        info = EnvironmentInfo(key, name, creds.sdk_key, creds.mobile_key,
+                               creds.client_side_id, secure_mode)
+        now_ms = int(self._clock() * 1000)
+        after = orjson.dumps({"key": key, "name": name, "secureMode": secure_mode}).decode()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            if conn.execute("SELECT 1 FROM environments WHERE key = ?", (key,)).fetchone():
+                raise EnvironmentExistsError(key)
+            conn.execute(
+                "INSERT INTO environments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, name, info.sdk_key, info.mobile_key, info.client_side_id,
+                 int(secure_mode), now_ms))
+            seq = _history(conn, key, "environment", key, actor, now_ms, None, after)
+        return EnvChange(seq, info)
+
+    def commit(self, batch: Sequence[ChangeRequest]) -> list[CommittedChange]:
+        """Commit every change of ``batch`` in one transaction (group commit).
+
+        Each change gets the next ``seq`` and each of its items the next version of that
+        item. Returns the bus messages and the stored items, in ``seq`` order.
+        """
+        now_ms = int(self._clock() * 1000)
+        results: list[CommittedChange] = []
+        with self._write_lock, _transaction(self._wconn) as conn:
+            for req in batch:
+                committed: list[CommittedItem] = []
+                befores: list[bytes | None] = []
+                for w in req.items:
+                    row = conn.execute(
+                        "SELECT version, deleted, json FROM items"
+                        " WHERE env = ? AND kind = ? AND key = ?",
+                        (req.env, w.kind, w.key)).fetchone()
+                    version = 1 if row is None else row[0] + 1
+                    live_before = row is not None and not row[1]
+                    befores.append(row[2].encode() if live_before else None)
+                    if w.data is None:
+                        data = _tombstone(w.key, version)
+                    else:
+                        data = orjson.dumps({"key": w.key, "version": version, **w.data})
+                    conn.execute(
+                        "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?)",
+                        (req.env, w.kind, w.key, version, int(w.data is None), data.decode()))
+                    committed.append(CommittedItem(
+                        StoredItem(w.kind, w.key, version, w.data is None, data),
+                        created=not live_before))
+                kind: str
+                if req.label is None and len(req.items) == 1:
+                    kind, key = req.items[0].kind, req.items[0].key
+                    before = befores[0]
+                    after = None if committed[0].stored.deleted else committed[0].stored.json
+                else:
+                    kind, key, before = req.label or "batch", "", None
+                    after = orjson.dumps({
+                        k: {c.stored.key: c.stored.version for c in committed if c.stored.kind == k}
+                        for k in ("flags", "segments")})
+                seq = _history(conn, req.env, kind, key, req.actor, now_ms,
+                               None if before is None else before.decode(),
+                               None if after is None else after.decode())
+                change = Change(seq, req.env, tuple(
+                    ItemChange(c.stored.kind, c.stored.key, c.stored.version,
+                               None if c.stored.deleted else c.stored.json) for c in committed))
+                results.append(CommittedChange(change, tuple(committed)))
+        return results
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+
+
+def _latest_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'history'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _history(conn: sqlite3.Connection, env: str, kind: str, key: str, actor: str, at_ms: int,
+             before: str | None, after: str | None) -> int:
+    cur = conn.execute(
+        "INSERT INTO history (env, kind, key, actor, at_ms, before, after)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", (env, kind, key, actor, at_ms, before, after))
+    assert cur.lastrowid is not None
+    return cur.lastrowid

@@ -1,0 +1,85 @@
+"""The store's own records: what the writer asks FlagDB to commit and what comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from store.bus.envelope import Change, ItemKind
+
+
+@dataclass(frozen=True, slots=True)
+class ItemId:
+    env: str
+    kind: ItemKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWrite:
+    """One item's new state. ``data`` is normalized SDK JSON without ``version``; None deletes."""
+
+    kind: ItemKind
+    key: str
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """Item writes that become one bus :class:`Change` (one ``seq``, one history row).
+
+    A single-item change records that item in the history; an import (``label="import"``)
+    records one row for the whole set.
+    """
+
+    env: str
+    actor: str
+    items: tuple[ItemWrite, ...]
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    kind: ItemKind
+    key: str
+    version: int
+    deleted: bool
+    json: bytes  # the SDK JSON as stored (a tombstone is {"key","version","deleted":true})
+
+    def as_dict(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.json)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedItem:
+    stored: StoredItem
+    created: bool  # the item did not exist (or was a tombstone) before this change
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedChange:
+    change: Change
+    items: tuple[CommittedItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    seq: int
+    env: str
+    kind: str  # "flags", "segments", "environment" or "import"
+    key: str
+    actor: str
+    at_ms: int
+    before: bytes | None
+    after: bytes | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "env": self.env, "kind": self.kind, "key": self.key,
+            "actor": self.actor, "at": self.at_ms,
+            "before": None if self.before is None else orjson.loads(self.before),
+            "after": None if self.after is None else orjson.loads(self.after),
+        }

@@ -1,0 +1,140 @@
+"""Wiring of the store: FlagDB, bus publisher, snapshot server, writer and the admin API.
+
+``run_store`` owns one nursery for all of them and reports the admin API's real (host, port)
+through ``task_status.started`` once every part is listening. Start-up problems (a taken
+port, an unusable data dir, a bus address that cannot be listened on) are raised as
+:class:`StoreStartError` with a message the CLI prints as is.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sqlite3
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from store.admin_app import create_admin_app
+from store.bus.publisher import BusPublisher
+from store.bus.snapshot_server import serve_snapshots
+from store.db import FlagDB
+from store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class StoreStartError(Exception):
+    """The store cannot start; the message says why, for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    data_dir: Path
+    admin_bind: tuple[str, int]
+    admin_token: str
+    bus_address: str
+    snapshot_address: str
+    coalesce_window_s: float = 0.005
+    max_body_bytes: int = 1_048_576
+    # Pre-bound listening sockets from the supervisor; when given, served instead of binding.
+    admin_sockets: list[socket.socket] | None = None
+    heartbeat_interval_s: float = 1.0
+    graceful_timeout_s: float = 5.0
+
+
+def _open_db(data_dir: Path) -> FlagDB:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return FlagDB(data_dir)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreStartError(f"data dir {data_dir} is unusable: {exc}") from None
+
+
+def _bind_admin(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise StoreStartError(f"admin address {host}:{port} is unusable: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        why = "port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+        raise StoreStartError(f"admin address {host}:{port}: {why}") from None
+    return sock
+
+
+async def _start(nursery: trio.Nursery, what: str, fn: Any) -> Any:
+    """``nursery.start(fn)``, with a start-up failure turned into a StoreStartError."""
+    try:
+        return await nursery.start(fn)
+    except (OSError, ValueError) as exc:
+        raise StoreStartError(f"{what}: {exc}") from None
+    except Exception as exc:  # pynng raises its own exception types
+        if type(exc).__module__.startswith("pynng"):
+            raise StoreStartError(f"{what}: {exc}") from None
+        raise
+
+
+async def run_store(
+    config: StoreConfig, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the store until cancelled; ``task_status.started((host, port))`` of the admin API."""
+    db = _open_db(config.data_dir)
+    sockets = config.admin_sockets
+    owned: list[socket.socket] = []
+    try:
+        if sockets is None:
+            sockets = owned = [_bind_admin(*config.admin_bind)]
+        try:
+            async with trio.open_nursery() as nursery:
+                publisher = BusPublisher(config.bus_address, epoch=db.epoch,
+                                         initial_seq=db.latest_seq(),
+                                         heartbeat_interval=config.heartbeat_interval_s)
+                await _start(nursery, f"bus address {config.bus_address}", publisher.run)
+                await _start(nursery, f"snapshot address {config.snapshot_address}",
+                             partial(serve_snapshots, config.snapshot_address, db, epoch=db.epoch))
+                writer = Writer(db, publisher, window_s=config.coalesce_window_s,
+                                shutdown_grace_s=config.graceful_timeout_s)
+                await nursery.start(writer.run)
+                app = create_admin_app(writer=writer, db=db, token=config.admin_token,
+                                       max_body_bytes=config.max_body_bytes)
+                hc = HyperConfig()
+                hc.accesslog = None
+                hc.errorlog = log
+                hc.graceful_timeout = config.graceful_timeout_s
+                await nursery.start(partial(
+                    worker_serve, wrap_app(app, hc.wsgi_max_body_size, None), hc,
+                    sockets=Sockets(secure_sockets=[], insecure_sockets=list(sockets),
+                                    quic_sockets=[])))
+                host, port = sockets[0].getsockname()[:2]
+                task_status.started((host, port))
+        except BaseExceptionGroup as group:
+            start_errors = group.subgroup(StoreStartError)
+            if start_errors is not None:
+                raise _first(start_errors) from None
+            raise
+    finally:
+        for sock in owned:
+            sock.close()
+        db.close()
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,284 @@
+"""The writer actor: the only task that changes the store.
+
+Theory of operation
+-------------------
+Callers (admin API handlers) put a request with a reply ticket into the bounded inbox and
+wait on the ticket. The actor's loop receives requests until the oldest pending coalesced
+change is due, then commits every due change in one SQLite transaction in a worker thread
+(``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``, so the event loop never waits
+for an fsync), answers the tickets (a write is acknowledged only after its commit) and then
+publishes each change in ``seq`` order. An import or an environment creation is committed
+at once; an import first flushes every pending change, so the order of seqs is the order in
+which the writes were accepted.
+
+Because one loop does everything, commits never overlap and the publisher sees seqs in
+order. While a commit runs, new requests wait in the inbox (bounded: a full inbox makes
+callers wait, which is the overflow policy: back-pressure on the admin API).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from store.bus.envelope import EnvironmentInfo, ItemKind
+from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp
+from store.db import EnvironmentExistsError, FlagDB
+from store.ports import ChangePublisher
+from store.records import ChangeRequest, CommittedChange, ItemId, ItemWrite, StoredItem
+
+log = logging.getLogger(__name__)
+
+
+class WriteError(Exception):
+    """A write the store refused; ``errors`` are messages for the caller."""
+
+    def __init__(self, *errors: str) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+class NotFoundError(WriteError):
+    pass
+
+
+class InvalidError(WriteError):
+    pass
+
+
+class ConflictError(WriteError):
+    pass
+
+
+class CommitFailedError(WriteError):
+    """The database refused the commit (disk full, I/O error); nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    item: StoredItem
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    writes: int  # writes accepted into the coalescer
+    commits: int  # SQLite transactions
+    publishes: int  # bus messages handed to the publisher
+    pending: int
+
+
+class _Ticket:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: WriteError | None = None
+
+    def resolve(self, value: Any = None, error: WriteError | None = None) -> None:
+        self.value, self.error = value, error
+        self.done.set()
+
+    async def wait(self) -> Any:
+        await self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemRequest:
+    op: WriteOp
+    ticket: _Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class _ImportRequest:
+    change: ChangeRequest
+    ticket: _Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvRequest:
+    key: str
+    name: str
+    secure_mode: bool
+    actor: str
+    ticket: _Ticket
+
+
+_Request = _ItemRequest | _ImportRequest | _EnvRequest
+
+
+class Writer:
+    def __init__(self, db: FlagDB, publisher: ChangePublisher, *, window_s: float = 0.005,
+                 inbox_size: int = 4096, shutdown_grace_s: float = 5.0) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._coalescer: Coalescer[_Ticket] = Coalescer(window_s)
+        self._send, self._recv = trio.open_memory_channel[_Request](inbox_size)
+        self._limiter = trio.CapacityLimiter(1)
+        self._known_envs: set[str] = set()
+        self._shutdown_grace_s = shutdown_grace_s
+        self._writes = self._commits = self._publishes = 0
+
+    def statistics(self) -> WriterStatistics:
+        return WriterStatistics(self._writes, self._commits, self._publishes, len(self._coalescer))
+
+    # -- the caller's side --------------------------------------------------------------
+
+    async def put(self, env: str, kind: ItemKind, key: str, body: Any, *,
+                  actor: str = "admin") -> WriteResult:
+        return await self._item(WriteOp(ItemId(env, kind, key), OpKind.PUT, body, actor))
+
+    async def patch(self, env: str, kind: ItemKind, key: str, patch: Any, *,
+                    actor: str = "admin") -> WriteResult:
+        return await self._item(WriteOp(ItemId(env, kind, key), OpKind.PATCH, patch, actor))
+
+    async def delete(self, env: str, kind: ItemKind, key: str, *,
+                     actor: str = "admin") -> WriteResult:
+        return await self._item(WriteOp(ItemId(env, kind, key), OpKind.DELETE, None, actor))
+
+    async def import_items(self, env: str, items: Sequence[ItemWrite], *,
+                           actor: str = "admin") -> CommittedChange:
+        """Commit ``items`` (already normalized) as one change; see ``store.importer``."""
+        ticket = _Ticket()
+        change = ChangeRequest(env, actor, tuple(items), label="import")
+        await self._send.send(_ImportRequest(change, ticket))
+        result: CommittedChange = await ticket.wait()
+        return result
+
+    async def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
+                                 actor: str = "admin") -> EnvironmentInfo:
+        ticket = _Ticket()
+        await self._send.send(_EnvRequest(key, name, secure_mode, actor, ticket))
+        result: EnvironmentInfo = await ticket.wait()
+        return result
+
+    async def _item(self, op: WriteOp) -> WriteResult:
+        ticket = _Ticket()
+        await self._send.send(_ItemRequest(op, ticket))
+        result: WriteResult = await ticket.wait()
+        return result
+
+    # -- the actor ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                request: _Request | None = None
+                with trio.move_on_at(self._coalescer.next_due()):
+                    request = await self._recv.receive()
+                if request is None:
+                    await self._commit(self._coalescer.take_due(trio.current_time()))
+                else:
+                    await self._handle(request)
+        finally:
+            # Shut down by deadline: commit what was accepted, within a grace period.
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self._shutdown_grace_s
+                await self._commit(self._coalescer.take_all())
+
+    async def _handle(self, request: _Request) -> None:
+        match request:
+            case _ItemRequest(op, ticket):
+                if not self._env_exists(op.item.env):
+                    ticket.resolve(error=NotFoundError(f'environment "{op.item.env}" not found'))
+                    return
+                rejected = self._coalescer.submit(op, ticket, trio.current_time(), self._current)
+                if rejected is not None:
+                    ticket.resolve(error=_rejection_error(rejected))
+                else:
+                    self._writes += 1
+            case _ImportRequest(change, ticket):
+                if not self._env_exists(change.env):
+                    ticket.resolve(error=NotFoundError(f'environment "{change.env}" not found'))
+                    return
+                await self._commit(self._coalescer.take_all(), (change, ticket))
+            case _EnvRequest(key, name, secure_mode, actor, ticket):
+                await self._create_env(key, name, secure_mode, actor, ticket)
+
+    def _env_exists(self, env: str) -> bool:
+        # Environments are created only here and never deleted, so a positive answer is cached.
+        if env not in self._known_envs and self._db.get_environment(env) is not None:
+            self._known_envs.add(env)
+        return env in self._known_envs
+
+    def _current(self, item: ItemId) -> dict[str, Any] | None:
+        # A primary-key read of the live row (tens of µs), on the event loop on purpose: no
+        # commit can be in flight while the loop runs, and a thread hop would cost more.
+        stored = self._db.get_item(item.env, item.kind, item.key)
+        return None if stored is None or stored.deleted else stored.as_dict()
+
+    async def _commit(self, dues: list[Due[_Ticket]],
+                      extra: tuple[ChangeRequest, _Ticket] | None = None) -> None:
+        if not dues and extra is None:
+            return
+        batch = [ChangeRequest(d.item.env, d.actor, (ItemWrite(d.item.kind, d.item.key, d.value),))
+                 for d in dues]
+        if extra is not None:
+            batch.append(extra[0])
+        try:
+            results = await trio.to_thread.run_sync(self._db.commit, batch, limiter=self._limiter)
+        except Exception as exc:  # sqlite3 errors: disk full, I/O error, locked database
+            log.exception("commit of %d changes failed", len(batch))
+            error = CommitFailedError(f"the store could not commit the write: {exc}")
+            for d in dues:
+                for ticket in d.tokens:
+                    ticket.resolve(error=error)
+            if extra is not None:
+                extra[1].resolve(error=error)
+            return
+        self._commits += 1
+        for d, committed in zip(dues, results, strict=False):
+            result = WriteResult(committed.items[0].stored, committed.items[0].created)
+            for ticket in d.tokens:
+                ticket.resolve(result)
+        if extra is not None:
+            extra[1].resolve(results[-1])
+        for committed in results:
+            await self._publish(committed.change)
+
+    async def _create_env(self, key: str, name: str, secure_mode: bool, actor: str,
+                          ticket: _Ticket) -> None:
+        try:
+            msg = await trio.to_thread.run_sync(
+                lambda: self._db.create_environment(key, name, secure_mode=secure_mode,
+                                                    actor=actor),
+                limiter=self._limiter)
+        except EnvironmentExistsError:
+            ticket.resolve(error=ConflictError(f'environment "{key}" already exists'))
+            return
+        except Exception as exc:
+            log.exception("creating environment %r failed", key)
+            ticket.resolve(error=CommitFailedError(f"the store could not commit the write: {exc}"))
+            return
+        self._commits += 1
+        self._known_envs.add(key)
+        ticket.resolve(msg.env)
+        await self._publish(msg)
+
+    async def _publish(self, msg: Any) -> None:
+        try:
+            await self._publisher.publish(msg)
+        except trio.Cancelled:
+            raise
+        except Exception:
+            # The change is committed; subscribers notice the missing seq from the next
+            # heartbeat and fetch a snapshot, so a failed publish delays, never loses, it.
+            log.exception("publishing seq %s failed", getattr(msg, "seq", "?"))
+            return
+        self._publishes += 1
+
+
+def _rejection_error(rejected: Rejected) -> WriteError:
+    if rejected.reason is RejectReason.NOT_FOUND:
+        return NotFoundError(*rejected.errors)
+    return InvalidError(*rejected.errors)
+
