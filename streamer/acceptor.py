@@ -1,0 +1,136 @@
+"""The stream listener's accept loop, and the worker's garbage-collector policy.
+
+Theory of operation
+-------------------
+The listening socket is a plain non-blocking stdlib socket (from :mod:`streamer.reuseport`).
+:class:`Acceptor` waits for it to become readable with ``trio.lowlevel.wait_readable`` and then
+calls ``accept()`` until ``EAGAIN`` (at most ``batch`` per wakeup, so handshakes get their turn),
+handing each new socket to a :class:`~streamer.client_actor.ClientActor` started in the
+acceptor's own nursery, which therefore owns every connection of the listener. Sockets stay
+stdlib sockets for their whole life: trio's public ``wait_readable``/``wait_writable`` accept
+them, and the environment actor's fan-out can call their C ``send()`` directly, with no wrapper
+object in between (the cheapest correct way to reach the raw socket; no private attribute).
+
+When the process runs out of file descriptors or memory, accept fails with one of
+:data:`ACCEPT_CAPACITY_ERRNOS`; the loop logs that once per episode and backs off 100 ms
+(as ``trio.serve_listeners`` does) instead of spinning.
+
+GC policy (:class:`GcPolicy`): the young-generation threshold is raised so connection bursts
+trigger fewer collections, and after each burst of new connections the surviving objects are
+moved to the permanent generation (``gc.freeze()``), so later collections do not walk tens of
+thousands of long-lived connection objects. The fan-out loop itself runs with the collector
+disabled (see :mod:`streamer.env_actor`). Cycles that become garbage after being frozen are only
+reclaimed by the periodic maintenance pass (unfreeze, collect, freeze; default every 10 min).
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+import socket
+import time
+
+import trio
+
+from streamer.client_actor import ClientActor, ClientLimits, StreamCounters, StreamDirectory
+
+log = logging.getLogger(__name__)
+
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+class GcPolicy:
+    def __init__(
+        self,
+        *,
+        freeze_after: int = 500,
+        gen0_threshold: int = 20_000,
+        maintenance_interval: float = 600.0,
+    ) -> None:
+        self._freeze_after = freeze_after
+        self._gen0_threshold = gen0_threshold
+        self._maintenance_interval = maintenance_interval
+        self._since_freeze = 0
+        self.freezes = 0
+        self.maintenance_passes = 0
+
+    def install(self) -> None:
+        _, gen1, gen2 = gc.get_threshold()
+        gc.set_threshold(self._gen0_threshold, gen1, gen2)
+
+    def after_accepts(self, count: int, *, drained: bool) -> None:
+        """Freeze once a burst of at least ``freeze_after`` connections has been taken in."""
+        self._since_freeze += count
+        if drained and self._since_freeze >= self._freeze_after:
+            gc.freeze()
+            self.freezes += 1
+            self._since_freeze = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(self._maintenance_interval)
+            started = time.perf_counter()
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+            self.maintenance_passes += 1
+            log.info("gc maintenance: %d unreachable objects, %.1f ms",
+                     found, (time.perf_counter() - started) * 1000)
+
+
+class Acceptor:
+    def __init__(
+        self,
+        listener: socket.socket,
+        directory: StreamDirectory,
+        counters: StreamCounters,
+        limits: ClientLimits | None = None,
+        *,
+        gc_policy: GcPolicy | None = None,
+        batch: int = 256,
+    ) -> None:
+        self._listener = listener
+        self._directory = directory
+        self._counters = counters
+        self._limits = limits or ClientLimits()
+        self._gc = gc_policy
+        self._batch = batch
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept until cancelled; cancelling also ends every connection it accepted."""
+        listener = self._listener
+        listener.setblocking(False)
+        capacity_episode = False
+        async with trio.open_nursery() as connections:
+            task_status.started(listener.getsockname()[:2])
+            while True:
+                await trio.lowlevel.wait_readable(listener)
+                taken = 0
+                drained = False
+                while taken < self._batch:
+                    try:
+                        sock, _ = listener.accept()
+                    except BlockingIOError:
+                        drained = True
+                        break
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                            raise
+                        if not capacity_episode:
+                            log.error("accept failed (%s); backing off", errno.errorcode[exc.errno])
+                            capacity_episode = True
+                        await trio.sleep(0.1)
+                        break
+                    capacity_episode = False
+                    sock.setblocking(False)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    actor = ClientActor(sock, self._directory, self._counters, self._limits)
+                    connections.start_soon(actor.run)
+                    taken += 1
+                self._counters.accepted += taken
+                if self._gc is not None:
+                    self._gc.after_accepts(taken, drained=drained)

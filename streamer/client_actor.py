@@ -1,0 +1,386 @@
+"""One SSE connection: handshake, lifetime, disconnect detection and the slow path.
+
+Theory of operation
+-------------------
+The acceptor hands every accepted stdlib socket (non-blocking) to a :class:`ClientActor`. The
+actor reads the request head (size limit, deadline), routes it, waits while the worker has no
+data yet, finds the environment and creates the :class:`Conn` record, then *attaches* it to the
+environment actor, which sends the response head and the ``put`` and from then on writes every
+frame straight to ``conn.sock`` in its fan-out loop. This actor is not woken on that path.
+
+The :class:`Conn` is the only thing the two actors share, and it works like a channel:
+
+* ``state`` FAST: the environment actor may ``send()`` directly.
+* ``state`` SLOW: a send would have blocked. The environment actor stores the unsent remainder
+  and later frames in ``conn.mailbox`` (bounded, coalescing, see :class:`Mailbox`) and sets
+  ``conn.wake``; this actor's pump drains the mailbox as the socket becomes writable and sets
+  FAST again once it is empty, so per-client order is kept.
+* ``state`` CLOSED: set by this actor on exit; the environment actor drops the record lazily.
+
+A connection is a race in one nursery: the peer watcher (``recv() == b""`` means closed) and
+the pump; the first to finish cancels the other, and the scope's deadline is the optional max
+connection age. The environment actor can end the race too (``Conn.request_close``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from streamer.http_head import (
+    ErrorAnswer,
+    HeadError,
+    HeadReader,
+    StreamKind,
+    StreamRoute,
+    error_response,
+    route_stream,
+)
+from streamer.sse import END_OF_BODY
+
+FAST, SLOW, CLOSED = 0, 1, 2
+PUT_KEY = ("", "put")
+HEARTBEAT_KEY = ("", "heartbeat")
+
+
+class Mailbox:
+    """A slow client's backlog (pure): the unsent remainder of one frame, then queued frames.
+
+    Frames are queued under a coalescing key ((kind, key) for an item, :data:`PUT_KEY`,
+    :data:`HEARTBEAT_KEY`); a newer frame for a key replaces the older one and moves to the
+    end. That reordering is safe because items are independent and versioned. A ``put``
+    replaces the whole queue. The bound counts queued frames other than the put (whose bytes
+    are shared with every other client): :meth:`push` returns False once it is exceeded, and
+    the caller applies the overflow policy (a fresh put, or a disconnect).
+    """
+
+    __slots__ = ("_bytes", "_queue", "inflight", "max_bytes", "max_items")
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.inflight: memoryview | None = None
+        self._queue: dict[tuple[str, str], bytes] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._queue) + (self.inflight is not None)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def has_queued_put(self) -> bool:
+        return PUT_KEY in self._queue
+
+    def set_inflight(self, remainder: bytes | memoryview) -> None:
+        self.inflight = memoryview(remainder) if remainder else None
+
+    def push(self, key: tuple[str, str], frame: bytes) -> bool:
+        old = self._queue.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old)
+        self._queue[key] = frame
+        self._bytes += len(frame)
+        items = len(self._queue) - (PUT_KEY in self._queue)
+        return items <= self.max_items and self._bytes <= self.max_bytes
+
+    def push_heartbeat(self, frame: bytes) -> None:
+        if not self._queue and self.inflight is None:
+            self._queue[HEARTBEAT_KEY] = frame  # any queued frame already keeps the link alive
+
+    def reset_to_put(self, put_frame: bytes) -> None:
+        self._queue.clear()
+        self._queue[PUT_KEY] = put_frame
+        self._bytes = 0
+
+    def next_chunk(self) -> memoryview | None:
+        if self.inflight is None and self._queue:
+            key = next(iter(self._queue))
+            frame = self._queue.pop(key)
+            if key != PUT_KEY:
+                self._bytes -= len(frame)
+            self.inflight = memoryview(frame)
+        return self.inflight
+
+    def consumed(self, sent: int) -> None:
+        assert self.inflight is not None
+        rest = self.inflight[sent:]
+        self.inflight = rest if len(rest) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatistics:
+    connections: dict[tuple[str, str], int]  # open streams by (environment, kind)
+    new_connections: dict[tuple[str, str], int]  # cumulative
+    disconnects: dict[str, int]  # by reason
+    rejected: dict[int, int]  # error answers by status
+    accepted: int
+    slow_entries: int
+    slow_resyncs: int
+    fanouts: int
+    fanout_sends: int  # sum of the clients reached by every fan-out
+    fanout_wall_ns: int
+    fanout_cpu_ns: int
+    fanout_max_wall_ns: int
+    heartbeats: int
+
+
+class StreamCounters:
+    """The worker's stream counters; every actor of one worker adds to the same instance."""
+
+    def __init__(self) -> None:
+        self.connections: dict[tuple[str, str], int] = {}
+        self.new_connections: dict[tuple[str, str], int] = {}
+        self.disconnects: dict[str, int] = {}
+        self.rejects: dict[int, int] = {}
+        self.accepted = 0
+        self.slow_entries = 0
+        self.slow_resyncs = 0
+        self.fanouts = 0
+        self.fanout_sends = 0
+        self.fanout_wall_ns = 0
+        self.fanout_cpu_ns = 0
+        self.fanout_max_wall_ns = 0
+        self.heartbeats = 0
+
+    def opened(self, env: str, kind: str) -> None:
+        k = (env, kind)
+        self.connections[k] = self.connections.get(k, 0) + 1
+        self.new_connections[k] = self.new_connections.get(k, 0) + 1
+
+    def closed(self, env: str, kind: str, reason: str) -> None:
+        k = (env, kind)
+        self.connections[k] = self.connections.get(k, 0) - 1
+        self.disconnects[reason] = self.disconnects.get(reason, 0) + 1
+
+    def rejected(self, status: int) -> None:
+        self.rejects[status] = self.rejects.get(status, 0) + 1
+
+    def fanned_out(self, clients: int, wall_ns: int, cpu_ns: int) -> None:
+        self.fanouts += 1
+        self.fanout_sends += clients
+        self.fanout_wall_ns += wall_ns
+        self.fanout_cpu_ns += cpu_ns
+        self.fanout_max_wall_ns = max(self.fanout_max_wall_ns, wall_ns)
+
+    def statistics(self) -> StreamStatistics:
+        return StreamStatistics(
+            dict(self.connections), dict(self.new_connections), dict(self.disconnects),
+            dict(self.rejects), self.accepted, self.slow_entries, self.slow_resyncs,
+            self.fanouts, self.fanout_sends, self.fanout_wall_ns, self.fanout_cpu_ns,
+            self.fanout_max_wall_ns, self.heartbeats,
+        )
+
+
+class Conn:
+    """The record of one attached stream, shared by its client actor and environment actor."""
+
+    __slots__ = ("close_reason", "env_key", "kind", "mailbox", "scope", "sock", "state", "wake")
+
+    def __init__(
+        self, sock: socket.socket, kind: StreamKind, env_key: str, mailbox: Mailbox
+    ) -> None:
+        self.sock = sock
+        self.kind = kind
+        self.env_key = env_key
+        self.mailbox = mailbox
+        self.state = FAST
+        self.wake = trio.Event()
+        self.scope: trio.CancelScope | None = None
+        self.close_reason: str | None = None
+
+    def enter_slow(self) -> None:
+        self.state = SLOW
+        self.wake.set()
+
+    def request_close(self, reason: str) -> None:
+        """Ask the client actor to end the connection (called by the environment actor)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class EnvLink(Protocol):
+    env_key: str
+
+    async def attach(self, conn: Conn) -> None: ...
+
+
+class StreamDirectory(Protocol):
+    @property
+    def loaded(self) -> bool: ...
+
+    async def wait_loaded(self) -> None: ...
+
+    def stream_target(self, credential: str) -> EnvLink | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    header_timeout: float = 10.0  # seconds to receive a complete request head
+    max_head_bytes: int = 16 * 1024
+    unloaded_hold: float = 60.0  # how long a stream waits for the worker's first data; then 503
+    max_age: float | None = None  # optional max connection age (seconds), jittered down by 25 %
+    stall_timeout: float = 60.0  # a slow client whose socket takes no byte this long is dropped
+    mailbox_items: int = 256
+    mailbox_bytes: int = 4 * 1024 * 1024
+
+
+class ClientActor:
+    def __init__(
+        self,
+        sock: socket.socket,
+        directory: StreamDirectory,
+        counters: StreamCounters,
+        limits: ClientLimits,
+    ) -> None:
+        self._sock = sock
+        self._directory = directory
+        self._counters = counters
+        self._limits = limits
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        sock = self._sock
+        try:
+            route = await self._read_route()
+            if isinstance(route, ErrorAnswer):
+                self._counters.rejected(route.status)
+                await self._answer(route)
+                return
+            if route is None:
+                return
+            await self._serve(route)
+        finally:
+            sock.close()
+
+    async def _read_route(self) -> StreamRoute | ErrorAnswer | None:
+        reader = HeadReader(max_head_bytes=self._limits.max_head_bytes)
+        sock = self._sock
+        received = False
+        with trio.move_on_after(self._limits.header_timeout):
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                except OSError:
+                    return None
+                if not data and not received:
+                    return None  # connected and left without a request
+                received = True
+                try:
+                    head = reader.feed(data)
+                except HeadError as exc:
+                    return exc.answer
+                if head is not None:
+                    return route_stream(head)
+        return ErrorAnswer(408, "request head not received in time")
+
+    async def _serve(self, route: StreamRoute) -> None:
+        directory, limits = self._directory, self._limits
+        if not directory.loaded:
+            with trio.move_on_after(limits.unloaded_hold):
+                await directory.wait_loaded()
+            if not directory.loaded:
+                self._counters.rejected(503)
+                await self._answer(ErrorAnswer(503, "no flag data yet"), retry_after=5)
+                return
+        link = directory.stream_target(route.credential)
+        if link is None:
+            self._counters.rejected(401)
+            await self._answer(ErrorAnswer(401, "unknown SDK key"))
+            return
+        conn = Conn(self._sock, route.kind, link.env_key,
+                    Mailbox(limits.mailbox_items, limits.mailbox_bytes))
+        self._counters.opened(conn.env_key, conn.kind.value)
+        reason = "shutdown"
+        try:
+            with trio.CancelScope() as scope:
+                conn.scope = scope
+                if limits.max_age is not None:
+                    scope.deadline = trio.current_time() + limits.max_age * (
+                        1.0 - 0.25 * random.random()
+                    )
+                try:
+                    await link.attach(conn)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    conn.close_reason = "env_removed"
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._watch_peer, conn)
+                    nursery.start_soon(self._pump, conn)
+            if conn.close_reason is None and scope.cancelled_caught:
+                conn.close_reason = "max_age"
+                if conn.state == FAST:
+                    with contextlib.suppress(OSError):
+                        self._sock.send(END_OF_BODY)  # a clean end; the SDK reconnects
+        finally:
+            conn.state = CLOSED
+            reason = conn.close_reason or reason
+            self._counters.closed(conn.env_key, conn.kind.value, reason)
+
+    async def _watch_peer(self, conn: Conn) -> None:
+        sock = conn.sock
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(4096)  # anything a client sends on a stream is ignored
+            except BlockingIOError:
+                continue
+            except OSError:
+                conn.request_close("reset")
+                return
+            if not data:
+                conn.request_close("client_closed")
+                return
+
+    async def _pump(self, conn: Conn) -> None:
+        """The slow path: drain the mailbox whenever the environment actor fills it."""
+        sock, mailbox = conn.sock, conn.mailbox
+        while True:
+            await conn.wake.wait()
+            conn.wake = trio.Event()
+            while (view := mailbox.next_chunk()) is not None:
+                try:
+                    sent = sock.send(view)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    conn.request_close("reset")
+                    return
+                if sent:
+                    mailbox.consumed(sent)
+                    continue
+                with trio.move_on_after(self._limits.stall_timeout) as stall:
+                    await trio.lowlevel.wait_writable(sock)
+                if stall.cancelled_caught:
+                    conn.request_close("slow_client")
+                    return
+            conn.state = FAST
+
+    async def _answer(self, answer: ErrorAnswer, *, retry_after: int | None = None) -> None:
+        data = memoryview(error_response(answer, retry_after=retry_after))
+        sock = self._sock
+        with trio.move_on_after(5.0):
+            while data:
+                try:
+                    data = data[sock.send(data):]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+                except OSError:
+                    return
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                sock.recv(65536)  # drop what is left, so close() sends FIN rather than RST
+            except OSError:
+                pass

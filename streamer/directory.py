@@ -1,0 +1,185 @@
+"""The worker's directory: environment actors by key, and the credential index.
+
+Theory of operation
+-------------------
+The directory implements :class:`streamer.ports.ChangeSink`: the bus subscriber hands it
+snapshots and changes in order, and it routes each to the environment's actor (creating one
+on first sight, stopping it when a full snapshot no longer names the environment). It keeps
+the credential index (SDK key, mobile key, client-side ID, and rotated keys until they expire)
+that the stream acceptor, the polling app and the ingest package use.
+
+``loaded`` becomes true when the first snapshot has been applied: before that, polls get 503
+and streams wait. ``ready`` additionally asks an optional probe (the worker passes "the bus
+subscriber is synced").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
+from streamer.client_actor import StreamCounters, StreamStatistics
+from streamer.env_actor import Apply, Close, EnvActor, Replace
+from streamer.envstate import EnvView
+from streamer.http_head import sdk_credential
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryStatistics:
+    environments: int
+    loaded: bool
+    streams: StreamStatistics
+
+
+class Directory:
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float = 20.0,
+        counters: StreamCounters | None = None,
+        wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        if not 0 < heartbeat_interval < 60:
+            raise ValueError("heartbeat_interval must be between 0 and 60 seconds")
+        self.heartbeat_interval = heartbeat_interval
+        self.counters = counters if counters is not None else StreamCounters()
+        self._wall_clock_ms = wall_clock_ms
+        self._actors: dict[str, EnvActor] = {}
+        self._envs: dict[str, EnvironmentInfo] = {}
+        self._by_sdk: dict[str, str] = {}
+        self._by_mobile: dict[str, str] = {}
+        self._by_client_id: dict[str, str] = {}
+        self._old: dict[str, tuple[str, int]] = {}  # rotated credential -> (env, expires_at_ms)
+        self._loaded = trio.Event()
+        self._probe: Callable[[], bool] = lambda: True
+        self._nursery: trio.Nursery | None = None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Directory] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Owns the environment actors; runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    # -- ChangeSink ------------------------------------------------------------------------
+
+    async def apply_change(self, msg: Change | EnvChange) -> None:
+        match msg:
+            case Change(_, env, items):
+                actor = await self._ensure(env)
+                await actor.send(Apply(items))
+            case EnvChange(_, info):
+                self._index(info)
+                await self._ensure(info.key)
+
+    async def apply_snapshot(self, snapshot: Snapshot, *, full: bool) -> None:
+        named = set()
+        for env_snap in snapshot.envs:
+            key = env_snap.env.key
+            named.add(key)
+            self._index(env_snap.env)
+            actor = await self._ensure(key)
+            await actor.send(Replace(env_snap.items))
+        if full:
+            for key in [k for k in self._actors if k not in named]:
+                await self._remove(key)
+        self._loaded.set()
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
+
+    def set_readiness_probe(self, probe: Callable[[], bool]) -> None:
+        self._probe = probe
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded and self._probe()
+
+    def env_key_for_sdk_key(self, credential: str) -> str | None:
+        """The environment of an SDK key (raw or ``api_key `` prefixed), or None."""
+        return self._lookup(self._by_sdk, credential)
+
+    def env_key_for_mobile_key(self, credential: str) -> str | None:
+        return self._lookup(self._by_mobile, credential)
+
+    def env_key_for_client_side_id(self, client_side_id: str) -> str | None:
+        return self._by_client_id.get(client_side_id.strip())
+
+    def environment(self, env_key: str) -> EnvironmentInfo | None:
+        return self._envs.get(env_key)
+
+    def stream_target(self, credential: str) -> EnvActor | None:
+        """The environment actor a stream with this SDK key attaches to."""
+        env = self.env_key_for_sdk_key(credential)
+        return None if env is None else self._actors.get(env)
+
+    def view(self, env_key: str) -> EnvView | None:
+        """The current data of an environment (read-only), for polling."""
+        actor = self._actors.get(env_key)
+        return None if actor is None else actor.view()
+
+    def statistics(self) -> DirectoryStatistics:
+        return DirectoryStatistics(len(self._actors), self.loaded, self.counters.statistics())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _lookup(self, index: dict[str, str], credential: str) -> str | None:
+        cred = sdk_credential(credential)
+        if cred is None:
+            return None
+        env = index.get(cred)
+        if env is not None:
+            return env
+        old = self._old.get(cred)
+        if old is not None and old[1] > self._wall_clock_ms():
+            return old[0]
+        return None
+
+    def _index(self, info: EnvironmentInfo) -> None:
+        self._unindex(info.key)
+        self._envs[info.key] = info
+        self._by_sdk[info.sdk_key] = info.key
+        self._by_mobile[info.mobile_key] = info.key
+        self._by_client_id[info.client_side_id] = info.key
+        for cred, expires_at_ms in info.old_keys:
+            self._old[cred] = (info.key, expires_at_ms)
+
+    def _unindex(self, env_key: str) -> None:
+        old = self._envs.pop(env_key, None)
+        if old is None:
+            return
+        for index, cred in ((self._by_sdk, old.sdk_key), (self._by_mobile, old.mobile_key),
+                            (self._by_client_id, old.client_side_id)):
+            if index.get(cred) == env_key:
+                del index[cred]
+        for cred, _ in old.old_keys:
+            if self._old.get(cred, ("",))[0] == env_key:
+                del self._old[cred]
+
+    async def _ensure(self, env_key: str) -> EnvActor:
+        actor = self._actors.get(env_key)
+        if actor is None:
+            if self._nursery is None:
+                raise RuntimeError("Directory.run() is not running")
+            actor = EnvActor(env_key, self.counters, heartbeat_interval=self.heartbeat_interval)
+            self._actors[env_key] = actor  # before the await, so a concurrent call finds it
+            await self._nursery.start(actor.run)
+        return actor
+
+    async def _remove(self, env_key: str) -> None:
+        self._unindex(env_key)
+        actor = self._actors.pop(env_key, None)
+        if actor is not None:
+            await actor.send(Close("env_removed"))

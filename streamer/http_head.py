@@ -1,0 +1,169 @@
+"""HTTP/1.1 request heads for the stream listener: parse, route, answer (sans-IO).
+
+Theory of operation
+-------------------
+The stream listener reads exactly one request per connection. :class:`HeadReader` feeds the
+received bytes to an h11 server connection until h11 yields the ``Request`` (the head), and
+enforces a size limit (h11's ``max_incomplete_event_size``), so a client can neither send an
+endless head nor a malformed one without getting a 4xx. :func:`route_stream` then maps the head
+to a :class:`StreamRoute` (which stream, which credential) or an :class:`ErrorAnswer`, and
+:func:`error_response` renders an error as a complete ``Connection: close`` response. The
+success head is the constant :data:`STREAM_RESPONSE_HEAD`: built once, sent as bytes.
+Timeouts and sockets belong to the caller (:mod:`streamer.client_actor`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import h11
+
+DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+
+STREAM_RESPONSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache, no-store, must-revalidate\r\n"
+    b"Connection: keep-alive\r\n"
+    b"Access-Control-Allow-Origin: *\r\n"
+    b"X-Accel-Buffering: no\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    method: str
+    target: str
+    http_version: str
+    headers: tuple[tuple[str, str], ...]  # names lower-cased, in arrival order
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    status: int
+    message: str
+    allow: str | None = None  # the Allow header of a 405
+
+
+class HeadError(Exception):
+    """The request head is malformed or too large."""
+
+    def __init__(self, answer: ErrorAnswer) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+
+
+class HeadReader:
+    """Accumulates bytes until a complete request head has arrived."""
+
+    def __init__(self, *, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+
+    def feed(self, data: bytes) -> RequestHead | None:
+        """Feed received bytes (``b""`` at EOF); the head once complete, else None.
+
+        Raises :class:`HeadError` for a malformed, oversized or truncated head.
+        """
+        try:
+            self._conn.receive_data(data)
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            raise HeadError(ErrorAnswer(status, f"bad request head: {exc}")) from None
+        if event is h11.NEED_DATA:
+            return None
+        if isinstance(event, h11.Request):
+            return RequestHead(
+                method=event.method.decode("ascii", "replace"),
+                target=event.target.decode("ascii", "replace"),
+                http_version=event.http_version.decode("ascii", "replace"),
+                headers=tuple(
+                    (k.decode("ascii", "replace"), v.decode("latin-1")) for k, v in event.headers
+                ),
+            )
+        raise HeadError(ErrorAnswer(400, "connection closed before a complete request head"))
+
+
+class StreamKind(enum.Enum):
+    ALL = "all"  # /all: flags and segments
+    FLAGS = "flags"  # /flags: legacy, flags only, paths without the kind prefix
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRoute:
+    kind: StreamKind
+    credential: str
+
+
+_STREAM_PATHS = {"/all": StreamKind.ALL, "/flags": StreamKind.FLAGS}
+
+
+def sdk_credential(authorization: str | None) -> str | None:
+    """The SDK key in an ``Authorization`` value (raw, or with Relay's ``api_key `` prefix).
+
+    None when missing or when the value still contains a space (PROTOCOL.md §1.1).
+    """
+    if authorization is None:
+        return None
+    value = authorization.strip()
+    if value[:8].lower() == "api_key ":
+        value = value[8:].strip()
+    if not value or " " in value:
+        return None
+    return value
+
+
+def route_stream(head: RequestHead) -> StreamRoute | ErrorAnswer:
+    """Map a request head on the stream listener to a stream or an error answer."""
+    if head.http_version != "1.1":
+        return ErrorAnswer(505, "streams need HTTP/1.1 (chunked transfer encoding)")
+    split = urlsplit(head.target)
+    path = unquote(split.path)
+    if len(path) > 1:
+        path = path.rstrip("/")
+    kind = _STREAM_PATHS.get(path)
+    if kind is None:
+        return ErrorAnswer(404, f"no stream at {path}")
+    if head.method != "GET":
+        return ErrorAnswer(405, f"{head.method} is not allowed on {path}", allow="GET")
+    for name, value in parse_qsl(split.query, keep_blank_values=True):
+        if name == "filter" and value:
+            # Payload filters are not supported; Relay answers 404 for an unknown filter.
+            return ErrorAnswer(404, f"unknown filter {value!r}")
+    credential = sdk_credential(head.header("authorization"))
+    if credential is None:
+        return ErrorAnswer(401, "missing or malformed Authorization header")
+    return StreamRoute(kind, credential)
+
+
+def error_response(answer: ErrorAnswer, *, retry_after: int | None = None) -> bytes:
+    """A complete plain-text error response that closes the connection."""
+    body = (answer.message + "\n").encode("utf-8", "replace")
+    try:
+        reason = HTTPStatus(answer.status).phrase
+    except ValueError:
+        reason = "Error"
+    lines = [
+        f"HTTP/1.1 {answer.status} {reason}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Access-Control-Allow-Origin: *",
+    ]
+    if answer.allow is not None:
+        lines.append(f"Allow: {answer.allow}")
+    if retry_after is not None:
+        lines.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
