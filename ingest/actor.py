@@ -51,6 +51,7 @@ class IngestConfig:
     worker_id: int
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
+    kinesis_read_timeout_s: float = 10.0
     queue_capacity: int = 1024
     admission_timeout_s: float = 2.0
     group_commit_max_bytes: int = 16 * 1024 * 1024
@@ -119,7 +120,11 @@ class IngestActor:
         if sink is None and config.kinesis_stream is not None:
             from ingest.kinesis import KinesisClient
 
-            sink = KinesisClient(config.kinesis_stream, endpoint_url=config.kinesis_endpoint)
+            sink = KinesisClient(
+                config.kinesis_stream,
+                endpoint_url=config.kinesis_endpoint,
+                read_timeout_s=config.kinesis_read_timeout_s,
+            )
         self._sink = sink
         self._send, self._receive = trio.open_memory_channel[_Submission](config.queue_capacity)
         self._disk = trio.CapacityLimiter(1)
@@ -242,6 +247,8 @@ class IngestActor:
                 s.done.set()
             return
         self._durable_end = end
+        if self._sink is not None:
+            self._stats["backlog_bytes"] += len(frames)
         for s in group:
             self._stats["spooled"] += s.records
             self._stats["payloads"] += 1
