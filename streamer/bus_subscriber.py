@@ -68,6 +68,7 @@ class SubscriberStatistics:
     malformed: int = 0
     buffer_overflows: int = 0
     snapshot_failures: int = 0  # attempts that timed out or got an error reply
+    backlog: int = 0  # messages held while a snapshot is in flight
 
 
 class BusSubscriber:
@@ -91,6 +92,7 @@ class BusSubscriber:
         self._pipes = 0  # Sub0 connections, updated by nng callbacks under pynng's pipe lock
         self._applied = self._resyncs = self._gaps = self._heartbeats = 0
         self._malformed = self._overflows = self._snapshot_failures = 0
+        self._backlog: _Backlog | None = None  # set while a resync is in flight
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         sub = pynng.Sub0(
@@ -131,6 +133,7 @@ class BusSubscriber:
             malformed=self._malformed,
             buffer_overflows=self._overflows,
             snapshot_failures=self._snapshot_failures,
+            backlog=0 if self._backlog is None else len(self._backlog.items),
         )
 
     async def wait_synced(self) -> None:
@@ -163,8 +166,8 @@ class BusSubscriber:
             self._heartbeats += 1
         if decision.action is Action.APPLY:
             assert not isinstance(msg, Heartbeat)
-            await self._sink.apply_change(msg)
             self._applied += 1
+            await self._sink.apply_change(msg)
             return False
         if decision.action is Action.RESYNC:
             if decision.reason is Reason.GAP:
@@ -194,16 +197,20 @@ class BusSubscriber:
         """Replace the state with a full snapshot, then apply what arrived meanwhile."""
         while True:
             log.info("bus resync (%s) at seq %s", reason.value, self._tracker.last_seq)
-            backlog = _Backlog(self._buffer_limit)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._collect, sub, backlog)
-                snapshot = await self._fetch_snapshot(req)
-                nursery.cancel_scope.cancel()
+            backlog = self._backlog = _Backlog(self._buffer_limit)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._collect, sub, backlog)
+                    snapshot = await self._fetch_snapshot(req)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._backlog = None
 
-            await self._sink.apply_snapshot(snapshot, full=True)
+            # Bookkeeping first, so statistics() agree with the sink as soon as it has the data.
             self._tracker.on_snapshot(snapshot.seq, snapshot.epoch, trio.current_time())
             if self._synced.is_set():
                 self._resyncs += 1
+            await self._sink.apply_snapshot(snapshot, full=True)
             self._synced.set()
             if backlog.overflowed:
                 reason = Reason.OVERFLOW

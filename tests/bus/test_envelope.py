@@ -1,0 +1,168 @@
+"""Round-trip and malformed-input tables for the bus envelope (store/bus/envelope.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+
+from store.bus.envelope import (
+    Change,
+    EnvChange,
+    EnvelopeError,
+    EnvironmentInfo,
+    EnvSnapshot,
+    ErrorReply,
+    Heartbeat,
+    ItemChange,
+    Message,
+    Snapshot,
+    SnapshotRequest,
+    decode,
+    encode,
+)
+
+PROD = EnvironmentInfo("prod", "Production", "sdk-1", "mob-1", "cid-1")
+ROTATED = EnvironmentInfo(
+    "stage", "Stäging ✓", "sdk-2", "mob-2", "cid-2", secure_mode=True,
+    old_keys=(("sdk-old", 1_700_000_000_000), ("mob-old", 0)),
+)  # fmt: skip
+FLAG = ItemChange("flags", "new-checkout", 7, b'{"key":"new-checkout","version":7,"on":true}')
+TOMBSTONE = ItemChange("segments", "beta-users", 3, None)
+
+ROUND_TRIP: list[tuple[str, Message]] = [
+    ("change", Change(42, "prod", (FLAG,))),
+    ("change with tombstone", Change(43, "prod", (FLAG, TOMBSTONE))),
+    ("change without items", Change(1, "prod", ())),
+    ("change with empty bytes", Change(2, "prod", (ItemChange("flags", "k", 1, b""),))),
+    ("change with huge seq", Change(2**62, "prod", (FLAG,))),
+    ("env change", EnvChange(5, PROD)),
+    ("env change with rotated keys", EnvChange(6, ROTATED)),
+    ("heartbeat", Heartbeat(0, "epoch-a")),
+    ("heartbeat empty epoch", Heartbeat(9, "")),
+    ("snapshot request for all", SnapshotRequest(None)),
+    ("snapshot request for one", SnapshotRequest("prod")),
+    ("empty snapshot", Snapshot(0, "e")),
+    (
+        "snapshot",
+        Snapshot(
+            10, "e1", (EnvSnapshot(PROD, (FLAG, TOMBSTONE)), EnvSnapshot(ROTATED, ()))
+        ),
+    ),
+    ("error", ErrorReply("unknown environment 'x'")),
+    ("error unicode", ErrorReply("kaputt: ü ✗")),
+]
+
+
+@pytest.mark.parametrize(("name", "msg"), ROUND_TRIP, ids=[n for n, _ in ROUND_TRIP])
+def test_round_trip(name: str, msg: Message) -> None:
+    raw = encode(msg)
+    assert isinstance(raw, bytes)
+    assert decode(raw) == msg
+    assert encode(decode(raw)) == raw  # the encoding is canonical
+
+
+def test_wire_form_is_the_documented_one() -> None:
+    raw = encode(Change(3, "prod", (FLAG, TOMBSTONE)))
+    assert msgpack.unpackb(raw) == {
+        "t": "chg",
+        "seq": 3,
+        "env": "prod",
+        "items": [
+            ["flags", "new-checkout", 7, FLAG.data],
+            ["segments", "beta-users", 3, None],
+        ],
+    }
+    env_wire = msgpack.unpackb(encode(EnvChange(4, ROTATED)))
+    assert env_wire == {
+        "t": "env",
+        "seq": 4,
+        "env": {
+            "key": "stage", "name": "Stäging ✓", "sdkKey": "sdk-2", "mobileKey": "mob-2",
+            "clientSideId": "cid-2", "secureMode": True,
+            "oldKeys": [["sdk-old", 1_700_000_000_000], ["mob-old", 0]],
+        },
+    }  # fmt: skip
+    assert msgpack.unpackb(encode(Heartbeat(8, "ep"))) == {"t": "hb", "seq": 8, "epoch": "ep"}
+    assert msgpack.unpackb(encode(SnapshotRequest(None))) == {"t": "sreq", "env": None}
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _env_map(**overrides: Any) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "key": "prod", "name": "P", "sdkKey": "s", "mobileKey": "m", "clientSideId": "c",
+    }  # fmt: skip
+    m.update(overrides)
+    return m
+
+
+MALFORMED: list[tuple[str, bytes]] = [
+    ("empty", b""),
+    ("not msgpack", b"\xc1"),
+    ("truncated", encode(Change(1, "prod", (FLAG,)))[:-3]),
+    ("trailing bytes", encode(Heartbeat(1, "e")) + b"\x00"),
+    ("not a map", _pack([1, 2, 3])),
+    ("no type", _pack({"seq": 1})),
+    ("unknown type", _pack({"t": "nope"})),
+    ("type not a string", _pack({"t": 3})),
+    ("int map key", b"\x81\x01\x02"),
+    ("invalid utf-8", b"\x81\xa1t\xa2\xff\xfe"),
+    ("change missing seq", _pack({"t": "chg", "env": "prod", "items": []})),
+    ("change seq is a string", _pack({"t": "chg", "seq": "5", "env": "prod", "items": []})),
+    ("change seq is a float", _pack({"t": "chg", "seq": 5.7, "env": "prod", "items": []})),
+    ("change seq is a bool", _pack({"t": "chg", "seq": True, "env": "prod", "items": []})),
+    ("change env not a string", _pack({"t": "chg", "seq": 1, "env": 5, "items": []})),
+    ("change items not a list", _pack({"t": "chg", "seq": 1, "env": "p", "items": {}})),
+    ("item not a list", _pack({"t": "chg", "seq": 1, "env": "p", "items": ["x"]})),
+    ("item too short", _pack({"t": "chg", "seq": 1, "env": "p", "items": [["flags", "k", 1]]})),
+    ("item kind unknown", _pack({"t": "chg", "seq": 1, "env": "p",
+                                 "items": [["users", "k", 1, None]]})),
+    ("item key not str", _pack({"t": "chg", "seq": 1, "env": "p",
+                                "items": [["flags", 1, 1, None]]})),
+    ("item version str", _pack({"t": "chg", "seq": 1, "env": "p",
+                                "items": [["flags", "k", "1", None]]})),
+    ("item version bool", _pack({"t": "chg", "seq": 1, "env": "p",
+                                 "items": [["flags", "k", False, None]]})),
+    ("item data str", _pack({"t": "chg", "seq": 1, "env": "p",
+                             "items": [["flags", "k", 1, "{}"]]})),
+    ("env change env not a map", _pack({"t": "env", "seq": 1, "env": "prod"})),
+    ("env missing sdkKey", _pack({"t": "env", "seq": 1, "env": {"key": "p", "name": "P"}})),
+    ("env secureMode not bool", _pack({"t": "env", "seq": 1, "env": _env_map(secureMode="y")})),
+    ("env oldKeys not a list", _pack({"t": "env", "seq": 1, "env": _env_map(oldKeys=5)})),
+    ("env oldKeys bad pair", _pack({"t": "env", "seq": 1, "env": _env_map(oldKeys=[["a"]])})),
+    ("env oldKeys time str", _pack({"t": "env", "seq": 1,
+                                    "env": _env_map(oldKeys=[["a", "1"]])})),
+    ("heartbeat epoch missing", _pack({"t": "hb", "seq": 1})),
+    ("heartbeat epoch not str", _pack({"t": "hb", "seq": 1, "epoch": b"e"})),
+    ("request env not str", _pack({"t": "sreq", "env": 5})),
+    ("snapshot envs not a list", _pack({"t": "snap", "seq": 1, "epoch": "e", "envs": "ab"})),
+    ("snapshot env entry not a map", _pack({"t": "snap", "seq": 1, "epoch": "e",
+                                            "envs": [["x"]]})),
+    ("snapshot entry missing items", _pack({"t": "snap", "seq": 1, "epoch": "e",
+                                            "envs": [{"env": _env_map()}]})),
+    ("error message missing", _pack({"t": "err"})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "raw"), MALFORMED, ids=[n for n, _ in MALFORMED])
+def test_malformed_input_raises_envelope_error(name: str, raw: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        decode(raw)
+
+
+def test_unknown_map_keys_are_ignored() -> None:
+    raw = _pack({"t": "hb", "seq": 4, "epoch": "e", "future": [1, 2]})
+    assert decode(raw) == Heartbeat(4, "e")
+    env = _env_map(newField={"x": 1})
+    assert decode(_pack({"t": "env", "seq": 2, "env": env})) == EnvChange(
+        2, EnvironmentInfo("prod", "P", "s", "m", "c")
+    )
+
+
+def test_encode_refuses_a_non_message() -> None:
+    with pytest.raises(TypeError):
+        encode("hello")  # type: ignore[arg-type]
