@@ -226,6 +226,32 @@ def parse_event(block: bytes) -> tuple[bytes, bytes] | None:
     return (name or b"message"), b"\n".join(data)
 
 
+def one_event_chunk(data: bytes) -> tuple[bytes, bytes] | None:
+    """(name, data) when `data` is exactly one chunk holding exactly one `event: X\\ndata: Y`
+    event with LF line ends, else None (the caller then takes the general path)."""
+    nl = data.find(b"\r\n", 0, 10)
+    if nl <= 0:
+        return None
+    try:
+        size = int(data[:nl], 16)
+    except ValueError:
+        return None
+    start = nl + 2
+    end = start + size
+    if size < 16 or len(data) != end + 2 or not data.endswith(b"\r\n"):
+        return None
+    if not data.startswith(b"event: ", start):
+        return None
+    nl2 = data.find(b"\n", start, end)
+    if nl2 < 0 or not data.startswith(b"data: ", nl2 + 1):
+        return None
+    if data.find(b"\n", nl2 + 1, end) != end - 2 or data[end - 1] != 0x0A:
+        return None
+    if data.find(b"\r", start, end) >= 0:
+        return None
+    return data[start + 7 : nl2], data[nl2 + 7 : end - 2]
+
+
 _MARK = re.compile(rb"fsmark:(\d+):(\d+)")
 
 
@@ -256,12 +282,17 @@ class FastDecoder:
         self._split = EventSplitter()
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        if self._dechunk is not None:
-            data = self._dechunk.feed(data)
+        d, s = self._dechunk, self._split
+        if d is not None:
+            if not (d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf):
+                ev = one_event_chunk(data)  # the fan-out's shape: skip both stages
+                if ev is not None:
+                    return [ev]
+            data = d.feed(data)
             if not data:
                 return []
         out = []
-        for block in self._split.feed(data):
+        for block in s.feed(data):
             ev = parse_event(block)
             if ev is not None:
                 out.append(ev)
@@ -689,7 +720,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{kind}: {measure_decode(kind):.2f} µs CPU per patch event (decode only)")
         return 0
     gc.set_threshold(100_000, 50, 100)  # the load generator must not pause for GC mid-round
-    return Client(time_limit_s=args.time_limit, decoder=args.decoder).run()
+    client = Client(time_limit_s=args.time_limit, decoder=args.decoder)
+    profile_to = os.environ.get("LEAN_CLIENT_PROFILE")  # a path: write a cProfile of the run
+    if profile_to:
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            rc = client.run()
+        prof.dump_stats(profile_to)
+        return rc
+    return client.run()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from loadtest.lean_client import (
     build_request,
     find_mark,
     mark_value,
+    one_event_chunk,
     parse_event,
 )
 from streamer import sse
@@ -175,6 +176,25 @@ def test_fast_decoder_agrees_with_shared_decoder(frames: list[bytes], cuts: list
     got_shared = [e for p in pieces for e in shared.feed(p)]
     assert got_fast == got_shared
     assert len(got_fast) == sum(1 for f in frames if f.startswith(b"event:"))
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (sse.event_chunk("patch", b'{"x":1}'), (b"patch", b'{"x":1}')),
+        (sse.chunk(sse.encode_event("a", b"1") + sse.encode_event("b", b"2")), None),  # two
+        (sse.event_chunk("delete", b"l1\nl2"), None),  # two data lines
+        (sse.chunk(b"event: put\r\ndata: {}\r\n\r\n"), None),  # CRLF inside
+        (sse.HEARTBEAT_CHUNK, None),
+        (sse.event_chunk("patch", b'{"x":1}')[:-1], None),  # incomplete
+        (sse.event_chunk("patch", b'{"x":1}') + b"1\r\n", None),  # more than one chunk
+        (b'1b;ext=1\r\nevent: patch\ndata: {"x":1}\n\n\r\n', None),  # extension
+    ],
+)
+def test_one_event_chunk_takes_only_its_exact_shape(
+    wire: bytes, expected: tuple[bytes, bytes] | None
+) -> None:
+    assert one_event_chunk(wire) == expected
 
 
 # -- markers -------------------------------------------------------------------------------
