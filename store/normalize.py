@@ -48,5 +48,10 @@ def normalize(
             out[name] = list(default) if isinstance(default, list) else default
     if "salt" not in out or out["salt"] is None:
         out["salt"] = salt if salt is not None else new_salt()
+    if kind == "flags" and isinstance(out["contextTargets"], list):
+        # Go SDKs read a missing ``values`` as empty; the Python SDK requires the property.
+        out["contextTargets"] = [
+            {**t, "values": []} if isinstance(t, dict) and "values" not in t else t
+            for t in out["contextTargets"]]
     out["deleted"] = False
     return {"key": key, **out}

@@ -256,7 +256,7 @@ def _check_flag(errs: Errors, key: str, f: dict[str, Any]) -> None:
             _check_context_kind(errs, t, p, "contextKind")
             _check_variation(errs, t, p, "variation", n, required=True)
             # A "user" contextTargets entry without values means "use the targets entry".
-            _strings(errs, t, p, "values")
+            _strings(errs, t, p, "values", required=name == "targets")
     for p, rule in _objects(errs, f, "", "rules"):
         _typed(errs, rule, p, "id", "string")
         _typed(errs, rule, p, "trackEvents", "boolean")
