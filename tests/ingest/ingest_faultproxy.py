@@ -19,6 +19,7 @@ re-serialisation breaks SigV4 payload hashes; the emulators do not check them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -88,10 +89,9 @@ class FaultProxy:
                 pass
 
             def handle(self) -> None:
-                try:
+                # The connection may be closed on purpose (outage) or by the client.
+                with contextlib.suppress(OSError, ValueError):
                     super().handle()
-                except (OSError, ValueError):
-                    pass  # the connection was closed on purpose (outage) or by the client
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
