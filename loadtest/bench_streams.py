@@ -26,6 +26,7 @@ processes themselves (they exit at their own hard time limit).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import queue
 import subprocess
@@ -110,6 +111,11 @@ class ClientProc:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+        self._reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    pipe.close()
 
 
 @dataclass
@@ -158,11 +164,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = tuple(args.node_arg or ())
     node = Node(workers=workers, stream_host=host, extra_args=extra)
     clients: list[ClientProc] = []
+    admin: AdminClient | None = None
     out: dict[str, Any] = {"connections": n, "workers": workers, "clients": clients_n,
                            "addresses": addresses_n, "changes": args.changes}  # fmt: skip
     try:
         listeners = node.start()
-        admin: AdminClient = node.admin()
+        admin = node.admin()
         env = admin.create_environment(ENV_KEY, "Bench")
         admin.put_flag(ENV_KEY, FLAG_KEY, marked_flag(0, time.monotonic_ns()))
         time.sleep(0.5)  # let workers settle after start-up before the baseline reading
@@ -216,6 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for c in clients:
             c.close()
+        if admin is not None:
+            admin.close()
         rc = node.stop()
         out["node_exit_code"] = rc
         if rc not in (0, None):
@@ -324,7 +333,7 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="SSE fan-out benchmark against a flagstream node")
     ap.add_argument("--connections", type=int, required=True)
     ap.add_argument("--workers", type=int, default=1)
@@ -339,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder", choices=("fast", "shared"), default="fast")
     ap.add_argument("--node-arg", action="append", help="extra argument for flagstream serve")
     ap.add_argument("--json", type=Path, help="write the figures here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = run(args)
     print(render(out))
     if args.json:
