@@ -105,10 +105,12 @@ class Coalescer(Generic[T]):
                 new = merge_patch(state, op.body)
             case OpKind.PUT:
                 new = op.body
-        errors = check_item(item.kind, item.key, new) if new is not None else []
-        if errors:
-            return Rejected(RejectReason.INVALID, tuple(errors))
-        if new is not None:
+        if op.op is not OpKind.DELETE:
+            # A PATCH of ``null`` yields None: that is an invalid document, not a delete.
+            errors = check_item(item.kind, item.key, new)
+            if errors:
+                return Rejected(RejectReason.INVALID, tuple(errors))
+            assert new is not None
             old_salt = state.get("salt") if state is not None else None
             salt = old_salt if isinstance(old_salt, str) else self._salt_source()
             new = normalize(item.kind, item.key, new, salt=salt)

@@ -67,6 +67,8 @@ def plan_import(body: Any, *, lenient: bool,
             salt = data.get("salt")
             items.append(ItemWrite(kind, key, normalize(
                 kind, key, data, salt=salt if isinstance(salt, str) else salt_source())))
+    if not items and not fatal:
+        fatal.append("(root): nothing to import (no flags or segments)")
     if fatal or (invalid and not lenient):
         raise ImportRejectedError(fatal + invalid)
     return ImportPlan(tuple(items), tuple(invalid))
