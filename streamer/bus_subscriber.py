@@ -52,6 +52,7 @@ RECV_BUFFER_MESSAGES = 256  # nng's own Sub0 queue; beyond it nng drops
 MAX_CHANGE_BYTES = 64 * 1024 * 1024  # an import is one change and may be large
 BACKOFF_BASE_S = 0.05
 BACKOFF_MAX_S = 1.0
+SNAPSHOT_TIMEOUT_MAX_S = 30.0
 RECONNECT_MIN_MS = 50
 RECONNECT_MAX_MS = 1000
 
@@ -242,13 +243,17 @@ class BusSubscriber:
         attempt = 0
         while True:
             problem: str
+            # A store too big to snapshot within snapshot_timeout must still get through, so
+            # each retry waits longer. Waiting costs nothing while the store is down: nng sends
+            # the pending request the moment it connects.
+            timeout = min(SNAPSHOT_TIMEOUT_MAX_S, self.snapshot_timeout * 2 ** min(attempt, 16))
             try:
-                with trio.fail_after(self.snapshot_timeout):
+                with trio.fail_after(timeout):
                     await req.asend(request)
                     raw = await req.arecv()
                 reply = await trio.to_thread.run_sync(decode, raw)  # may be megabytes
             except trio.TooSlowError:
-                problem = f"no snapshot reply within {self.snapshot_timeout} s"
+                problem = f"no snapshot reply within {timeout:g} s"
             except EnvelopeError as exc:
                 problem = f"undecodable snapshot reply: {exc}"
             except pynng.NNGException as exc:

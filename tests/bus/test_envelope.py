@@ -46,9 +46,7 @@ ROUND_TRIP: list[tuple[str, Message]] = [
     ("empty snapshot", Snapshot(0, "e")),
     (
         "snapshot",
-        Snapshot(
-            10, "e1", (EnvSnapshot(PROD, (FLAG, TOMBSTONE)), EnvSnapshot(ROTATED, ()))
-        ),
+        Snapshot(10, "e1", (EnvSnapshot(PROD, (FLAG, TOMBSTONE)), EnvSnapshot(ROTATED, ()))),
     ),
     ("error", ErrorReply("unknown environment 'x'")),
     ("error unicode", ErrorReply("kaputt: ü ✗")),
