@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import math
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -131,6 +132,8 @@ class RoundResult:
     client_self_cpu_us_per_event: float
     server_utime_ticks: int
     server_stime_ticks: int
+    window_ms: float  # PATCH sent -> last client report in
+    others_cpu_ms: float  # machine busy time in the window not used by server or clients
 
     def pct(self, p: float, *, from_ack: bool = False) -> float:
         if not self.lat_us:
@@ -146,6 +149,10 @@ def _hist(values_us: list[int]) -> HdrHistogram:
     for v in values_us:
         h.record_value(max(1, v))
     return h
+
+
+def _ticks_ms(ticks: int) -> float:
+    return ticks * 1000 / procstats.CLOCK_TICKS
 
 
 def split_connections(n: int, clients: int) -> list[int]:
@@ -176,9 +183,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tree = procstats.tree_pids(node.pid)
         worker_pids = [p for p in tree if "streamer.worker" in " ".join(procstats.cmdline(p))]
         base = procstats.sample_pids(tree)
+        m0 = procstats.machine_cpu()
         limit = 120 + args.changes * (args.round_timeout + 3) + 60
         clients = [ClientProc(time_limit_s=limit, decoder=args.decoder) for _ in range(clients_n)]
         port = listeners.stream[1]
+        for c in clients:  # a round trip: the client has started and imported everything
+            c.send({"cmd": "stats"})
+            c.wait("stats", 30)
+        cl0 = procstats.sample_pids([c.pid for c in clients])
         t_connect = time.monotonic()
         for c, k in zip(clients, split_connections(n, clients_n), strict=True):
             c.send({"cmd": "connect", "n": k, "addresses": addresses, "port": port,
@@ -188,7 +200,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         phases = [c.wait("connected", args.connect_timeout + 15) for c in clients]
         connect_s = time.monotonic() - t_connect
         after_connect = procstats.sample_pids(tree)
+        cl1 = procstats.sample_pids([c.pid for c in clients])
+        m1 = procstats.machine_cpu()
         held = sum(p["connected"] for p in phases)
+        ours_ms = (after_connect.cpu_ns - base.cpu_ns + cl1.cpu_ns - cl0.cpu_ns) / 1e6
         out["connect"] = {
             "held": held,
             "failed": sum(p["failed"] for p in phases),
@@ -197,6 +212,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "accept_rate_per_s": held / connect_s,
             "accept_rate_per_worker_per_s": held / connect_s / workers,
             "server_cpu_us_per_accept": (after_connect.cpu_ns - base.cpu_ns) / max(1, held) / 1e3,
+            "client_cpu_us_per_connect": (cl1.cpu_ns - cl0.cpu_ns) / max(1, held) / 1e3,
+            "machine_busy_ms": _ticks_ms(m1.busy_ticks - m0.busy_ticks),
+            "others_cpu_ms": _ticks_ms(m1.busy_ticks - m0.busy_ticks) - ours_ms,
             "per_worker_sockets": [procstats.socket_fds(p) for p in worker_pids],
             "server_rss_before_kb": base.rss_kb,
             "server_rss_after_kb": after_connect.rss_kb,
@@ -214,6 +232,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "count": len(pooled),
             **{f"p{p}": h.get_value_at_percentile(p) / 1000 for p in (50, 99, 99.9)},
             "max": h.get_max_value() / 1000,
+        }
+        rows = [r for r in out["rounds"] if not r["warmup"]]
+        out["median_round_ms"] = {
+            k: statistics.median(r[f"{k}_ms"] for r in rows) if rows else math.nan
+            for k in ("p50", "p99", "max", "p99_from_ack")
         }
         out["all_delivered"] = all(r.received == r.expected == held for r in measured)
         out["final_client_stats"] = []
@@ -244,6 +267,7 @@ def _one_round(
     s0 = procstats.sample_pids(tree)
     w0 = procstats.sample_pids(worker_pids)
     c0 = procstats.sample_pids([c.pid for c in clients])
+    m0 = procstats.machine_cpu()
     for c in clients:
         c.send({"cmd": "expect", "seq": seq, "timeout_s": args.round_timeout})
     t0 = time.monotonic_ns()
@@ -253,6 +277,9 @@ def _one_round(
     s1 = procstats.sample_pids(tree)
     w1 = procstats.sample_pids(worker_pids)
     c1 = procstats.sample_pids([c.pid for c in clients])
+    m1 = procstats.machine_cpu()
+    window_ms = (time.monotonic_ns() - t0) / 1e6
+    ours_ms = (s1.cpu_ns - s0.cpu_ns + c1.cpu_ns - c0.cpu_ns) / 1e6
     expected = sum(r["expected"] for r in reports)
     received = sum(r["received"] for r in reports)
     events = sum(r["events"] for r in reports)
@@ -269,6 +296,8 @@ def _one_round(
         client_self_cpu_us_per_event=sum(r["cpu_ns"] for r in reports) / max(1, events) / 1e3,
         server_utime_ticks=s1.utime_ticks - s0.utime_ticks,
         server_stime_ticks=s1.stime_ticks - s0.stime_ticks,
+        window_ms=window_ms,
+        others_cpu_ms=_ticks_ms(m1.busy_ticks - m0.busy_ticks) - ours_ms,
     )
     pause = args.pace - (time.monotonic_ns() - t0) / 1e9
     if pause > 0:
@@ -295,6 +324,8 @@ def _round_dict(r: RoundResult, *, warm: bool) -> dict[str, Any]:
         "client_self_cpu_us_per_event": r.client_self_cpu_us_per_event,
         "server_user_s": r.server_utime_ticks / procstats.CLOCK_TICKS,
         "server_sys_s": r.server_stime_ticks / procstats.CLOCK_TICKS,
+        "window_ms": r.window_ms,
+        "others_cpu_ms": r.others_cpu_ms,
     }
 
 
@@ -306,26 +337,33 @@ def render(out: dict[str, Any]) -> str:
         f"connect phase         {c['wall_s']:.2f} s; accept rate {c['accept_rate_per_s']:.0f}/s "
         f"= {c['accept_rate_per_worker_per_s']:.0f}/s per worker ({out['workers']} workers)",
         f"sockets per worker    {c['per_worker_sockets']}",
-        f"server CPU per accept {c['server_cpu_us_per_accept']:.0f} µs",
+        f"CPU per connection    server {c['server_cpu_us_per_accept']:.0f} µs, "
+        f"client {c['client_cpu_us_per_connect']:.0f} µs; "
+        f"other processes used {c['others_cpu_ms']:.0f} ms of CPU during the phase",
         f"server RSS            {c['server_rss_before_kb'] / 1024:.0f} -> "
         f"{c['server_rss_after_kb'] / 1024:.0f} MB = {c['server_rss_per_conn_kb']:.1f} KB/conn",
         "",
-        "round  ack ms  recv/expected   p50 ms   p99 ms   max ms | from ack: p50    p99    max"
-        " | srv µs/cli  wrk µs/cli  cli µs/ev  srv user/sys s",
+        "propagation from t0 (just before the PATCH); 'ack' = PATCH round trip; 'others' = CPU",
+        "used by processes outside the benchmark during the round window (shared machine)",
+        "",
+        "round  ack ms   recv/expected    p50 ms   p99 ms   max ms  p99-ack | srv µs/cli"
+        "  wrk µs/cli  cli µs/ev  srv usr/sys s  others ms",
     ]
     for r in out["rounds"]:
         tag = "w" if r["warmup"] else " "
         lines.append(
-            f"{r['seq']:>4}{tag} {r['ack_ms']:7.1f}  {r['received']:>6}/{r['expected']:<6} "
-            f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['max_ms']:8.1f} | "
-            f"{r['p50_from_ack_ms']:12.1f} {r['p99_from_ack_ms']:6.1f} {r['max_from_ack_ms']:6.1f}"
+            f"{r['seq']:>4}{tag} {r['ack_ms']:7.1f}  {r['received']:>7}/{r['expected']:<7}"
+            f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['max_ms']:8.1f} {r['p99_from_ack_ms']:8.1f}"
             f" | {r['server_cpu_us_per_client']:10.1f} {r['worker_cpu_us_per_client']:11.1f}"
             f" {r['client_cpu_us_per_event']:10.2f}"
-            f"  {r['server_user_s']:.2f}/{r['server_sys_s']:.2f}"
+            f"   {r['server_user_s']:.2f}/{r['server_sys_s']:.2f}   {r['others_cpu_ms']:9.0f}"
         )
     p = out["pooled_ms"]
+    m = out["median_round_ms"]
     lines += [
         "",
+        f"median measured round: p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms, "
+        f"max {m['max']:.1f} ms, p99 from ack {m['p99_from_ack']:.1f} ms",
         f"pooled (measured rounds, {p['count']} deliveries): p50 {p['p50']:.1f} ms, "
         f"p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms, max {p['max']:.1f} ms",
         f"every stream got every measured change: {out['all_delivered']}",

@@ -82,6 +82,29 @@ def parse_status_rss_kb(text: str) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class MachineCpu:
+    """Whole-machine CPU time from the `cpu` line of /proc/stat, in clock ticks."""
+
+    busy_ticks: int  # user + nice + system + irq + softirq + steal
+    idle_ticks: int  # idle + iowait
+
+
+def parse_proc_stat_cpu(text: str) -> MachineCpu:
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            f = [int(x) for x in line.split()[1:]]
+            f += [0] * (8 - len(f))
+            user, nice, system, idle, iowait, irq, softirq, steal = f[:8]
+            return MachineCpu(user + nice + system + irq + softirq + steal, idle + iowait)
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def machine_cpu(proc_root: Path = PROC) -> MachineCpu:
+    """Lets a benchmark show how much CPU processes outside it took during a window."""
+    return parse_proc_stat_cpu((proc_root / "stat").read_text())
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()

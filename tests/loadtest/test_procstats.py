@@ -106,3 +106,20 @@ def test_real_self_reading_grows_with_work() -> None:
     assert after.cpu_ns > before.cpu_ns
     assert after.rss_kb > 0
     assert os.getpid() in procstats.tree_pids(os.getppid())
+
+
+@pytest.mark.parametrize(
+    ("text", "busy", "idle"),
+    [
+        ("cpu  100 5 50 1000 20 3 7 2 0 0\ncpu0 50 2 25 500 10 1 3 1 0 0\n", 167, 1020),
+        ("intr 1\ncpu  1 2 3 4\n", 6, 4),  # old kernels: fewer columns
+    ],
+)
+def test_parse_proc_stat_cpu(text: str, busy: int, idle: int) -> None:
+    cpu = procstats.parse_proc_stat_cpu(text)
+    assert (cpu.busy_ticks, cpu.idle_ticks) == (busy, idle)
+
+
+def test_parse_proc_stat_without_cpu_line() -> None:
+    with pytest.raises(ValueError):
+        procstats.parse_proc_stat_cpu("cpu0 1 2 3 4\n")
