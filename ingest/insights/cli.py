@@ -1,0 +1,131 @@
+"""``flagstream insights ...``: run the consumer, rebuild a window, print insights.
+
+    flagstream insights run    [--data-dir D] [--kinesis-stream S] [--kinesis-endpoint URL]
+    flagstream insights replay --since YYYY-MM-DD [same options]
+    flagstream insights show   ENV FLAG [--data-dir D]
+    flagstream insights stale  ENV [--days N] [--data-dir D]
+
+``replay`` forgets the counts from ``--since`` on, re-reads the log from that time (Kinesis:
+``AT_TIMESTAMP`` one day earlier, as summaries are dated by their end; spool: from the oldest
+retained segment), counts only events not yet counted, and exits when it has caught up. Events
+older than the stream's retention (or the spool's budget) cannot be rebuilt. Options also read
+``FLAGSTREAM_DATA_DIR``, ``FLAGSTREAM_KINESIS_STREAM`` and ``FLAGSTREAM_KINESIS_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import trio
+
+from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
+from ingest.insights.store import InsightsStore
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flagstream insights")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "replay", "show", "stale"):
+        p = sub.add_parser(name)
+        p.add_argument(
+            "--data-dir", default=os.environ.get("FLAGSTREAM_DATA_DIR", "./flagstream-data")
+        )
+        p.add_argument("--kinesis-stream", default=os.environ.get("FLAGSTREAM_KINESIS_STREAM"))
+        p.add_argument("--kinesis-endpoint", default=os.environ.get("FLAGSTREAM_KINESIS_ENDPOINT"))
+        if name == "replay":
+            p.add_argument("--since", required=True, help="first UTC day to rebuild, YYYY-MM-DD")
+        if name in ("show", "stale"):
+            p.add_argument("env")
+        if name == "show":
+            p.add_argument("flag")
+        if name == "stale":
+            p.add_argument("--days", type=int, default=30)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    data_dir = Path(args.data_dir)
+    config = InsightsConfig(
+        data_dir=data_dir,
+        kinesis_stream=args.kinesis_stream,
+        kinesis_endpoint=args.kinesis_endpoint,
+    )
+    if args.command in ("show", "stale"):
+        store = InsightsStore(config.db_path)
+        try:
+            if args.command == "show":
+                found = store.flag(args.env, args.flag)
+                if found is None:
+                    print(
+                        f"no evaluations recorded for {args.flag!r} in {args.env!r}",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print(orjson.dumps(found.to_json()).decode())
+            else:
+                cutoff = int(time.time() * 1000) - args.days * 86_400_000
+                last = store.last_evaluated(args.env)
+                for key, ms in sorted(last.items(), key=lambda kv: kv[1]):
+                    if ms < cutoff:
+                        print(f"{key}\t{ms}")
+        finally:
+            store.close()
+        return 0
+    if args.command == "replay":
+        try:
+            since = dt.datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            print("--since must be a date, YYYY-MM-DD", file=sys.stderr)
+            return 2
+        store = InsightsStore(config.db_path)
+        store.reset_since(args.since)
+        store.close()
+        replay_ms = int(since.timestamp() * 1000) - 86_400_000
+        config = InsightsConfig(
+            data_dir=data_dir,
+            kinesis_stream=args.kinesis_stream,
+            kinesis_endpoint=args.kinesis_endpoint,
+            replay_from_ms=replay_ms,
+        )
+        folded = trio.run(catch_up, config)
+        print(f"replayed {folded} records since {args.since}")
+        return 0
+    trio.run(run_forever, config)
+    return 0
+
+
+async def catch_up(config: InsightsConfig) -> int:
+    """Poll until a pass reads nothing; returns the records folded."""
+    store = await trio.to_thread.run_sync(InsightsStore, config.db_path)
+    try:
+        consumer = InsightsConsumer(config, InsightsService(store))
+        total = 0
+        for _ in range(1_000_000):
+            folded = await consumer.poll_once()
+            total += folded
+            if folded == 0:
+                break
+        return total
+    finally:
+        store.close()
+
+
+async def run_forever(config: InsightsConfig) -> None:
+    store = await trio.to_thread.run_sync(InsightsStore, config.db_path)
+    try:
+        await InsightsConsumer(config, InsightsService(store)).run()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
