@@ -21,13 +21,19 @@ MAX_BODY = 20_000
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    cfg = StoreConfig(data_dir=tmp_path / "data", admin_bind=("127.0.0.1", 0), admin_token=TOKEN,
-                      bus_address=f"ipc://{tmp_path}/bus", snapshot_address=f"ipc://{tmp_path}/snap",
-                      max_body_bytes=MAX_BODY)
+    cfg = StoreConfig(
+        data_dir=tmp_path / "data",
+        admin_bind=("127.0.0.1", 0),
+        admin_token=TOKEN,
+        bus_address=f"ipc://{tmp_path}/bus",
+        snapshot_address=f"ipc://{tmp_path}/snap",
+        max_body_bytes=MAX_BODY,
+    )
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(run_store, cfg)
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", headers=AUTH,
-                                     timeout=10) as c:
+        async with httpx.AsyncClient(
+            base_url=f"http://{host}:{port}", headers=AUTH, timeout=10
+        ) as c:
             yield c
         nursery.cancel_scope.cancel()
 
@@ -79,8 +85,11 @@ async def test_item_lifecycle(client: httpx.AsyncClient, kind: str) -> None:
     assert r.json()["salt"] == created["salt"]
     patch = {"on": False} if kind == "flags" else {"excluded": ["u2"]}
     for ctype in ("application/json", "application/merge-patch+json"):
-        r = await client.patch(f"{base}/x", content=httpx.Response(200, json=patch).content,
-                               headers={"Content-Type": ctype})
+        r = await client.patch(
+            f"{base}/x",
+            content=httpx.Response(200, json=patch).content,
+            headers={"Content-Type": ctype},
+        )
         assert r.status_code == 200, r.text
     assert r.json()["version"] == 4
     r = await client.get(f"{base}/x")
@@ -101,26 +110,44 @@ async def test_item_lifecycle(client: httpx.AsyncClient, kind: str) -> None:
 
 async def test_validation_errors_name_the_path(client: httpx.AsyncClient) -> None:
     await make_env(client)
-    bad = {**FLAG, "rules": [{"variation": 0, "clauses": [
-        {"attribute": "a", "op": "in", "values": [1]}, {"attribute": "a", "op": "foo", "values": []}]}]}
+    bad = {
+        **FLAG,
+        "rules": [
+            {
+                "variation": 0,
+                "clauses": [
+                    {"attribute": "a", "op": "in", "values": [1]},
+                    {"attribute": "a", "op": "foo", "values": []},
+                ],
+            }
+        ],
+    }
     err = error_of(await client.put("/api/v1/environments/prod/flags/f", json=bad), 400)
     assert err["code"] == "invalid"
     assert 'rules[0].clauses[1].op: unknown operator "foo"' in err["message"]
     assert err["details"] == ['rules[0].clauses[1].op: unknown operator "foo"']
-    err = error_of(await client.put("/api/v1/environments/prod/flags/f",
-                                    json={**FLAG, "key": "g"}), 400)
+    err = error_of(
+        await client.put("/api/v1/environments/prod/flags/f", json={**FLAG, "key": "g"}), 400
+    )
     assert "does not match the key in the path" in err["message"]
     await client.put("/api/v1/environments/prod/flags/f", json=FLAG)
-    err = error_of(await client.patch("/api/v1/environments/prod/flags/f",
-                                      json={"fallthrough": {"variation": 3}}), 400)
+    err = error_of(
+        await client.patch(
+            "/api/v1/environments/prod/flags/f", json={"fallthrough": {"variation": 3}}
+        ),
+        400,
+    )
     assert err["message"].startswith("fallthrough.variation: variation index 3 is out of range")
 
 
 async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient) -> None:
     await make_env(client)
     for i in range(5):
-        await client.put("/api/v1/environments/prod/flags/f", json={**FLAG, "offVariation": i % 2},
-                         headers={"X-Flagstream-Actor": f"user{i}"})
+        await client.put(
+            "/api/v1/environments/prod/flags/f",
+            json={**FLAG, "offVariation": i % 2},
+            headers={"X-Flagstream-Actor": f"user{i}"},
+        )
     r = await client.get("/api/v1/environments/prod/changes", params={"limit": 2})
     page = r.json()
     assert [c["actor"] for c in page["items"]] == ["user4", "user3"]
@@ -129,8 +156,11 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
     for _ in range(10):
         if page["next"] is None:
             break
-        page = (await client.get("/api/v1/environments/prod/changes",
-                                 params={"limit": 2, "before": page["next"]})).json()
+        page = (
+            await client.get(
+                "/api/v1/environments/prod/changes", params={"limit": 2, "before": page["next"]}
+            )
+        ).json()
         seen += [c["seq"] for c in page["items"]]
     assert seen == sorted(seen, reverse=True) and len(seen) == 6  # 5 writes + env creation
     for q in ("limit=0", "limit=501", "limit=x", "before=-1", "before=abc"):
@@ -139,8 +169,10 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
 
 async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:
     await make_env(client)
-    data = {"flags": {"good": FLAG, "bad": {**FLAG, "offVariation": 7}},
-            "segments": {"s": {"included": ["u"]}}}
+    data = {
+        "flags": {"good": FLAG, "bad": {**FLAG, "offVariation": 7}},
+        "segments": {"s": {"included": ["u"]}},
+    }
     err = error_of(await client.post("/api/v1/environments/prod/import", json=data), 400)
     assert "flags.bad.offVariation: variation index 7" in err["message"]
     assert (await client.get("/api/v1/environments/prod/flags")).json()["items"] == []
@@ -148,7 +180,8 @@ async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["flags"] == 2 and r.json()["segments"] == 1
     assert r.json()["invalid"] == [
-        "flags.bad.offVariation: variation index 7 is out of range (the flag has 2 variations)"]
+        "flags.bad.offVariation: variation index 7 is out of range (the flag has 2 variations)"
+    ]
     items = (await client.get("/api/v1/environments/prod/flags")).json()["items"]
     assert [(i["key"], i["version"]) for i in items] == [("bad", 1), ("good", 1)]
     changes = (await client.get("/api/v1/environments/prod/changes")).json()["items"]
@@ -156,16 +189,27 @@ async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:
     error_of(await client.post("/api/v1/environments/prod/import?lenient=maybe", json=data), 400)
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-    {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer"},
-    {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Bearer {TOKEN[:-1]}"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
+    ],
+)
 async def test_auth_is_required(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     client.headers.pop("Authorization")
-    for method, path in [("GET", "/api/v1/environments"), ("POST", "/api/v1/environments"),
-                         ("PUT", "/api/v1/environments/prod/flags/f"),
-                         ("GET", "/api/v1/environments/prod/changes"), ("GET", "/nope")]:
+    for method, path in [
+        ("GET", "/api/v1/environments"),
+        ("POST", "/api/v1/environments"),
+        ("PUT", "/api/v1/environments/prod/flags/f"),
+        ("GET", "/api/v1/environments/prod/changes"),
+        ("GET", "/nope"),
+    ]:
         r = await client.request(method, path, headers=headers, json={"key": "x"})
         assert error_of(r, 401)["code"] == "unauthorized"
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -176,14 +220,21 @@ async def test_auth_is_required(client: httpx.AsyncClient, headers: dict[str, st
 async def test_error_statuses(client: httpx.AsyncClient) -> None:
     await make_env(client)
     url = "/api/v1/environments/prod/flags/f"
-    assert error_of(await client.put(url, content=b"{", headers={"Content-Type": "application/json"}),
-                    400)["message"].startswith("malformed JSON")
+    assert error_of(
+        await client.put(url, content=b"{", headers={"Content-Type": "application/json"}), 400
+    )["message"].startswith("malformed JSON")
     error_of(await client.put(url, content=b"{}", headers={"Content-Type": "text/plain"}), 415)
     error_of(await client.put(url, content=b"{}"), 415)
-    error_of(await client.patch(url, content=b"{}", headers={"Content-Type": "application/xml"}), 415)
+    error_of(
+        await client.patch(url, content=b"{}", headers={"Content-Type": "application/xml"}), 415
+    )
     big = b'{"variations": ["' + b"x" * MAX_BODY + b'"]}'
-    assert error_of(await client.put(url, content=big, headers={"Content-Type": "application/json"}),
-                    413)["code"] == "too_large"
+    assert (
+        error_of(
+            await client.put(url, content=big, headers={"Content-Type": "application/json"}), 413
+        )["code"]
+        == "too_large"
+    )
     error_of(await client.get("/api/v1/nothing"), 404)
     error_of(await client.post("/api/v1/environments/prod/flags/f", json=FLAG), 405)
     error_of(await client.put("/api/v1/environments/nope/flags/f", json=FLAG), 404)
@@ -199,23 +250,45 @@ async def test_body_too_large_without_content_length(client: httpx.AsyncClient) 
             yield b"y" * 1000
         yield b'"]}'
 
-    r = await client.put("/api/v1/environments/prod/flags/f", content=chunks(),
-                         headers={"Content-Type": "application/json"})
+    r = await client.put(
+        "/api/v1/environments/prod/flags/f",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
     error_of(r, 413)
 
 
 JUNK_BODIES: list[bytes] = [
-    b"", b"null", b"[]", b"42", b'"str"', b"true", b"{]", b"\xff\xfe", b'{"a": "\xed\xa0\x80"}',
-    b'{"variations": [NaN]}', b'{"variations": [1e999999]}', b'{"on": 1' + b"0" * 400 + b"}",
-    b"[" * 5000 + b"]" * 5000, b'{"a":' * 100 + b"1" + b"}" * 100, b'{"\\ud800": 1}',
-    b'{"rules": [{"clauses": [{"op": {"$ne": 1}}]}]}', b'{"fallthrough": {"rollout": "x"}}',
-    b'{"prerequisites": [null]}', b'{"targets": [{"values": null, "variation": null}]}',
-    "{\"variations\": [\"\u202e\U0001f4a9\"], \"salt\": \"\u0000\"}".encode(),
+    b"",
+    b"null",
+    b"[]",
+    b"42",
+    b'"str"',
+    b"true",
+    b"{]",
+    b"\xff\xfe",
+    b'{"a": "\xed\xa0\x80"}',
+    b'{"variations": [NaN]}',
+    b'{"variations": [1e999999]}',
+    b'{"on": 1' + b"0" * 400 + b"}",
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 100 + b"1" + b"}" * 100,
+    b'{"\\ud800": 1}',
+    b'{"rules": [{"clauses": [{"op": {"$ne": 1}}]}]}',
+    b'{"fallthrough": {"rollout": "x"}}',
+    b'{"prerequisites": [null]}',
+    b'{"targets": [{"values": null, "variation": null}]}',
+    '{"variations": ["\u202e\U0001f4a9"], "salt": "\u0000"}'.encode(),
 ]
-BAD_PATHS = ["/api/v1/environments/prod/flags/a%20b", "/api/v1/environments/prod/flags/%00",
-             "/api/v1/environments/pr%C3%B6d/flags/f", "/api/v1/environments/prod/flags/" + "k" * 300,
-             "/api/v1/environments/prod/flags/%E2%80%AE", "/api/v1/environments/prod/flags/..%2F..",
-             "/api/v1/environments/%FF/flags/f"]
+BAD_PATHS = [
+    "/api/v1/environments/prod/flags/a%20b",
+    "/api/v1/environments/prod/flags/%00",
+    "/api/v1/environments/pr%C3%B6d/flags/f",
+    "/api/v1/environments/prod/flags/" + "k" * 300,
+    "/api/v1/environments/prod/flags/%E2%80%AE",
+    "/api/v1/environments/prod/flags/..%2F..",
+    "/api/v1/environments/%FF/flags/f",
+]
 
 
 async def test_never_500_for_bad_input(client: httpx.AsyncClient) -> None:
@@ -261,8 +334,9 @@ async def test_extra_routes_inherit_auth(tmp_path: Path) -> None:
             pass
 
     db = FlagDB(tmp_path)
-    app = create_admin_app(writer=Writer(db, NoPublisher()), db=db, token=TOKEN,
-                           extra_routes=[register])
+    app = create_admin_app(
+        writer=Writer(db, NoPublisher()), db=db, token=TOKEN, extra_routes=[register]
+    )
     test_client = app.test_client()
     assert (await test_client.get("/api/v1/insights")).status_code == 401
     r = await test_client.get("/api/v1/insights", headers=AUTH)

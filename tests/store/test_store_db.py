@@ -62,14 +62,20 @@ VERSION_TABLE = [
     ("create", ["put"], [(1, False)]),
     ("update twice", ["put", "put", "put"], [(1, False), (2, False), (3, False)]),
     ("delete keeps a tombstone", ["put", "delete"], [(1, False), (2, True)]),
-    ("re-create continues from the tombstone", ["put", "delete", "put", "delete", "put"],
-     [(1, False), (2, True), (3, False), (4, True), (5, False)]),
+    (
+        "re-create continues from the tombstone",
+        ["put", "delete", "put", "delete", "put"],
+        [(1, False), (2, True), (3, False), (4, True), (5, False)],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "ops", "expected"), VERSION_TABLE, ids=[r[0] for r in VERSION_TABLE])
-def test_versions_increase_strictly(db: FlagDB, name: str, ops: list[str],
-                                    expected: list[tuple[int, bool]]) -> None:
+@pytest.mark.parametrize(
+    ("name", "ops", "expected"), VERSION_TABLE, ids=[r[0] for r in VERSION_TABLE]
+)
+def test_versions_increase_strictly(
+    db: FlagDB, name: str, ops: list[str], expected: list[tuple[int, bool]]
+) -> None:
     for op, (version, deleted) in zip(ops, expected, strict=True):
         w = put("flags", "f") if op == "put" else delete("flags", "f")
         (res,) = db.commit([one("prod", w)])
@@ -95,19 +101,37 @@ def test_created_flag_and_stored_json(db: FlagDB) -> None:
 
 def test_group_commit_assigns_consecutive_seqs_in_order(db: FlagDB) -> None:
     base = db.latest_seq()
-    results = db.commit([one("prod", put("flags", "a")), one("prod", put("segments", "s")),
-                         one("prod", put("flags", "a"))])
+    results = db.commit(
+        [
+            one("prod", put("flags", "a")),
+            one("prod", put("segments", "s")),
+            one("prod", put("flags", "a")),
+        ]
+    )
     assert [r.change.seq for r in results] == [base + 1, base + 2, base + 3]
-    assert results[0].change == Change(base + 1, "prod", (ItemChange(
-        "flags", "a", 1, results[0].items[0].stored.json),))
+    assert results[0].change == Change(
+        base + 1, "prod", (ItemChange("flags", "a", 1, results[0].items[0].stored.json),)
+    )
     assert [r.change.items[0].version for r in results] == [1, 1, 2]
     assert db.latest_seq() == base + 3
 
 
 def test_import_is_one_change_with_many_items(db: FlagDB) -> None:
-    (res,) = db.commit([ChangeRequest("prod", "bob", (
-        put("flags", "a"), put("flags", "b"), put("segments", "s"), delete("flags", "gone")),
-        label="import")])
+    (res,) = db.commit(
+        [
+            ChangeRequest(
+                "prod",
+                "bob",
+                (
+                    put("flags", "a"),
+                    put("flags", "b"),
+                    put("segments", "s"),
+                    delete("flags", "gone"),
+                ),
+                label="import",
+            )
+        ]
+    )
     assert len(res.change.items) == 4
     assert res.change.items[3] == ItemChange("flags", "gone", 1, None)
     (row,) = db.history("prod", limit=1)
@@ -133,8 +157,14 @@ def test_history_newest_first_with_before_and_after(db: FlagDB) -> None:
 
 
 def test_list_items_leaves_out_tombstones(db: FlagDB) -> None:
-    db.commit([one("prod", put("flags", "b")), one("prod", put("flags", "a")),
-               one("prod", put("flags", "c")), one("prod", put("segments", "s"))])
+    db.commit(
+        [
+            one("prod", put("flags", "b")),
+            one("prod", put("flags", "a")),
+            one("prod", put("flags", "c")),
+            one("prod", put("segments", "s")),
+        ]
+    )
     db.commit([one("prod", delete("flags", "c"))])
     assert [i.key for i in db.list_items("prod", "flags")] == ["a", "b"]
     assert [i.key for i in db.list_items("prod", "segments")] == ["s"]
@@ -142,8 +172,13 @@ def test_list_items_leaves_out_tombstones(db: FlagDB) -> None:
 
 def test_snapshot_is_consistent_and_includes_tombstones(db: FlagDB) -> None:
     db.create_environment("test", "Test")
-    db.commit([one("prod", put("flags", "a")), one("prod", put("flags", "b")),
-               one("test", put("segments", "s"))])
+    db.commit(
+        [
+            one("prod", put("flags", "a")),
+            one("prod", put("flags", "b")),
+            one("test", put("segments", "s")),
+        ]
+    )
     db.commit([one("prod", delete("flags", "b"))])
     snap = db.snapshot(None)
     assert snap.seq == db.latest_seq() == 6 and snap.epoch == db.epoch

@@ -30,12 +30,25 @@ RFC_APPENDIX_A: list[tuple[Any, Any, Any]] = [
 
 # RFC 7386 section 3's example document.
 RFC_EXAMPLE = (
-    {"title": "Goodbye!", "author": {"givenName": "John", "familyName": "Doe"},
-     "tags": ["example", "sample"], "content": "This will be unchanged"},
-    {"title": "Hello!", "phoneNumber": "+01-123-456-7890", "author": {"familyName": None},
-     "tags": ["example"]},
-    {"title": "Hello!", "author": {"givenName": "John"}, "tags": ["example"],
-     "content": "This will be unchanged", "phoneNumber": "+01-123-456-7890"},
+    {
+        "title": "Goodbye!",
+        "author": {"givenName": "John", "familyName": "Doe"},
+        "tags": ["example", "sample"],
+        "content": "This will be unchanged",
+    },
+    {
+        "title": "Hello!",
+        "phoneNumber": "+01-123-456-7890",
+        "author": {"familyName": None},
+        "tags": ["example"],
+    },
+    {
+        "title": "Hello!",
+        "author": {"givenName": "John"},
+        "tags": ["example"],
+        "content": "This will be unchanged",
+        "phoneNumber": "+01-123-456-7890",
+    },
 )
 
 EXTRA: list[tuple[Any, Any, Any]] = [

@@ -31,8 +31,9 @@ def clause(**kw: Any) -> dict[str, Any]:
 
 
 def rollout(*weights: int, **kw: Any) -> dict[str, Any]:
-    ro: dict[str, Any] = {"variations": [{"variation": i % 2, "weight": w}
-                                         for i, w in enumerate(weights)]}
+    ro: dict[str, Any] = {
+        "variations": [{"variation": i % 2, "weight": w} for i, w in enumerate(weights)]
+    }
     ro.update(kw)
     return ro
 
@@ -44,31 +45,78 @@ VALID_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("key and version in body", flag(key="f", version=7)),
     ("offVariation null", flag(offVariation=None)),
     ("fallthrough rollout", flag(fallthrough={"rollout": rollout(50000, 50000)})),
-    ("experiment", flag(fallthrough={"rollout": rollout(
-        100000, kind="experiment", seed=61, contextKind="org", bucketBy="/a/b")})),
+    (
+        "experiment",
+        flag(
+            fallthrough={
+                "rollout": rollout(
+                    100000, kind="experiment", seed=61, contextKind="org", bucketBy="/a/b"
+                )
+            }
+        ),
+    ),
     ("targets", flag(targets=[{"values": ["u1"], "variation": 1}])),
-    ("contextTargets user without values", flag(contextTargets=[
-        {"contextKind": "org", "values": ["o"], "variation": 0},
-        {"contextKind": "user", "variation": 1}])),
+    (
+        "contextTargets user without values",
+        flag(
+            contextTargets=[
+                {"contextKind": "org", "values": ["o"], "variation": 0},
+                {"contextKind": "user", "variation": 1},
+            ]
+        ),
+    ),
     ("rule with clauses", flag(rules=[rule()])),
     ("rule without clauses list items", flag(rules=[rule(clauses=[])])),
     ("legacy attribute with slash", flag(rules=[rule(clauses=[clause(attribute="/a~b")])])),
-    ("attribute ref path", flag(rules=[rule(clauses=[clause(contextKind="user",
-                                                            attribute="/a/b~1c~0")])])),
-    ("segmentMatch with empty attribute", flag(rules=[rule(clauses=[
-        {"attribute": "", "op": "segmentMatch", "values": ["s1"]}])])),
+    (
+        "attribute ref path",
+        flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/a/b~1c~0")])]),
+    ),
+    (
+        "segmentMatch with empty attribute",
+        flag(rules=[rule(clauses=[{"attribute": "", "op": "segmentMatch", "values": ["s1"]}])]),
+    ),
     ("regex", flag(rules=[rule(clauses=[clause(op="matches", values=["^a.*b$"])])])),
-    ("dates", flag(rules=[rule(clauses=[clause(
-        op="before", values=[1700000000000, "2017-12-06T00:00:00.000-07:00", "2020-01-01T00:00:00Z"])])])),
-    ("semver", flag(rules=[rule(clauses=[clause(op="semVerEqual", values=["2", "2.0", "1.2.3-rc.1+b"])])])),
+    (
+        "dates",
+        flag(
+            rules=[
+                rule(
+                    clauses=[
+                        clause(
+                            op="before",
+                            values=[
+                                1700000000000,
+                                "2017-12-06T00:00:00.000-07:00",
+                                "2020-01-01T00:00:00Z",
+                            ],
+                        )
+                    ]
+                )
+            ]
+        ),
+    ),
+    (
+        "semver",
+        flag(rules=[rule(clauses=[clause(op="semVerEqual", values=["2", "2.0", "1.2.3-rc.1+b"])])]),
+    ),
     ("numbers", flag(rules=[rule(clauses=[clause(op="lessThan", values=[1, 2.5])])])),
     ("prerequisite", flag(prerequisites=[{"key": "other", "variation": 0}])),
-    ("all optional fields", flag(salt="s", trackEvents=True, trackEventsFallthrough=False,
-                                  clientSide=True, debugEventsUntilDate=None, samplingRatio=1,
-                                  excludeFromSummaries=False, migration={"checkRatio": 1},
-                                  clientSideAvailability={"usingMobileKey": True,
-                                                          "usingEnvironmentId": False},
-                                  somethingNew={"x": 1})),
+    (
+        "all optional fields",
+        flag(
+            salt="s",
+            trackEvents=True,
+            trackEventsFallthrough=False,
+            clientSide=True,
+            debugEventsUntilDate=None,
+            samplingRatio=1,
+            excludeFromSummaries=False,
+            migration={"checkRatio": 1},
+            clientSideAvailability={"usingMobileKey": True, "usingEnvironmentId": False},
+            somethingNew={"x": 1},
+        ),
+    ),
 ]
 
 INVALID_FLAGS: list[tuple[str, Any, str]] = [
@@ -78,101 +126,277 @@ INVALID_FLAGS: list[tuple[str, Any, str]] = [
     ("deleted true", flag(deleted=True), "deleted: must be false"),
     ("on not bool", flag(on="yes"), "on: expected boolean, got string"),
     ("variations not array", flag(variations={}), "variations: expected array, got object"),
-    ("offVariation too high", flag(offVariation=2), "offVariation: variation index 2 is out of range"),
-    ("offVariation negative", flag(offVariation=-1), "offVariation: variation index -1 is out of range"),
+    (
+        "offVariation too high",
+        flag(offVariation=2),
+        "offVariation: variation index 2 is out of range",
+    ),
+    (
+        "offVariation negative",
+        flag(offVariation=-1),
+        "offVariation: variation index -1 is out of range",
+    ),
     ("offVariation bool", flag(offVariation=True), "offVariation: expected integer, got boolean"),
     ("offVariation float", flag(offVariation=1.5), "offVariation: expected integer, got number"),
-    ("fallthrough too high", flag(fallthrough={"variation": 2}), "fallthrough.variation: variation index 2"),
-    ("fallthrough neither", flag(fallthrough={}), 'fallthrough: needs exactly one of "variation" and "rollout", has neither'),
-    ("fallthrough both", flag(fallthrough={"variation": 0, "rollout": rollout(100000)}), "has both"),
-    ("on without fallthrough", {"on": True, "variations": V2}, "fallthrough: required when the flag is on"),
-    ("rollout weights", flag(fallthrough={"rollout": rollout(50000, 40000)}),
-     "fallthrough.rollout.variations: weights sum to 90000, not 100000"),
-    ("rollout no variations", flag(fallthrough={"rollout": {"variations": []}}),
-     "fallthrough.rollout.variations: a rollout needs at least one variation"),
-    ("rollout missing variations", flag(fallthrough={"rollout": {}}), "fallthrough.rollout.variations: required"),
-    ("rollout variation out of range", flag(fallthrough={"rollout": {"variations": [
-        {"variation": 5, "weight": 100000}]}}), "fallthrough.rollout.variations[0].variation: variation index 5"),
-    ("rollout negative weight", flag(fallthrough={"rollout": rollout(-1, 100001)}),
-     "fallthrough.rollout.variations[0].weight: must not be negative"),
-    ("rollout kind", flag(fallthrough={"rollout": rollout(100000, kind="ab")}),
-     'fallthrough.rollout.kind: must be "rollout" or "experiment"'),
-    ("rollout bad bucketBy", flag(fallthrough={"rollout": rollout(100000, contextKind="user", bucketBy="//")}),
-     "fallthrough.rollout.bucketBy: attribute reference"),
-    ("rollout seed string", flag(fallthrough={"rollout": rollout(100000, seed="1")}),
-     "fallthrough.rollout.seed: expected integer"),
-    ("target variation high", flag(targets=[{"values": ["u"], "variation": 3}]), "targets[0].variation: variation index 3"),
-    ("target values not strings", flag(targets=[{"values": [1], "variation": 0}]), "targets[0].values[0]: expected string, got number"),
+    (
+        "fallthrough too high",
+        flag(fallthrough={"variation": 2}),
+        "fallthrough.variation: variation index 2",
+    ),
+    (
+        "fallthrough neither",
+        flag(fallthrough={}),
+        'fallthrough: needs exactly one of "variation" and "rollout", has neither',
+    ),
+    (
+        "fallthrough both",
+        flag(fallthrough={"variation": 0, "rollout": rollout(100000)}),
+        "has both",
+    ),
+    (
+        "on without fallthrough",
+        {"on": True, "variations": V2},
+        "fallthrough: required when the flag is on",
+    ),
+    (
+        "rollout weights",
+        flag(fallthrough={"rollout": rollout(50000, 40000)}),
+        "fallthrough.rollout.variations: weights sum to 90000, not 100000",
+    ),
+    (
+        "rollout no variations",
+        flag(fallthrough={"rollout": {"variations": []}}),
+        "fallthrough.rollout.variations: a rollout needs at least one variation",
+    ),
+    (
+        "rollout missing variations",
+        flag(fallthrough={"rollout": {}}),
+        "fallthrough.rollout.variations: required",
+    ),
+    (
+        "rollout variation out of range",
+        flag(fallthrough={"rollout": {"variations": [{"variation": 5, "weight": 100000}]}}),
+        "fallthrough.rollout.variations[0].variation: variation index 5",
+    ),
+    (
+        "rollout negative weight",
+        flag(fallthrough={"rollout": rollout(-1, 100001)}),
+        "fallthrough.rollout.variations[0].weight: must not be negative",
+    ),
+    (
+        "rollout kind",
+        flag(fallthrough={"rollout": rollout(100000, kind="ab")}),
+        'fallthrough.rollout.kind: must be "rollout" or "experiment"',
+    ),
+    (
+        "rollout bad bucketBy",
+        flag(fallthrough={"rollout": rollout(100000, contextKind="user", bucketBy="//")}),
+        "fallthrough.rollout.bucketBy: attribute reference",
+    ),
+    (
+        "rollout seed string",
+        flag(fallthrough={"rollout": rollout(100000, seed="1")}),
+        "fallthrough.rollout.seed: expected integer",
+    ),
+    (
+        "target variation high",
+        flag(targets=[{"values": ["u"], "variation": 3}]),
+        "targets[0].variation: variation index 3",
+    ),
+    (
+        "target values not strings",
+        flag(targets=[{"values": [1], "variation": 0}]),
+        "targets[0].values[0]: expected string, got number",
+    ),
     ("targets missing values", flag(targets=[{"variation": 0}]), "targets[0].values: required"),
     ("target not object", flag(targets=["u"]), "targets[0]: expected object, got string"),
-    ("contextTarget bad kind", flag(contextTargets=[{"contextKind": "a b", "values": [], "variation": 0}]),
-     'contextTargets[0].contextKind: invalid context kind "a b"'),
-    ("contextTarget kind 'kind'", flag(contextTargets=[{"contextKind": "kind", "values": [], "variation": 0}]),
-     'invalid context kind "kind"'),
-    ("contextTarget kind multi", flag(contextTargets=[{"contextKind": "multi", "values": [], "variation": 0}]),
-     'invalid context kind "multi"'),
-    ("rule variation high", flag(rules=[rule(variation=2)]), "rules[0].variation: variation index 2"),
-    ("rule variation low", flag(rules=[rule(variation=-1)]), "rules[0].variation: variation index -1"),
-    ("rule neither", flag(rules=[{"clauses": []}]), 'rules[0]: needs exactly one of "variation" and "rollout"'),
+    (
+        "contextTarget bad kind",
+        flag(contextTargets=[{"contextKind": "a b", "values": [], "variation": 0}]),
+        'contextTargets[0].contextKind: invalid context kind "a b"',
+    ),
+    (
+        "contextTarget kind 'kind'",
+        flag(contextTargets=[{"contextKind": "kind", "values": [], "variation": 0}]),
+        'invalid context kind "kind"',
+    ),
+    (
+        "contextTarget kind multi",
+        flag(contextTargets=[{"contextKind": "multi", "values": [], "variation": 0}]),
+        'invalid context kind "multi"',
+    ),
+    (
+        "rule variation high",
+        flag(rules=[rule(variation=2)]),
+        "rules[0].variation: variation index 2",
+    ),
+    (
+        "rule variation low",
+        flag(rules=[rule(variation=-1)]),
+        "rules[0].variation: variation index -1",
+    ),
+    (
+        "rule neither",
+        flag(rules=[{"clauses": []}]),
+        'rules[0]: needs exactly one of "variation" and "rollout"',
+    ),
     ("rule both", flag(rules=[rule(rollout=rollout(100000))]), "rules[0]: needs exactly one"),
-    ("rule rollout weights", flag(rules=[rule(variation=None, rollout=rollout(1))]),
-     "rules[0].rollout.variations: weights sum to 1"),
+    (
+        "rule rollout weights",
+        flag(rules=[rule(variation=None, rollout=rollout(1))]),
+        "rules[0].rollout.variations: weights sum to 1",
+    ),
     ("rule no clauses", flag(rules=[{"variation": 0}]), "rules[0].clauses: required"),
     ("rule id number", flag(rules=[rule(id=3)]), "rules[0].id: expected string"),
-    ("unknown operator", flag(rules=[rule(clauses=[clause(), clause(op="foo")])]),
-     'rules[0].clauses[1].op: unknown operator "foo"'),
-    ("op missing", flag(rules=[rule(clauses=[{"attribute": "a", "values": []}])]), "rules[0].clauses[0].op: required"),
-    ("values missing", flag(rules=[rule(clauses=[{"attribute": "a", "op": "in"}])]), "rules[0].clauses[0].values: required"),
-    ("values not array", flag(rules=[rule(clauses=[clause(values="x")])]), "rules[0].clauses[0].values: expected array"),
-    ("attribute missing", flag(rules=[rule(clauses=[{"op": "in", "values": [""]}])]),
-     "rules[0].clauses[0].attribute: required"),
-    ("attribute empty", flag(rules=[rule(clauses=[clause(attribute="")])]),
-     "rules[0].clauses[0].attribute: attribute reference must not be empty"),
-    ("attribute slash only", flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/")])]),
-     "must not be empty"),
-    ("attribute empty component", flag(rules=[rule(clauses=[clause(contextKind="user", attribute="///")])]),
-     "empty path component"),
-    ("attribute bad escape", flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/a~b")])]),
-     '"~" not followed by 0 or 1'),
-    ("attribute trailing tilde", flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/a~")])]),
-     '"~" not followed by 0 or 1'),
-    ("clause bad kind", flag(rules=[rule(clauses=[clause(contextKind="us/er")])]),
-     'rules[0].clauses[0].contextKind: invalid context kind "us/er"'),
-    ("negate not bool", flag(rules=[rule(clauses=[clause(negate="no")])]), "rules[0].clauses[0].negate: expected boolean"),
-    ("regex does not compile", flag(rules=[rule(clauses=[clause(op="matches", values=["(a"])])]),
-     "rules[0].clauses[0].values[0]: regular expression does not compile"),
-    ("regex not string", flag(rules=[rule(clauses=[clause(op="matches", values=[3])])]),
-     "rules[0].clauses[0].values[0]: expected a regular expression string"),
-    ("bad date", flag(rules=[rule(clauses=[clause(op="after", values=["yesterday"])])]),
-     'rules[0].clauses[0].values[0]: "yesterday" is not an RFC 3339 date'),
-    ("impossible date", flag(rules=[rule(clauses=[clause(op="after", values=["2020-02-30T00:00:00Z"])])]),
-     "is not a valid date"),
-    ("date bool", flag(rules=[rule(clauses=[clause(op="before", values=[True])])]), "expected a date"),
-    ("bad semver", flag(rules=[rule(clauses=[clause(op="semVerLessThan", values=["1.2.3.4"])])]),
-     '"1.2.3.4" is not a semantic version'),
-    ("semver number", flag(rules=[rule(clauses=[clause(op="semVerGreaterThan", values=[1])])]),
-     "expected a semantic version string"),
-    ("number op string", flag(rules=[rule(clauses=[clause(op="greaterThan", values=["5"])])]),
-     "rules[0].clauses[0].values[0]: expected a number"),
-    ("string op number", flag(rules=[rule(clauses=[clause(op="startsWith", values=[5])])]),
-     "expected a string"),
-    ("in with object", flag(rules=[rule(clauses=[clause(values=[{"a": 1}])])]), 'clause values for "in"'),
-    ("segmentMatch number", flag(rules=[rule(clauses=[{"attribute": "", "op": "segmentMatch", "values": [1]}])]),
-     "expected a segment key"),
-    ("prereq self", flag(prerequisites=[{"key": "f", "variation": 0}]),
-     'prerequisites[0].key: flag "f" cannot be its own prerequisite'),
-    ("prereq negative", flag(prerequisites=[{"key": "p", "variation": -1}]),
-     "prerequisites[0].variation: must not be negative"),
+    (
+        "unknown operator",
+        flag(rules=[rule(clauses=[clause(), clause(op="foo")])]),
+        'rules[0].clauses[1].op: unknown operator "foo"',
+    ),
+    (
+        "op missing",
+        flag(rules=[rule(clauses=[{"attribute": "a", "values": []}])]),
+        "rules[0].clauses[0].op: required",
+    ),
+    (
+        "values missing",
+        flag(rules=[rule(clauses=[{"attribute": "a", "op": "in"}])]),
+        "rules[0].clauses[0].values: required",
+    ),
+    (
+        "values not array",
+        flag(rules=[rule(clauses=[clause(values="x")])]),
+        "rules[0].clauses[0].values: expected array",
+    ),
+    (
+        "attribute missing",
+        flag(rules=[rule(clauses=[{"op": "in", "values": [""]}])]),
+        "rules[0].clauses[0].attribute: required",
+    ),
+    (
+        "attribute empty",
+        flag(rules=[rule(clauses=[clause(attribute="")])]),
+        "rules[0].clauses[0].attribute: attribute reference must not be empty",
+    ),
+    (
+        "attribute slash only",
+        flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/")])]),
+        "must not be empty",
+    ),
+    (
+        "attribute empty component",
+        flag(rules=[rule(clauses=[clause(contextKind="user", attribute="///")])]),
+        "empty path component",
+    ),
+    (
+        "attribute bad escape",
+        flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/a~b")])]),
+        '"~" not followed by 0 or 1',
+    ),
+    (
+        "attribute trailing tilde",
+        flag(rules=[rule(clauses=[clause(contextKind="user", attribute="/a~")])]),
+        '"~" not followed by 0 or 1',
+    ),
+    (
+        "clause bad kind",
+        flag(rules=[rule(clauses=[clause(contextKind="us/er")])]),
+        'rules[0].clauses[0].contextKind: invalid context kind "us/er"',
+    ),
+    (
+        "negate not bool",
+        flag(rules=[rule(clauses=[clause(negate="no")])]),
+        "rules[0].clauses[0].negate: expected boolean",
+    ),
+    (
+        "regex does not compile",
+        flag(rules=[rule(clauses=[clause(op="matches", values=["(a"])])]),
+        "rules[0].clauses[0].values[0]: regular expression does not compile",
+    ),
+    (
+        "regex not string",
+        flag(rules=[rule(clauses=[clause(op="matches", values=[3])])]),
+        "rules[0].clauses[0].values[0]: expected a regular expression string",
+    ),
+    (
+        "bad date",
+        flag(rules=[rule(clauses=[clause(op="after", values=["yesterday"])])]),
+        'rules[0].clauses[0].values[0]: "yesterday" is not an RFC 3339 date',
+    ),
+    (
+        "impossible date",
+        flag(rules=[rule(clauses=[clause(op="after", values=["2020-02-30T00:00:00Z"])])]),
+        "is not a valid date",
+    ),
+    (
+        "date bool",
+        flag(rules=[rule(clauses=[clause(op="before", values=[True])])]),
+        "expected a date",
+    ),
+    (
+        "bad semver",
+        flag(rules=[rule(clauses=[clause(op="semVerLessThan", values=["1.2.3.4"])])]),
+        '"1.2.3.4" is not a semantic version',
+    ),
+    (
+        "semver number",
+        flag(rules=[rule(clauses=[clause(op="semVerGreaterThan", values=[1])])]),
+        "expected a semantic version string",
+    ),
+    (
+        "number op string",
+        flag(rules=[rule(clauses=[clause(op="greaterThan", values=["5"])])]),
+        "rules[0].clauses[0].values[0]: expected a number",
+    ),
+    (
+        "string op number",
+        flag(rules=[rule(clauses=[clause(op="startsWith", values=[5])])]),
+        "expected a string",
+    ),
+    (
+        "in with object",
+        flag(rules=[rule(clauses=[clause(values=[{"a": 1}])])]),
+        'clause values for "in"',
+    ),
+    (
+        "segmentMatch number",
+        flag(rules=[rule(clauses=[{"attribute": "", "op": "segmentMatch", "values": [1]}])]),
+        "expected a segment key",
+    ),
+    (
+        "prereq self",
+        flag(prerequisites=[{"key": "f", "variation": 0}]),
+        'prerequisites[0].key: flag "f" cannot be its own prerequisite',
+    ),
+    (
+        "prereq negative",
+        flag(prerequisites=[{"key": "p", "variation": -1}]),
+        "prerequisites[0].variation: must not be negative",
+    ),
     ("prereq no key", flag(prerequisites=[{"variation": 0}]), "prerequisites[0].key: required"),
-    ("prereq empty key", flag(prerequisites=[{"key": "", "variation": 0}]), "prerequisites[0].key: must not be empty"),
-    ("prereq variation string", flag(prerequisites=[{"key": "p", "variation": "0"}]),
-     "prerequisites[0].variation: expected integer"),
+    (
+        "prereq empty key",
+        flag(prerequisites=[{"key": "", "variation": 0}]),
+        "prerequisites[0].key: must not be empty",
+    ),
+    (
+        "prereq variation string",
+        flag(prerequisites=[{"key": "p", "variation": "0"}]),
+        "prerequisites[0].variation: expected integer",
+    ),
     ("trackEvents string", flag(trackEvents="true"), "trackEvents: expected boolean"),
     ("salt number", flag(salt=1), "salt: expected string"),
-    ("debugEventsUntilDate string", flag(debugEventsUntilDate="x"), "debugEventsUntilDate: expected number"),
+    (
+        "debugEventsUntilDate string",
+        flag(debugEventsUntilDate="x"),
+        "debugEventsUntilDate: expected number",
+    ),
     ("samplingRatio negative", flag(samplingRatio=-1), "samplingRatio: must not be negative"),
-    ("clientSideAvailability", flag(clientSideAvailability={"usingMobileKey": 1}),
-     "clientSideAvailability.usingMobileKey: expected boolean"),
+    (
+        "clientSideAvailability",
+        flag(clientSideAvailability={"usingMobileKey": 1}),
+        "clientSideAvailability.usingMobileKey: expected boolean",
+    ),
     ("migration", flag(migration={"checkRatio": "1"}), "migration.checkRatio: expected integer"),
 ]
 
@@ -182,7 +406,9 @@ def test_valid_flags(name: str, data: dict[str, Any]) -> None:
     assert check_item("flags", "f", data) == []
 
 
-@pytest.mark.parametrize(("name", "data", "expected"), INVALID_FLAGS, ids=[c[0] for c in INVALID_FLAGS])
+@pytest.mark.parametrize(
+    ("name", "data", "expected"), INVALID_FLAGS, ids=[c[0] for c in INVALID_FLAGS]
+)
 def test_invalid_flags(name: str, data: Any, expected: str) -> None:
     errors = check_item("flags", "f", data)
     assert any(expected in e for e in errors), errors
@@ -193,18 +419,36 @@ SEG = {"included": ["u1"], "excluded": [], "rules": []}
 INVALID_SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
     ("included not strings", {"included": [1]}, "included[0]: expected string, got number"),
     ("excluded not array", {"excluded": "u"}, "excluded: expected array, got string"),
-    ("includedContexts no kind", {"includedContexts": [{"values": ["o"]}]},
-     "includedContexts[0].contextKind: required"),
-    ("excludedContexts bad kind", {"excludedContexts": [{"contextKind": "", "values": []}]},
-     "excludedContexts[0].contextKind: must not be empty"),
-    ("rule weight too big", {"rules": [{"clauses": [], "weight": 100001}]},
-     "rules[0].weight: must be between 0 and 100000"),
-    ("rule clause op", {"rules": [{"clauses": [clause(op="nope")]}]},
-     'rules[0].clauses[0].op: unknown operator "nope"'),
-    ("rule self match", {"rules": [{"clauses": [{"op": "segmentMatch", "values": ["s"]}]}]},
-     'rules[0].clauses[0].values[0]: segment "s" cannot match itself'),
-    ("rule bucketBy", {"rules": [{"clauses": [], "rolloutContextKind": "org", "bucketBy": "/a~2"}]},
-     "rules[0].bucketBy: attribute reference"),
+    (
+        "includedContexts no kind",
+        {"includedContexts": [{"values": ["o"]}]},
+        "includedContexts[0].contextKind: required",
+    ),
+    (
+        "excludedContexts bad kind",
+        {"excludedContexts": [{"contextKind": "", "values": []}]},
+        "excludedContexts[0].contextKind: must not be empty",
+    ),
+    (
+        "rule weight too big",
+        {"rules": [{"clauses": [], "weight": 100001}]},
+        "rules[0].weight: must be between 0 and 100000",
+    ),
+    (
+        "rule clause op",
+        {"rules": [{"clauses": [clause(op="nope")]}]},
+        'rules[0].clauses[0].op: unknown operator "nope"',
+    ),
+    (
+        "rule self match",
+        {"rules": [{"clauses": [{"op": "segmentMatch", "values": ["s"]}]}]},
+        'rules[0].clauses[0].values[0]: segment "s" cannot match itself',
+    ),
+    (
+        "rule bucketBy",
+        {"rules": [{"clauses": [], "rolloutContextKind": "org", "bucketBy": "/a~2"}]},
+        "rules[0].bucketBy: attribute reference",
+    ),
     ("rule without clauses (typo)", {"rules": [{"clauss": []}]}, "rules[0].clauses: required"),
     ("unbounded", {"unbounded": "no"}, "unbounded: expected boolean"),
     ("generation", {"generation": "1"}, "generation: expected integer"),
@@ -214,32 +458,64 @@ INVALID_SEGMENTS: list[tuple[str, dict[str, Any], str]] = [
 
 def test_valid_segment() -> None:
     assert check_item("segments", "s", SEG) == []
-    assert check_item("segments", "s", {
-        "includedContexts": [{"contextKind": "org", "values": ["o1"]}],
-        "rules": [{"id": "r", "clauses": [{"op": "segmentMatch", "values": ["other"]}],
-                   "weight": 25000, "bucketBy": "key", "rolloutContextKind": "user"}],
-        "unbounded": False, "generation": None}) == []
+    assert (
+        check_item(
+            "segments",
+            "s",
+            {
+                "includedContexts": [{"contextKind": "org", "values": ["o1"]}],
+                "rules": [
+                    {
+                        "id": "r",
+                        "clauses": [{"op": "segmentMatch", "values": ["other"]}],
+                        "weight": 25000,
+                        "bucketBy": "key",
+                        "rolloutContextKind": "user",
+                    }
+                ],
+                "unbounded": False,
+                "generation": None,
+            },
+        )
+        == []
+    )
 
 
-@pytest.mark.parametrize(("name", "data", "expected"), INVALID_SEGMENTS,
-                         ids=[c[0] for c in INVALID_SEGMENTS])
+@pytest.mark.parametrize(
+    ("name", "data", "expected"), INVALID_SEGMENTS, ids=[c[0] for c in INVALID_SEGMENTS]
+)
 def test_invalid_segments(name: str, data: dict[str, Any], expected: str) -> None:
     errors = check_item("segments", "s", data)
     assert any(expected in e for e in errors), errors
 
 
 def test_every_error_starts_with_its_path() -> None:
-    errors = check_item("flags", "f", flag(
-        offVariation=9, rules=[rule(clauses=[clause(op="foo")], variation=7)]))
+    errors = check_item(
+        "flags", "f", flag(offVariation=9, rules=[rule(clauses=[clause(op="foo")], variation=7)])
+    )
     assert sorted(e.split(":")[0] for e in errors) == [
-        "offVariation", "rules[0].clauses[0].op", "rules[0].variation"]
+        "offVariation",
+        "rules[0].clauses[0].op",
+        "rules[0].variation",
+    ]
 
 
-@pytest.mark.parametrize(("ref", "literal", "ok"), [
-    ("name", False, True), ("/a/b", False, True), ("/a~0~1", False, True),
-    ("", False, False), ("/", False, False), ("/a//b", False, False), ("/a/", False, False),
-    ("/a~2", False, False), ("/a~", False, False),
-    ("/a~2", True, True), ("/", True, True), ("", True, False),
-])
+@pytest.mark.parametrize(
+    ("ref", "literal", "ok"),
+    [
+        ("name", False, True),
+        ("/a/b", False, True),
+        ("/a~0~1", False, True),
+        ("", False, False),
+        ("/", False, False),
+        ("/a//b", False, False),
+        ("/a/", False, False),
+        ("/a~2", False, False),
+        ("/a~", False, False),
+        ("/a~2", True, True),
+        ("/", True, True),
+        ("", True, False),
+    ],
+)
 def test_attribute_references(ref: str, literal: bool, ok: bool) -> None:
     assert (attr_ref_error(ref, literal=literal) is None) is ok

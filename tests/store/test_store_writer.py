@@ -63,13 +63,16 @@ async def h(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> AsyncIter
     db.close()
 
 
-async def test_burst_to_one_key_is_one_change(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_burst_to_one_key_is_one_change(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     await h.writer.put("prod", "flags", "f", FLAG)
     start, base_publishes = h.now(), len(h.pub.log)
     async with trio.open_nursery() as nursery:
         for i in range(200):
-            nursery.start_soon(h.call, f"p{i}", h.writer.patch, "prod", "flags", "f",
-                               {"offVariation": i % 2})
+            nursery.start_soon(
+                h.call, f"p{i}", h.writer.patch, "prod", "flags", "f", {"offVariation": i % 2}
+            )
     assert {t - start for t, _ in h.done.values()} == {0.005}
     results = [r for _, r in h.done.values()]
     assert all(isinstance(r, WriteResult) for r in results)
@@ -79,7 +82,9 @@ async def test_burst_to_one_key_is_one_change(h: Harness, autojump_clock: trio.t
     assert (stats.writes, stats.commits, stats.publishes) == (201, 2, 2)
 
 
-async def test_keys_due_together_commit_in_one_transaction(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_keys_due_together_commit_in_one_transaction(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     async with trio.open_nursery() as nursery:
         for key in ("a", "b", "c"):
             nursery.start_soon(h.call, key, h.writer.put, "prod", "flags", key, FLAG)
@@ -89,7 +94,9 @@ async def test_keys_due_together_commit_in_one_transaction(h: Harness, autojump_
     assert [t for t, _ in h.pub.log] == [pytest.approx(0.005)] * 3
 
 
-async def test_staggered_keys_commit_one_window_after_their_first_write(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_staggered_keys_commit_one_window_after_their_first_write(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     async def later() -> None:
         await trio.sleep(0.003)
         await h.call("b", h.writer.put, "prod", "flags", "b", FLAG)
@@ -102,7 +109,9 @@ async def test_staggered_keys_commit_one_window_after_their_first_write(h: Harne
     assert h.pub.seqs == [2, 3] and h.writer.statistics().commits == 2
 
 
-async def test_acknowledged_only_after_commit_then_published(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_acknowledged_only_after_commit_then_published(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     result = await h.writer.put("prod", "flags", "f", FLAG)
     assert result.created and result.item.version == 1
     assert h.db.get_item("prod", "flags", "f") == result.item  # committed before the answer
@@ -112,11 +121,15 @@ async def test_acknowledged_only_after_commit_then_published(h: Harness, autojum
     assert not again.created and again.item.version == 2
 
 
-async def test_bad_patch_is_refused_at_once_and_leaves_the_pending_state(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_bad_patch_is_refused_at_once_and_leaves_the_pending_state(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     await h.writer.put("prod", "flags", "f", FLAG)
     start = h.now()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(h.call, "good1", h.writer.patch, "prod", "flags", "f", {"offVariation": 1})
+        nursery.start_soon(
+            h.call, "good1", h.writer.patch, "prod", "flags", "f", {"offVariation": 1}
+        )
         nursery.start_soon(h.call, "bad", h.writer.patch, "prod", "flags", "f", {"offVariation": 5})
         nursery.start_soon(h.call, "good2", h.writer.patch, "prod", "flags", "f", {"on": False})
     t_bad, bad = h.done["bad"]
@@ -144,7 +157,9 @@ async def test_not_found_and_conflict(h: Harness, autojump_clock: trio.testing.M
     assert h.pub.seqs == [2, 3]
 
 
-async def test_environment_creation_is_published(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_environment_creation_is_published(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     env = await h.writer.create_environment("test", "Test", secure_mode=True)
     (t, msg) = h.pub.log[-1]
     assert isinstance(msg, EnvChange) and msg.env == env and msg.seq == 2
@@ -152,7 +167,9 @@ async def test_environment_creation_is_published(h: Harness, autojump_clock: tri
     await h.writer.put("test", "flags", "f", FLAG)
 
 
-async def test_import_flushes_pending_writes_first(h: Harness, autojump_clock: trio.testing.MockClock) -> None:
+async def test_import_flushes_pending_writes_first(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
     async def import_later() -> None:
         await trio.sleep(0.001)
         items = [ItemWrite("flags", k, normalize("flags", k, FLAG, salt="s")) for k in ("x", "y")]
@@ -168,8 +185,9 @@ async def test_import_flushes_pending_writes_first(h: Harness, autojump_clock: t
     assert [i.key for i in imported.change.items] == ["x", "y"]
 
 
-async def test_cancellation_commits_what_was_accepted(tmp_path: Path,
-                                                      autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancellation_commits_what_was_accepted(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     db = FlagDB(tmp_path)
     db.create_environment("prod", "P")
     pub = RecordingPublisher()
