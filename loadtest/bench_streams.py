@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import math
 import queue
+import shlex
 import statistics
 import subprocess
 import sys
@@ -169,7 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     addresses = [f"127.0.0.{i + 1}" for i in range(addresses_n)]
     host = "0.0.0.0" if addresses_n > 1 else "127.0.0.1"
     extra = tuple(args.node_arg or ())
-    node = Node(workers=workers, stream_host=host, extra_args=extra)
+    command = shlex.split(args.node_cmd) if args.node_cmd else None
+    node = Node(workers=workers, stream_host=host, extra_args=extra, command=command)
     clients: list[ClientProc] = []
     admin: AdminClient | None = None
     out: dict[str, Any] = {"connections": n, "workers": workers, "clients": clients_n,
@@ -250,7 +252,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             admin.close()
         rc = node.stop()
         out["node_exit_code"] = rc
-        if rc not in (0, None):
+        if rc == 0 and out.get("all_delivered"):
+            node.remove_data_dir()
+        else:
+            out["node_dir"] = str(node.data_dir)  # logs kept for a post-mortem
             out["node_log_tail"] = node.output()[-3000:]
     return out
 
@@ -368,6 +373,8 @@ def render(out: dict[str, Any]) -> str:
         f"p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms, max {p['max']:.1f} ms",
         f"every stream got every measured change: {out['all_delivered']}",
     ]
+    if "node_dir" in out:
+        lines.append(f"node logs kept in {out['node_dir']}")
     return "\n".join(lines)
 
 
@@ -385,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pace", type=float, default=1.0, help="seconds between changes")
     ap.add_argument("--decoder", choices=("fast", "shared"), default="fast")
     ap.add_argument("--node-arg", action="append", help="extra argument for flagstream serve")
+    ap.add_argument(
+        "--node-cmd", help="command to run instead of `flagstream` (its `serve` is appended)"
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     return ap
 

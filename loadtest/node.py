@@ -77,7 +77,9 @@ class Node:
         extra_args: tuple[str, ...] = (),
         data_dir: Path | None = None,
         repo: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        self.command = command or serve_command()
         self.workers = workers
         self.stream_host = stream_host
         self.admin_token = admin_token
@@ -103,7 +105,7 @@ class Node:
 
     def start(self, timeout_s: float = 60.0) -> Listeners:
         argv = [
-            *serve_command(), "serve",
+            *self.command, "serve",
             "--data-dir", str(self.data_dir / "data"),
             "--stream-bind", f"{self.stream_host}:0",
             "--sdk-bind", "127.0.0.1:0",
@@ -129,8 +131,10 @@ class Node:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
+        code = self.proc.poll()
         self.stop()
-        raise NodeError(f"node did not become ready within {timeout_s} s:\n{self.output()[-4000:]}")
+        why = f"exited with code {code}" if code is not None else f"not ready after {timeout_s} s"
+        raise NodeError(f"node {why}:\n{self.output()[-4000:]}")
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM, wait up to `timeout_s`, then SIGKILL the node's own process group."""
@@ -146,9 +150,12 @@ class Node:
         with contextlib.suppress(ProcessLookupError):
             # workers that outlived their supervisor: same group, started by us
             os.killpg(self.proc.pid, signal.SIGKILL)
-        if self._own_dir and self.proc.returncode == 0:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
         return self.proc.returncode
+
+    def remove_data_dir(self) -> None:
+        """Delete the temporary data dir (and its logs), if this object created it."""
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def admin(self) -> AdminClient:
         assert self.listeners is not None
