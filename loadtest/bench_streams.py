@@ -135,6 +135,7 @@ class RoundResult:
     server_stime_ticks: int
     window_ms: float  # PATCH sent -> last client report in
     others_cpu_ms: float  # machine busy time in the window not used by server or clients
+    bench_cpu_ms: float  # server tree + clients, on-CPU in the window
 
     def pct(self, p: float, *, from_ack: bool = False) -> float:
         if not self.lat_us:
@@ -303,6 +304,7 @@ def _one_round(
         server_stime_ticks=s1.stime_ticks - s0.stime_ticks,
         window_ms=window_ms,
         others_cpu_ms=_ticks_ms(m1.busy_ticks - m0.busy_ticks) - ours_ms,
+        bench_cpu_ms=ours_ms,
     )
     pause = args.pace - (time.monotonic_ns() - t0) / 1e9
     if pause > 0:
@@ -331,6 +333,7 @@ def _round_dict(r: RoundResult, *, warm: bool) -> dict[str, Any]:
         "server_sys_s": r.server_stime_ticks / procstats.CLOCK_TICKS,
         "window_ms": r.window_ms,
         "others_cpu_ms": r.others_cpu_ms,
+        "bench_cpu_ms": r.bench_cpu_ms,
     }
 
 
@@ -348,11 +351,11 @@ def render(out: dict[str, Any]) -> str:
         f"server RSS            {c['server_rss_before_kb'] / 1024:.0f} -> "
         f"{c['server_rss_after_kb'] / 1024:.0f} MB = {c['server_rss_per_conn_kb']:.1f} KB/conn",
         "",
-        "propagation from t0 (just before the PATCH); 'ack' = PATCH round trip; 'others' = CPU",
-        "used by processes outside the benchmark during the round window (shared machine)",
+        "propagation from t0 (just before the PATCH); 'ack' = PATCH round trip; 'bench' = CPU of",
+        "server + clients in the round window; 'others' = CPU of every other process in it",
         "",
         "round  ack ms   recv/expected    p50 ms   p99 ms   max ms  p99-ack | srv µs/cli"
-        "  wrk µs/cli  cli µs/ev  srv usr/sys s  others ms",
+        "  wrk µs/cli  cli µs/ev  srv usr/sys s  bench ms  others ms",
     ]
     for r in out["rounds"]:
         tag = "w" if r["warmup"] else " "
@@ -361,7 +364,8 @@ def render(out: dict[str, Any]) -> str:
             f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['max_ms']:8.1f} {r['p99_from_ack_ms']:8.1f}"
             f" | {r['server_cpu_us_per_client']:10.1f} {r['worker_cpu_us_per_client']:11.1f}"
             f" {r['client_cpu_us_per_event']:10.2f}"
-            f"   {r['server_user_s']:.2f}/{r['server_sys_s']:.2f}   {r['others_cpu_ms']:9.0f}"
+            f"   {r['server_user_s']:.2f}/{r['server_sys_s']:.2f}"
+            f"   {r['bench_cpu_ms']:8.0f}  {r['others_cpu_ms']:9.0f}"
         )
     p = out["pooled_ms"]
     m = out["median_round_ms"]
