@@ -33,6 +33,7 @@ class NodeProcess:
     urls: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -55,7 +56,8 @@ class NodeProcess:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._reader = threading.Thread(target=pump, daemon=True)
+        self._reader.start()
         ready.wait(max(0.0, deadline - time.monotonic()))
         if self.proc.poll() is not None or not any(READY.match(x) for x in self.output):
             self.stop()
@@ -73,19 +75,30 @@ class NodeProcess:
         return [int(p) for p in out.stdout.split()]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(5)
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._close_pipe()
+        return self.proc.returncode
 
     def kill9(self) -> None:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        assert self.proc is not None
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
 
 
 def serve_argv(data_dir: Path, *, workers: int = 2, token: str = "test-admin-token",

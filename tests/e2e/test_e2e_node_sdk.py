@@ -28,7 +28,8 @@ class Driver:
         self.proc = subprocess.Popen(["node", str(JS / "drive_server_sdk.js"), *argv],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -50,6 +51,10 @@ class Driver:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(5)
+        self._reader.join(5)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
 
 
 def test_node_sdk_streams_patch_and_delete(node: NodeProcess) -> None:
