@@ -216,6 +216,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "accept_rate_per_worker_per_s": held / connect_s / workers,
             "server_cpu_us_per_accept": (after_connect.cpu_ns - base.cpu_ns) / max(1, held) / 1e3,
             "client_cpu_us_per_connect": (cl1.cpu_ns - cl0.cpu_ns) / max(1, held) / 1e3,
+            "server_user_s": _ticks_ms(after_connect.utime_ticks - base.utime_ticks) / 1e3,
+            "server_sys_s": _ticks_ms(after_connect.stime_ticks - base.stime_ticks) / 1e3,
             "machine_busy_ms": _ticks_ms(m1.busy_ticks - m0.busy_ticks),
             "others_cpu_ms": _ticks_ms(m1.busy_ticks - m0.busy_ticks) - ours_ms,
             "per_worker_sockets": [procstats.socket_fds(p) for p in worker_pids],
@@ -345,7 +347,8 @@ def render(out: dict[str, Any]) -> str:
         f"connect phase         {c['wall_s']:.2f} s; accept rate {c['accept_rate_per_s']:.0f}/s "
         f"= {c['accept_rate_per_worker_per_s']:.0f}/s per worker ({out['workers']} workers)",
         f"sockets per worker    {c['per_worker_sockets']}",
-        f"CPU per connection    server {c['server_cpu_us_per_accept']:.0f} µs, "
+        f"CPU per connection    server {c['server_cpu_us_per_accept']:.0f} µs "
+        f"(user/sys {c['server_user_s']:.2f}/{c['server_sys_s']:.2f} s), "
         f"client {c['client_cpu_us_per_connect']:.0f} µs; "
         f"other processes used {c['others_cpu_ms']:.0f} ms of CPU during the phase",
         f"server RSS            {c['server_rss_before_kb'] / 1024:.0f} -> "
