@@ -59,6 +59,7 @@ class IngestConfig:
     spool_max_bytes: int = 4 * 1024 * 1024 * 1024
     spool_retain_bytes: int = 1024 * 1024 * 1024
     flush_deadline_s: float = 5.0
+    max_inflight_calls: int = 4  # PutRecords calls in parallel; 1 keeps strict spool order
     max_record_bytes: int = MAX_RECORD_BYTES
     backoff: Backoff = field(default_factory=Backoff)
     pacer_min_s: float = 0.05
@@ -280,24 +281,33 @@ class IngestActor:
                 await trio.sleep(0.05)  # nothing readable yet (torn tail); try again shortly
 
     async def _ship_next(self) -> bool:
-        """Ship the next batch from the spool until every record is stored; False if there
-        was nothing to read."""
-        batch = await trio.to_thread.run_sync(
+        """Ship the next window of the spool (up to ``max_inflight_calls`` PutRecords calls in
+        parallel) until every record is stored, then move the checkpoint past it; False if
+        there was nothing to read."""
+        calls = self.config.max_inflight_calls
+        window = await trio.to_thread.run_sync(
             partial(
                 spool.read_frames,
                 self.config.spool_dir,
                 self._shipped,
-                max_records=500,
-                max_bytes=5 * 1024 * 1024,
+                max_records=500 * calls,
+                max_bytes=5 * 1024 * 1024 * calls,
             ),
             limiter=self._disk,
         )
-        if not batch:
+        if not window:
             return False
-        records = [r for r, _ in batch]
-        taken = plan_batch(records)
-        await self._put_all(records[:taken])
-        self._shipped = batch[taken - 1][1]
+        records = [r for r, _ in window]
+        batches: list[list[Record]] = []
+        taken = 0
+        while taken < len(records) and len(batches) < calls:
+            n = plan_batch(records[taken:])
+            batches.append(records[taken : taken + n])
+            taken += n
+        async with trio.open_nursery() as nursery:
+            for batch in batches:
+                nursery.start_soon(self._put_all, batch)
+        self._shipped = window[taken - 1][1]
         await trio.to_thread.run_sync(self._save_checkpoint, self._shipped, limiter=self._disk)
         self._stats["backlog_bytes"] = await self._backlog_bytes()
         return True

@@ -11,6 +11,7 @@ Prints ``listening http://HOST:PORT`` when ready; SIGTERM/SIGINT shut it down gr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -70,6 +71,11 @@ async def serve_node(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         handle = await nursery.start(IngestActor(config).run)
         register_event_routes(app, resolver, handle)
+
+        @app.get("/ingest/stats")
+        async def stats() -> dict[str, int]:
+            return dataclasses.asdict(handle.statistics())
+
         stop = trio.Event()
 
         async def watch_signals() -> None:

@@ -2,20 +2,25 @@
 
 Record format (what a Lambda, Firehose or Flink consumer reads)
 ---------------------------------------------------------------
-Each Kinesis record's data is UTF-8 newline-delimited JSON: one line per SDK event, each line
-ending in ``\\n``. A line is an *enriched event*::
+Each Kinesis record's data is UTF-8 newline-delimited JSON, every line ending in ``\n``. The
+first line is a header that applies to the whole record; every following line is one SDK event
+exactly as the SDK sent it (re-serialised compactly)::
 
-    {"v":1,"id":"<payloadId>:<index>","env":"prod","src":"server","kind":"analytics",
-     "received":1718000000123,"payloadId":"<payloadId>","event":{...the SDK's event...}}
+    {"v":1,"env":"prod","src":"server","kind":"analytics","received":1718000000123,
+     "payloadId":"6f1c…","first":0}
+    {"kind":"feature","key":"f1","variation":1,…}
+    {"kind":"summary","startDate":…,"features":{…}}
 
-- ``v``: format version (1).
-- ``id``: stable event ID, the payload ID and the event's index in the SDK's payload. An SDK
-  retry carries the same payload ID, and a record re-sent after a Kinesis timeout carries the
-  same bytes, so consumers de-duplicate on ``id`` (delivery is at-least-once).
 - ``env``: environment key; ``src``: ``server`` | ``client`` | ``mobile``; ``kind``:
-  ``analytics`` (``event`` is one element of the posted array) or ``diagnostic`` (``event``
-  is the posted object); ``received``: Unix ms when flagstream accepted the payload;
-  ``payloadId``: ``X-LaunchDarkly-Payload-ID``, or a UUID flagstream generated when absent.
+  ``analytics`` (each line is one element of the posted array) or ``diagnostic`` (the one line is
+  the posted object); ``received``: Unix ms when flagstream accepted the payload; ``payloadId``:
+  ``X-LaunchDarkly-Payload-ID``, or a UUID flagstream generated when absent.
+- ``first``: the index, in the SDK's payload, of the record's first event. The event on line
+  ``n`` (0 = first after the header) has the stable ID ``"<payloadId>:<first+n>"``. An SDK retry
+  carries the same payload ID and a record re-sent after a Kinesis timeout carries the same
+  bytes, so consumers de-duplicate on that ID (delivery is at-least-once).
+  ``decode_record`` returns each event *enriched* with these fields (``id``, ``env``, …, and
+  the SDK's event under ``event``).
 
 One payload becomes one or more records (split so that each stays under ``max_record_bytes``),
 all with the payload ID as partition key: random UUIDs, so records spread evenly over shards.
@@ -149,55 +154,72 @@ def _event_problem(event: object) -> str | None:
     return None
 
 
-def encode_records(payload: Payload, max_record_bytes: int = MAX_RECORD_BYTES) -> list[Record]:
-    """Enrich every event and pack the lines into as few records as fit the size limit."""
-    pid = payload.payload_id
-    head = (
-        b'{"v":1,"env":'
-        + orjson.dumps(payload.env)
-        + b',"src":"'
-        + payload.source.value.encode()
-        + b'","kind":"'
-        + payload.kind.value.encode()
-        + b'","received":'
-        + str(payload.received_ms).encode()
-        + b',"payloadId":'
-        + orjson.dumps(pid)
-        + b',"id":"'
-        + pid.encode()
-        + b":"
+def _header(payload: Payload, first: int) -> bytes:
+    return (
+        orjson.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "env": payload.env,
+                "src": payload.source.value,
+                "kind": payload.kind.value,
+                "received": payload.received_ms,
+                "payloadId": payload.payload_id,
+                "first": first,
+            }
+        )
+        + b"\n"
     )
+
+
+def encode_records(payload: Payload, max_record_bytes: int = MAX_RECORD_BYTES) -> list[Record]:
+    """Pack the events, after a header line, into as few records as fit the size limit."""
+    pid = payload.payload_id
     records: list[Record] = []
-    chunk: list[bytes] = []
-    size = 0
+    head = _header(payload, 0)
+    chunk: list[bytes] = [head]
+    size = len(head)
     for i, event in enumerate(payload.events):
-        line = head + str(i).encode() + b'","event":' + orjson.dumps(event) + b"}\n"
-        if len(line) > max_record_bytes:
+        line = orjson.dumps(event) + b"\n"
+        if len(line) + 200 + len(pid) > max_record_bytes:
             raise PayloadRejected(
                 f"event {i} is {len(line)} bytes; the limit per event is {max_record_bytes}",
                 status=413,
             )
         if size + len(line) > max_record_bytes:
             records.append(Record(pid, b"".join(chunk)))
-            chunk, size = [], 0
+            head = _header(payload, i)
+            chunk, size = [head], len(head)
         chunk.append(line)
         size += len(line)
-    if chunk:
+    if len(chunk) > 1:
         records.append(Record(pid, b"".join(chunk)))
     return records
 
 
 def decode_record(data: bytes) -> list[dict[str, Any]]:
-    """The enriched events of one record; lines that are not JSON objects are skipped (a
-    consumer must survive a foreign writer on the same stream)."""
+    """The enriched events of one record: ``{"v","id","env","src","kind","received",
+    "payloadId","event"}`` each. A record without a valid header yields nothing and lines that
+    are not JSON objects are skipped (a consumer must survive a foreign writer)."""
+    lines = data.split(b"\n")
+    try:
+        header = orjson.loads(lines[0])
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(header, dict) or not isinstance(header.get("payloadId"), str):
+        return []
+    first = header.get("first", 0)
+    if not isinstance(first, int):
+        return []
+    base = {k: header.get(k) for k in ("v", "env", "src", "kind", "received", "payloadId")}
+    prefix = header["payloadId"] + ":"
     out: list[dict[str, Any]] = []
-    for line in data.split(b"\n"):
+    for n, line in enumerate(lines[1:]):
         if not line:
             continue
         try:
-            doc = orjson.loads(line)
+            event = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(doc, dict):
-            out.append(doc)
+        if isinstance(event, dict):
+            out.append({**base, "id": prefix + str(first + n), "event": event})
     return out

@@ -7,6 +7,7 @@ of every payload that ``submit`` acknowledged.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,7 +146,8 @@ async def test_outage_spools_then_drains_in_order(
 ) -> None:
     proxy.arm("outage", calls=None)
     async with trio.open_nursery() as nursery:
-        handle = await nursery.start(IngestActor(config(tmp_path, stream, proxy.port)).run)
+        strict = dataclasses.replace(config(tmp_path, stream, proxy.port), max_inflight_calls=1)
+        handle = await nursery.start(IngestActor(strict).run)
         expected = await submit_all(handle, count=60, events=10)
         with trio.fail_after(30):
             for _ in range(3000):
