@@ -19,6 +19,7 @@ Public functions (reused by the HTTP conformance test):
 - ``load_suites(folder="server-side-eval", base=None) -> list[Suite]``: every expanded suite;
 - ``all_evaluations(suites) -> list[tuple[Suite, Evaluation]]``;
 - ``legacy_user_to_context(obj) -> dict``: an old-style user as a new-format ``kind: user`` context;
+- ``typed(value)``: a JSON value made comparable type-strictly (Python has ``True == 1 == 1.0``);
 - ``sdk_normalized_flag(flag)`` / ``sdk_normalized_segment(segment)``: the dict with the
   properties Go's model writes when re-marshalling (empty arrays, ``negate``...), which strict
   SDK parsers such as the Python SDK's require.
@@ -299,3 +300,17 @@ def sdk_normalized_segment(segment: dict[str, Any]) -> dict[str, Any]:
     s["rules"] = [{**r, "clauses": _norm_clauses(r.get("clauses"))} for r in s["rules"]]
     s.setdefault("salt", "")
     return s
+
+
+def typed(v: Any) -> Any:
+    """A JSON value made comparable type-strictly: ``typed(True) != typed(1)``, while
+    ``typed(1) == typed(1.0)`` (JSON numbers compare by value)."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return (type(v).__name__, v)
+    if isinstance(v, int | float):
+        return ("number", float(v))
+    if isinstance(v, list | tuple):
+        return ("array", tuple(typed(x) for x in v))
+    if isinstance(v, dict):
+        return ("object", tuple(sorted((k, typed(x)) for k, x in v.items())))
+    raise TypeError(f"not JSON: {v!r}")

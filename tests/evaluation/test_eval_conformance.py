@@ -27,6 +27,7 @@ from tests.evaluation.harness_data import (
     all_evaluations,
     conformance_dir,
     load_suites,
+    typed,
 )
 
 CLAIMED_CAPABILITIES: frozenset[str] = frozenset()
@@ -59,19 +60,6 @@ def _evaluate(suite: Suite, ev: Evaluation) -> EvalDetail:
     except ContextError:
         return error_detail("USER_NOT_SPECIFIED")
     return Evaluator(flags.get, segments.get).evaluate_key(ev.flag_key, context)
-
-
-def typed(v: Any) -> Any:
-    """A JSON value made comparable type-strictly (Python has ``True == 1 == 1.0``)."""
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return (type(v).__name__, v)
-    if isinstance(v, int | float):
-        return ("number", float(v))
-    if isinstance(v, list):
-        return ("array", tuple(typed(x) for x in v))
-    if isinstance(v, dict):
-        return ("object", tuple(sorted((k, typed(x)) for k, x in v.items())))
-    raise TypeError(f"not JSON: {v!r}")
 
 
 def _app_value(detail: EvalDetail, default: Any) -> Any:
