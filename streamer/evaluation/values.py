@@ -14,6 +14,7 @@ which is the reference the other SDKs are tested against:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 NS_PER_MS: Final = 1_000_000
@@ -93,6 +94,9 @@ def _field(sc: _Scan, terms: str, eof_ok: bool, lo_len: int, hi_len: int, hi: in
     return n, term
 
 
+# Context values repeat across the flags evaluated for one context, and across contexts; the
+# parsers are pure, so a bounded cache turns the repeated parses into one dict lookup.
+@lru_cache(maxsize=8192)
 def parse_rfc3339_ns(s: str) -> int | None:
     sc = _Scan(s)
     year = _field(sc, "-", False, 4, 4, 9999)
@@ -142,8 +146,11 @@ def _valid_identifiers(text: str, *, prerelease: bool) -> bool:
 
 
 def parse_semver(value: object) -> Semver | None:
-    if not isinstance(value, str):
-        return None
+    return _parse_semver(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=8192)
+def _parse_semver(value: str) -> Semver | None:
     sc = _Scan(value)
     parts = [0, 0, 0]
     text, term = sc.read_until(".-+")
