@@ -107,7 +107,7 @@ def make_flags(count: int, rng: random.Random) -> dict[str, dict[str, Any]]:
 
 
 def make_segments(rng: random.Random) -> dict[str, dict[str, Any]]:
-    segments = {}
+    segments: dict[str, dict[str, Any]] = {}
     for i in range(5):
         segments[f"seg-{i}"] = {
             "key": f"seg-{i}", "version": 1, "salt": f"s{i}", "deleted": False,
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     from ldclient.feature_store import InMemoryFeatureStore
     from ldclient.versioned_data_kind import FEATURES, SEGMENTS
 
-    store: Any = InMemoryFeatureStore()
+    store_class: Any = InMemoryFeatureStore  # untyped in the SDK
+    store = store_class()
     store.init({FEATURES: flags_json, SEGMENTS: segments_json})
     nowhere = "http://127.0.0.1:9"
     client: Any = LDClient(Config("sdk-bench", feature_store=store, use_ldd=True,
@@ -228,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
 
         sdk_flags = {k: FeatureFlag(v) for k, v in flags_json.items()}
         sdk_segments = {k: SdkSegment(v) for k, v in segments_json.items()}
-        sdk_eval: Any = SdkEvaluator(sdk_flags.get, sdk_segments.get, lambda key: (None, None))
+        evaluator_class: Any = SdkEvaluator
+        sdk_eval = evaluator_class(sdk_flags.get, sdk_segments.get,
+                                   lambda key: (None, "NOT_CONFIGURED"))
         factory: Any = EventFactory(False)
         sdk_flag_list = list(sdk_flags.values())
 
