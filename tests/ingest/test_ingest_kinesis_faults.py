@@ -82,7 +82,7 @@ async def wait_drained(handle: IngestHandle) -> None:
     with trio.fail_after(60):
         for _ in range(6000):
             s = handle.statistics()
-            if s.spooled > 0 and s.sent >= s.spooled:
+            if s.spooled > 0 and s.sent >= s.spooled and s.backlog_bytes == 0:
                 return
             await trio.sleep(0.01)
 
