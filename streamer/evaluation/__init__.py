@@ -14,6 +14,7 @@ Modules: ``values`` (numbers, RFC 3339 times, semver), ``attrref`` (attribute re
 
 from streamer.evaluation.client_side import (
     client_side_flag,
+    client_side_payload,
     is_client_side_available,
     secure_mode_hash,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Flag",
     "Segment",
     "client_side_flag",
+    "client_side_payload",
     "error_detail",
     "fully_qualified_key",
     "is_client_side_available",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from typing import Any
 
 from streamer.evaluation.context import Context
-from streamer.evaluation.evaluator import EvalDetail
+from streamer.evaluation.evaluator import EvalDetail, Evaluator
 from streamer.evaluation.model import Flag
 
 
@@ -44,3 +45,16 @@ def secure_mode_hash(sdk_key: str, context: Context | str) -> str:
     """Hex HMAC-SHA256 of the context's fully-qualified key, keyed with the SDK key (§2.1)."""
     message = context if isinstance(context, str) else context.fully_qualified_key
     return hmac.new(sdk_key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def client_side_payload(evaluator: Evaluator, flags: Iterable[Flag], context: Context, *,
+                        mobile: bool, with_reasons: bool) -> dict[str, dict[str, Any]]:
+    """The whole evaluated-flags payload (poll body, client stream ``put``) for one context:
+    every live flag available to this kind of client, evaluated."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        if flag.deleted or not is_client_side_available(flag, mobile=mobile):
+            continue
+        out[flag.key] = client_side_flag(flag, evaluator.evaluate(flag, context),
+                                         with_reasons=with_reasons)
+    return out

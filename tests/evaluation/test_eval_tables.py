@@ -17,6 +17,7 @@ from streamer.evaluation import (
     Flag,
     Segment,
     client_side_flag,
+    client_side_payload,
     fully_qualified_key,
     is_client_side_available,
     parse_context,
@@ -423,3 +424,18 @@ def test_client_side_availability(extra: dict[str, Any], expected: tuple[bool, b
     got = (is_client_side_available(flag, mobile=True),
            is_client_side_available(flag, mobile=False))
     assert got == expected
+
+
+def test_client_side_payload_filters_by_availability_and_tombstones() -> None:
+    base = {"version": 2, "on": True, "variations": [1, 2], "fallthrough": {"variation": 0}}
+    flags = [Flag.from_json({**base, "key": "js", "clientSide": True}),
+             Flag.from_json({**base, "key": "server-only", "clientSideAvailability": {}}),
+             Flag.from_json({**base, "key": "mobile-only"}),
+             Flag.from_json({**base, "key": "gone", "clientSide": True, "deleted": True})]
+    evaluator = Evaluator({f.key: f for f in flags}.get, lambda k: None)
+    ctx = parse_context({"key": "u"})
+    one = {"value": 1, "variation": 0, "version": 2, "flagVersion": 2}
+    assert client_side_payload(evaluator, flags, ctx, mobile=False, with_reasons=False) == {
+        "js": one}
+    assert client_side_payload(evaluator, flags, ctx, mobile=True, with_reasons=False) == {
+        "js": one, "mobile-only": one}
