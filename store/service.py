@@ -12,6 +12,7 @@ import errno
 import logging
 import socket
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,10 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from quart_trio import QuartTrio
 
+from ingest.insights.consumer import InsightsConfig, run_insights
+from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
@@ -49,6 +53,22 @@ class StoreConfig:
     admin_sockets: list[socket.socket] | None = None
     heartbeat_interval_s: float = 1.0
     graceful_timeout_s: float = 5.0
+    # Flag insights: the consumer reads Kinesis when a stream is named, else the local spools.
+    insights: bool = True
+    kinesis_stream: str | None = None
+    kinesis_endpoint: str | None = None
+
+
+class _DBCatalog:
+    """``ingest.ports.FlagCatalog`` over the flag store: which flags an environment has."""
+
+    def __init__(self, db: FlagDB) -> None:
+        self._db = db
+
+    def flag_keys(self, env: str) -> list[str] | None:
+        if self._db.get_environment(env) is None:
+            return None
+        return [item.key for item in self._db.list_items(env, "flags")]
 
 
 def _open_db(data_dir: Path) -> FlagDB:
@@ -110,8 +130,17 @@ async def run_store(
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s)
                 await nursery.start(writer.run)
+                extra: list[Callable[[QuartTrio], None]] = []
+                if config.insights:
+                    service = await nursery.start(
+                        run_insights,
+                        InsightsConfig(config.data_dir, config.kinesis_stream,
+                                       config.kinesis_endpoint),
+                        _DBCatalog(db),
+                    )
+                    extra.append(partial(register_insights_routes, insights=service))
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
-                                       max_body_bytes=config.max_body_bytes)
+                                       max_body_bytes=config.max_body_bytes, extra_routes=extra)
                 hc = HyperConfig()
                 hc.accesslog = None
                 hc.errorlog = log

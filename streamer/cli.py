@@ -19,7 +19,10 @@ SERVE_OPTIONS = [
     "kinesis-stream", "kinesis-endpoint", "heartbeat-interval", "coalesce-window",
     "drain-timeout",
 ]  # fmt: skip
-STORE_OPTIONS = ["data-dir", "admin-bind", "admin-token", "bus", "coalesce-window"]
+STORE_OPTIONS = [
+    "data-dir", "admin-bind", "admin-token", "bus", "coalesce-window", "kinesis-stream",
+    "kinesis-endpoint",
+]  # fmt: skip
 STREAMER_OPTIONS = [
     "data-dir", "stream-bind", "sdk-bind", "workers", "bus", "bus-snapshot",
     "kinesis-stream", "kinesis-endpoint", "heartbeat-interval", "drain-timeout",

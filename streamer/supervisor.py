@@ -304,6 +304,7 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                         data_dir=cfg.data_dir, admin_bind=cfg.admin_bind, admin_token=token,
                         bus_address=bus, snapshot_address=snap,
                         coalesce_window_s=cfg.coalesce_window,
+                        kinesis_stream=cfg.kinesis_stream, kinesis_endpoint=cfg.kinesis_endpoint,
                     )  # fmt: skip
                     try:
                         admin = await nursery.start(run_store, store_cfg)
