@@ -248,6 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for c in clients:
             c.send({"cmd": "stats"})
             out["final_client_stats"].append(c.wait("stats", 10))
+        now_workers = [p for p in procstats.tree_pids(node.pid) if p in worker_pids]
+        out["workers_replaced"] = len(worker_pids) - len(now_workers)  # died or restarted
     finally:
         for c in clients:
             c.close()
@@ -380,6 +382,8 @@ def render(out: dict[str, Any]) -> str:
         f"p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms, max {p['max']:.1f} ms",
         f"every stream got every measured change: {out['all_delivered']}",
     ]
+    if out.get("workers_replaced"):
+        lines.append(f"WARNING: {out['workers_replaced']} worker process(es) ended during the run")
     if "node_dir" in out:
         lines.append(f"node logs kept in {out['node_dir']}")
     return "\n".join(lines)
