@@ -1,6 +1,6 @@
 """Benchmark of the bus across two processes over ipc://: latency and repair time.
 
-    python3 -m store.bus.bench_bus [--changes 1000] [--interval-ms 2] [--flags 500]
+    python3 -m loadtest.bench_bus [--changes 1000] [--interval-ms 2] [--flags 500]
 
 The parent is the store (a BusPublisher and the snapshot server over an in-memory source); the
 child is a worker (a BusSubscriber whose sink timestamps what it gets). CLOCK_MONOTONIC is
@@ -94,7 +94,7 @@ async def store_side(args: argparse.Namespace) -> dict[str, Any]:
             child = await nursery.start(
                 partial(
                     trio.run_process,
-                    [sys.executable, "-m", "store.bus.bench_bus", "--child", bus, snap],
+                    [sys.executable, "-m", "loadtest.bench_bus", "--child", bus, snap],
                     stdout=-1,  # subprocess.PIPE
                 )
             )
