@@ -56,7 +56,7 @@ class Mailbox:
     end. That reordering is safe because items are independent and versioned. A ``put``
     replaces the whole queue. The bound counts queued frames other than the put (whose bytes
     are shared with every other client): :meth:`push` returns False once it is exceeded, and
-    the caller applies the overflow policy (a fresh put, or a disconnect).
+    the caller applies the overflow policy (replace the backlog with a fresh put).
     """
 
     __slots__ = ("_bytes", "_queue", "inflight", "max_bytes", "max_items")

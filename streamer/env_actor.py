@@ -14,8 +14,10 @@ then writes those same bytes to every FAST connection in one loop of non-blockin
 calls on the stdlib socket, with no await and no task switch inside, so nothing can interleave
 with it. A connection whose send would block or is partial turns SLOW: the unsent remainder and
 later frames go into its mailbox and its client actor drains them. Mailbox overflow policy:
-replace the backlog with a fresh ``put`` (counted as ``slow_resyncs``); if the previous fresh put
-is still waiting untouched, disconnect with reason ``slow_client``.
+replace the backlog with a fresh ``put`` (counted as ``slow_resyncs``; the put's bytes are
+shared with every client, so a slow client costs at most its bound plus one frame remainder).
+A client whose socket takes no byte for ``stall_timeout`` is disconnected by its client actor
+with reason ``slow_client``.
 
 The cyclic garbage collector is disabled for the duration of a fan-out (it is re-enabled right
 after, if it was enabled): a collection in the middle would stall every client behind it.
@@ -92,8 +94,9 @@ class EnvActor:
         """The current revision (read-only), for polling requests."""
         return self.state.view()
 
-    def subscriber_count(self) -> int:
-        return sum(1 for subs in self._subs.values() for c in subs if c.state != CLOSED)
+    def connections(self) -> list[Conn]:
+        """The attached connections that are still open."""
+        return [c for subs in self._subs.values() for c in subs if c.state != CLOSED]
 
     # -- the actor ------------------------------------------------------------------------
 
@@ -202,10 +205,6 @@ class EnvActor:
             elif key == PUT_KEY:
                 mailbox.reset_to_put(frame)
             elif not mailbox.push(key, frame):
-                if mailbox.has_queued_put:
-                    self._subs[conn.kind].discard(conn)
-                    conn.request_close("slow_client")
-                    return
                 view = self.state.view()
                 put = view.put_all_frame if conn.kind is StreamKind.ALL else view.put_flags_frame
                 mailbox.reset_to_put(put)  # the put already includes this frame's change

@@ -70,6 +70,7 @@ class HeadReader:
 
     def __init__(self, *, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self._max = max_head_bytes
 
     def feed(self, data: bytes) -> RequestHead | None:
         """Feed received bytes (``b""`` at EOF); the head once complete, else None.
@@ -85,6 +86,10 @@ class HeadReader:
         if event is h11.NEED_DATA:
             return None
         if isinstance(event, h11.Request):
+            # h11 only measures a head while it is incomplete; one read can complete a big one.
+            size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+            if size > self._max:
+                raise HeadError(ErrorAnswer(431, "request head too large"))
             return RequestHead(
                 method=event.method.decode("ascii", "replace"),
                 target=event.target.decode("ascii", "replace"),

@@ -1,0 +1,134 @@
+"""Request-head parsing and stream routing on the stream listener."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+
+from streamer.http_head import (
+    ErrorAnswer,
+    HeadError,
+    HeadReader,
+    RequestHead,
+    StreamKind,
+    StreamRoute,
+    error_response,
+    route_stream,
+    sdk_credential,
+)
+
+
+def head(target: str = "/all", *, method: str = "GET", auth: str | None = "sdk-1",
+         version: str = "1.1") -> RequestHead:
+    headers = (("host", "x"),) + ((("authorization", auth),) if auth is not None else ())
+    return RequestHead(method, target, version, headers)
+
+
+def test_reads_a_head_fed_in_pieces() -> None:
+    raw = b"GET /all HTTP/1.1\r\nHost: a\r\nAuthorization: sdk-1\r\nLast-Event-ID: 3\r\n\r\n"
+    reader = HeadReader()
+    results = [reader.feed(raw[i : i + 7]) for i in range(0, len(raw), 7)]
+    assert all(r is None for r in results[:-1])
+    got = results[-1]
+    assert got is not None
+    assert (got.method, got.target, got.http_version) == ("GET", "/all", "1.1")
+    assert got.header("authorization") == "sdk-1"
+    assert got.header("last-event-id") == "3"
+    assert got.header("missing") is None
+
+
+BIG = b"GET /all HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000 + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "piece", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 4096, 400),
+        (b"GET /all HTTP/1.1\r\nBad Header\r\n\r\n", 4096, 400),
+        (b"GET /all HTTP/1.1\r\n\r\n", 4096, 400),  # HTTP/1.1 without Host
+        (b"GET /a\x00b HTTP/1.1\r\nHost: a\r\n\r\n", 4096, 400),
+        (BIG, 4096, 431),  # completes in one read after the limit
+        (BIG, 1000, 431),  # exceeds the limit while incomplete
+        (BIG, 100000, 431),  # arrives at once
+    ],
+    ids=["not-http", "bad-header", "no-host", "nul-in-target", "big-4k", "big-1k", "big-all"],
+)
+def test_malformed_or_oversized_heads(raw: bytes, piece: int, status: int) -> None:
+    with pytest.raises(HeadError) as info:
+        reader = HeadReader(max_head_bytes=16 * 1024)
+        for i in range(0, len(raw), piece):
+            reader.feed(raw[i : i + piece])
+        reader.feed(b"")
+    assert info.value.answer.status == status
+
+
+def test_eof_in_the_middle_is_400() -> None:
+    reader = HeadReader()
+    assert reader.feed(b"GET /all HTTP/1.1\r\nHo") is None
+    with pytest.raises(HeadError) as info:
+        reader.feed(b"")
+    assert info.value.answer.status == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("sdk-1", "sdk-1"),
+        ("api_key sdk-1", "sdk-1"),
+        ("API_KEY sdk-1", "sdk-1"),
+        ("  sdk-1  ", "sdk-1"),
+        ("Bearer sdk-1", None),
+        ("api_key a b", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_sdk_credential(value: str | None, expected: str | None) -> None:
+    assert sdk_credential(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_head", "expected"),
+    [
+        (head("/all"), StreamRoute(StreamKind.ALL, "sdk-1")),
+        (head("/all/"), StreamRoute(StreamKind.ALL, "sdk-1")),
+        (head("/flags"), StreamRoute(StreamKind.FLAGS, "sdk-1")),
+        (head("/flags/?x=1"), StreamRoute(StreamKind.FLAGS, "sdk-1")),
+        (head("/all?filter="), StreamRoute(StreamKind.ALL, "sdk-1")),
+        (head("/all", auth="api_key sdk-1"), StreamRoute(StreamKind.ALL, "sdk-1")),
+        (head("/all?filter=mine"), 404),
+        (head("/nope"), 404),
+        (head("/"), 404),
+        (head("/all", method="POST"), 405),
+        (head("/all", auth=None), 401),
+        (head("/all", auth="a b"), 401),
+        (head("/all", version="1.0"), 505),
+    ],
+)
+def test_route_stream(request_head: RequestHead, expected: StreamRoute | int) -> None:
+    got = route_stream(request_head)
+    if isinstance(expected, int):
+        assert isinstance(got, ErrorAnswer)
+        assert got.status == expected
+        assert (got.allow == "GET") == (expected == 405)
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("answer", [ErrorAnswer(401, "unknown SDK key"),
+                                    ErrorAnswer(405, "no", allow="GET"),
+                                    ErrorAnswer(503, "later")])
+def test_error_response_is_valid_http(answer: ErrorAnswer) -> None:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    client.receive_data(error_response(answer, retry_after=3))
+    response = client.next_event()
+    assert isinstance(response, h11.Response)
+    assert response.status_code == answer.status
+    headers = dict(response.headers)
+    assert headers[b"connection"] == b"close"
+    assert headers[b"retry-after"] == b"3"
+    assert (b"allow" in headers) == (answer.allow is not None)
+    body = client.next_event()
+    assert isinstance(body, h11.Data)
+    assert body.data == answer.message.encode() + b"\n"

@@ -1,0 +1,120 @@
+"""SSE and chunked framing: one table drives the encoder and the decoder."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer.sse import (
+    HEARTBEAT,
+    HEARTBEAT_CHUNK,
+    ChunkedDecoder,
+    FramingError,
+    SSEComment,
+    SSEDecoder,
+    SSEEvent,
+    chunk,
+    encode_comment,
+    encode_event,
+    event_chunk,
+)
+
+# (event, data bytes, wire bytes, the data string a decoder yields)
+EVENTS = [
+    ("put", b'{"path":"/","data":{}}', b'event: put\ndata: {"path":"/","data":{}}\n\n',
+     '{"path":"/","data":{}}'),
+    ("patch", b"a\nb", b"event: patch\ndata: a\ndata: b\n\n", "a\nb"),
+    ("delete", b"", b"event: delete\ndata: \n\n", ""),
+    ("patch", b"x\r\ny\rz", b"event: patch\ndata: x\ndata: y\ndata: z\n\n", "x\ny\nz"),
+    ("ping", b" lead", b"event: ping\ndata:  lead\n\n", " lead"),
+    ("patch", "é".encode(), "event: patch\ndata: é\n\n".encode(), "é"),
+]
+
+
+@pytest.mark.parametrize(("event", "data", "wire", "decoded"), EVENTS)
+def test_event_round_trip(event: str, data: bytes, wire: bytes, decoded: str) -> None:
+    assert encode_event(event, data) == wire
+    assert SSEDecoder().feed(wire) == [SSEEvent(event, decoded)]
+
+
+@pytest.mark.parametrize(("event", "data", "wire", "decoded"), EVENTS)
+def test_event_decodes_fed_byte_by_byte(event: str, data: bytes, wire: bytes, decoded: str) -> None:
+    dec = SSEDecoder()
+    out = []
+    for i in range(len(wire)):
+        out += dec.feed(wire[i : i + 1])
+    assert out == [SSEEvent(event, decoded)]
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (b":\n\n", [SSEComment("")]),
+        (b":hi there\r\n\r\n", [SSEComment("hi there")]),
+        (b"event: a\r\ndata: 1\r\n\r\n", [SSEEvent("a", "1")]),
+        (b"event: a\rdata: 1\r\r", [SSEEvent("a", "1")]),
+        (b"data: no name\n\n", [SSEEvent("message", "no name")]),
+        (b"event: only-a-name\n\n", []),  # no data: nothing is dispatched
+        (b"id: 7\nevent: e\ndata: d\n\n", [SSEEvent("e", "d", id="7")]),
+        (b"retry: 1500\ndata: d\n\n", [SSEEvent("message", "d", retry=1500)]),
+        (b"unknown: x\ndata\n\n", [SSEEvent("message", "")]),
+        (b"data: a\n\ndata: b\n\n", [SSEEvent("message", "a"), SSEEvent("message", "b")]),
+        (b"data: incomplete\n", []),
+    ],
+)
+def test_decoder_table(wire: bytes, expected: list[object]) -> None:
+    assert SSEDecoder().feed(wire) == expected
+
+
+@pytest.mark.parametrize("split", range(1, 12))
+def test_crlf_split_between_cr_and_lf(split: int) -> None:
+    wire = b"data: 12\r\n\r\ndata: 34\r\n\r\n"
+    dec = SSEDecoder()
+    out = dec.feed(wire[:split]) + dec.feed(wire[split:])
+    assert out == [SSEEvent("message", "12"), SSEEvent("message", "34")]
+
+
+def test_decoder_remembers_last_event_id_and_retry() -> None:
+    dec = SSEDecoder()
+    dec.feed(b"id: 5\ndata: x\n\nretry: 900\n\n")
+    assert (dec.last_event_id, dec.retry) == ("5", 900)
+
+
+def test_heartbeat_and_comment() -> None:
+    assert HEARTBEAT == b":\n\n"
+    assert encode_comment(b"a\nb") == b":a b\n\n"
+    assert HEARTBEAT_CHUNK == b"3\r\n:\n\n\r\n"
+
+
+CHUNKS = [
+    (b"abc", b"3\r\nabc\r\n"),
+    (b"x" * 16, b"10\r\n" + b"x" * 16 + b"\r\n"),
+    (b"x" * 255, b"ff\r\n" + b"x" * 255 + b"\r\n"),
+]
+
+
+@pytest.mark.parametrize(("frame", "wire"), CHUNKS)
+def test_chunk_round_trip(frame: bytes, wire: bytes) -> None:
+    assert chunk(frame) == wire
+    dec = ChunkedDecoder()
+    assert b"".join(dec.feed(wire[i : i + 1]) for i in range(len(wire))) == frame
+    assert not dec.finished
+
+
+def test_chunked_stream_of_events_and_end() -> None:
+    wire = event_chunk("put", b"{}") + HEARTBEAT_CHUNK + b"4;ext=1\r\nabcd\r\n" + b"0\r\n\r\n"
+    dec = ChunkedDecoder()
+    body = dec.feed(wire)
+    assert body == b"event: put\ndata: {}\n\n:\n\nabcd"
+    assert dec.finished
+    assert SSEDecoder().feed(body) == [SSEEvent("put", "{}"), SSEComment("")]
+
+
+@pytest.mark.parametrize("wire", [b"zz\r\nabc\r\n", b"3\r\nabcXY", b"-1\r\n", b"1" * 2000])
+def test_chunked_rejects_garbage(wire: bytes) -> None:
+    with pytest.raises(FramingError):
+        ChunkedDecoder().feed(wire)
+
+
+def test_empty_chunk_refused() -> None:
+    with pytest.raises(ValueError):
+        chunk(b"")
