@@ -120,7 +120,8 @@ class StreamStatistics:
     connections: dict[tuple[str, str], int]  # open streams by (environment, kind)
     new_connections: dict[tuple[str, str], int]  # cumulative
     disconnects: dict[str, int]  # by reason
-    rejected: dict[int, int]  # error answers by status
+    rejected: dict[int, int]  # error answers on the stream listener, by status
+    polls: dict[int, int]  # polling answers on the SDK listener, by status
     accepted: int
     slow_entries: int
     slow_resyncs: int
@@ -140,6 +141,7 @@ class StreamCounters:
         self.new_connections: dict[tuple[str, str], int] = {}
         self.disconnects: dict[str, int] = {}
         self.rejects: dict[int, int] = {}
+        self.polls: dict[int, int] = {}
         self.accepted = 0
         self.slow_entries = 0
         self.slow_resyncs = 0
@@ -163,6 +165,9 @@ class StreamCounters:
     def rejected(self, status: int) -> None:
         self.rejects[status] = self.rejects.get(status, 0) + 1
 
+    def polled(self, status: int) -> None:
+        self.polls[status] = self.polls.get(status, 0) + 1
+
     def fanned_out(self, clients: int, wall_ns: int, cpu_ns: int) -> None:
         self.fanouts += 1
         self.fanout_sends += clients
@@ -173,7 +178,7 @@ class StreamCounters:
     def statistics(self) -> StreamStatistics:
         return StreamStatistics(
             dict(self.connections), dict(self.new_connections), dict(self.disconnects),
-            dict(self.rejects), self.accepted, self.slow_entries, self.slow_resyncs,
+            dict(self.rejects), dict(self.polls), self.accepted, self.slow_entries, self.slow_resyncs,
             self.fanouts, self.fanout_sends, self.fanout_wall_ns, self.fanout_cpu_ns,
             self.fanout_max_wall_ns, self.heartbeats,
         )

@@ -83,6 +83,12 @@ def create_sdk_app(
             return _text(404, f"unknown {kind[:-1]} {key!r}")
         return cacheable(item.data, item_etag(item))
 
+    @app.after_request
+    async def _count(response: Response) -> Response:
+        if request.path.startswith("/sdk/"):
+            directory.counters.polled(response.status_code)
+        return response
+
     @app.get("/sdk/latest-all")
     async def latest_all() -> Response:
         return whole("all_json")
