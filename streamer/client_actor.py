@@ -178,9 +178,9 @@ class StreamCounters:
     def statistics(self) -> StreamStatistics:
         return StreamStatistics(
             dict(self.connections), dict(self.new_connections), dict(self.disconnects),
-            dict(self.rejects), dict(self.polls), self.accepted, self.slow_entries, self.slow_resyncs,
-            self.fanouts, self.fanout_sends, self.fanout_wall_ns, self.fanout_cpu_ns,
-            self.fanout_max_wall_ns, self.heartbeats,
+            dict(self.rejects), dict(self.polls), self.accepted, self.slow_entries,
+            self.slow_resyncs, self.fanouts, self.fanout_sends, self.fanout_wall_ns,
+            self.fanout_cpu_ns, self.fanout_max_wall_ns, self.heartbeats,
         )
 
 

@@ -1,0 +1,133 @@
+"""Before the first snapshot: streams wait silently, polls get 503, then both get data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+import trio
+import trio.testing
+from streamer_testkit import (
+    ENV,
+    StreamReader,
+    close_client_sockets,
+    flag,
+    request,
+    snapshot,
+    tcp_pair,
+)
+
+from streamer.client_actor import ClientActor, ClientLimits
+from streamer.directory import Directory
+from streamer.sdk_app import create_sdk_app
+from streamer.sse import SSEEvent
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    close_client_sockets()
+
+
+async def test_streams_wait_for_data_then_get_put_or_401(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    directory = Directory()
+    await nursery.start(directory.run)
+    known_server, known = tcp_pair()
+    unknown_server, unknown = tcp_pair()
+    known.send(request(key=ENV.sdk_key))
+    unknown.send(request(key="sdk-not-yet-known"))
+    for server in (known_server, unknown_server):
+        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+    await trio.sleep(30)  # held silently meanwhile
+    for client in (known, unknown):
+        with pytest.raises(BlockingIOError):
+            client.recv(100)
+    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    reader = StreamReader()
+    with trio.fail_after(5):
+        items = await reader.read_until(known, 1)
+    assert isinstance(items[0], SSEEvent) and items[0].event == "put"
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(unknown)
+    assert unknown.recv(100).startswith(b"HTTP/1.1 401 ")
+
+
+async def test_streams_get_503_when_no_data_arrives_in_time(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    directory = Directory()
+    await nursery.start(directory.run)
+    server, client = tcp_pair()
+    client.send(request())
+    t0 = trio.current_time()
+    await ClientActor(server, directory, directory.counters, ClientLimits(unloaded_hold=60)).run()
+    assert trio.current_time() - t0 == 60
+    answer = client.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5\r\n" in answer
+
+
+async def test_polls_get_503_then_200(nursery: trio.Nursery) -> None:
+    directory = Directory()
+    await nursery.start(directory.run)
+    app = create_sdk_app(directory)
+    test_client = app.test_client()
+    headers = {"Authorization": ENV.sdk_key}
+    response = await test_client.get("/sdk/latest-all", headers=headers)
+    assert response.status_code == 503
+    assert (await test_client.get("/readyz")).status_code == 503
+    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    await trio.testing.wait_all_tasks_blocked()
+    response = await test_client.get("/sdk/latest-all", headers=headers)
+    assert response.status_code == 200
+    assert set((await response.get_json())["flags"]) == {"a"}
+    assert (await test_client.get("/readyz")).status_code == 200
+
+
+async def test_extra_routes_and_credential_lookups(nursery: trio.Nursery) -> None:
+    directory = Directory()
+    await nursery.start(directory.run)
+    await directory.apply_snapshot(snapshot(1, (ENV, ())), full=True)
+
+    def register(app: object) -> None:
+        @app.get("/extra")  # type: ignore[attr-defined, misc]
+        async def extra() -> str:
+            return "extra"
+
+    app = create_sdk_app(directory, extra_routes=[register])
+    assert (await app.test_client().get("/extra")).status_code == 200
+    assert directory.env_key_for_sdk_key("api_key " + ENV.sdk_key) == ENV.key
+    assert directory.env_key_for_mobile_key(ENV.mobile_key) == ENV.key
+    assert directory.env_key_for_client_side_id(ENV.client_side_id) == ENV.key
+    assert directory.env_key_for_sdk_key(ENV.mobile_key) is None
+    assert directory.env_key_for_sdk_key("unknown") is None
+
+
+async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    now_ms = [1_000]
+    directory = Directory(wall_clock_ms=lambda: now_ms[0])
+    await nursery.start(directory.run)
+    rotated = replace(ENV, sdk_key="sdk-new", old_keys=(("sdk-prod-1", 2_000),))
+    await directory.apply_snapshot(snapshot(1, (rotated, (flag("a", 1),))), full=True)
+    assert directory.env_key_for_sdk_key("sdk-new") == ENV.key
+    assert directory.env_key_for_sdk_key("sdk-prod-1") == ENV.key  # still valid
+    server, client = tcp_pair()
+    client.send(request(key="sdk-prod-1"))
+    nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+    with trio.fail_after(5):
+        await StreamReader().read_until(client, 1)
+    now_ms[0] = 2_000
+    assert directory.env_key_for_sdk_key("sdk-prod-1") is None  # expired
+    await directory.apply_snapshot(snapshot(2), full=True)  # the environment is gone
+    with trio.fail_after(5):
+        for _ in range(1000):  # read until EOF: the stream was closed
+            await trio.lowlevel.wait_readable(client)
+            if not client.recv(65536):
+                break
+    await trio.testing.wait_all_tasks_blocked()
+    assert directory.counters.disconnects == {"env_removed": 1}
+    assert directory.env_key_for_sdk_key("sdk-new") is None
