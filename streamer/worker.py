@@ -1,4 +1,5 @@
-"""One streamer worker process: bus subscriber, directory, stream acceptor and SDK app.
+"""One streamer worker process: bus subscriber, directory, stream acceptor, SDK app and the
+co-located ingest actor (analytics events to Kinesis or the local spool).
 
 ``python3 -m streamer.worker --worker-id N --stream-bind HOST:PORT --sdk-bind HOST:PORT
 --bus ADDR --bus-snapshot ADDR --data-dir DIR [--heartbeat-interval S]``
@@ -25,6 +26,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from ingest.actor import IngestActor, IngestConfig
+from ingest.http import register_event_routes
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.directory import Directory
@@ -96,12 +99,16 @@ async def run_worker(
             acceptor = Acceptor(stream_sock, directory, directory.counters, config.limits,
                                 gc_policy=gc_policy)
             stream_addr = await nursery.start(acceptor.run)
+            ingest = await nursery.start(IngestActor(IngestConfig(
+                config.data_dir, config.worker_id, config.kinesis_stream,
+                config.kinesis_endpoint)).run)
             hconfig = HypercornConfig()
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
             hconfig.accesslog = None
             hconfig.graceful_timeout = 1.0
-            app = create_sdk_app(directory)
+            app = create_sdk_app(directory, extra_routes=[
+                partial(register_event_routes, resolver=directory, ingest=ingest)])
             await nursery.start(partial(hypercorn_serve, app, hconfig))
             await nursery.start(gc_policy.run)
             task_status.started(
