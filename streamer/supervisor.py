@@ -167,9 +167,11 @@ class WorkerSupervisor:
         self.stopping = False
 
     async def _spawn(self) -> tuple[trio.Process, dict[str, Any]]:
-        proc = await trio.lowlevel.open_process(
-            self.argv, stdout=sys_pipe(), stdin=None, preexec_fn=_die_with_parent
-        )
+        # The worker's stdin is a pipe we never write to: when this process dies, even by
+        # kill -9, the worker reads EOF and exits, so no orphan keeps the ports.
+        # (PR_SET_PDEATHSIG would not do: trio spawns from a cached thread, and the signal
+        # fires when that thread exits.)
+        proc = await trio.lowlevel.open_process(self.argv, stdout=sys_pipe(), stdin=sys_pipe())
         self.process = proc
         assert proc.stdout is not None
         buf = b""
@@ -338,15 +340,6 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM the worker if the supervisor dies (even kill -9)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def run_node_main(cfg: NodeConfig) -> int:

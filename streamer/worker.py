@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 from dataclasses import dataclass, field
 from functools import partial
@@ -147,9 +148,22 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     )
 
 
+async def _watch_parent(cancel_scope: trio.CancelScope) -> None:
+    """Exit when the supervisor goes away: it holds the write end of our stdin pipe."""
+    if not stat.S_ISFIFO(os.fstat(0).st_mode):
+        return
+    stdin = trio.lowlevel.FdStream(os.dup(0))
+    async with stdin:
+        while await stdin.receive_some(4096):
+            pass
+    log.warning("supervisor is gone (stdin closed); exiting")
+    cancel_scope.cancel()
+
+
 async def _main(config: WorkerConfig) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_parent, nursery.cancel_scope)
             ready: WorkerReady = await nursery.start(run_worker, config)
             line = {"event": "ready", "worker": config.worker_id, "pid": os.getpid(),
                     "stream": _hostport(ready.stream), "sdk": _hostport(ready.sdk)}

@@ -1,0 +1,48 @@
+"""The supervisor's process management, on a real node."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.node_proc import NodeProcess, create_env, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_idle_workers_are_not_restarted_and_streams_stay_open(node: NodeProcess) -> None:
+    # Regression: PR_SET_PDEATHSIG set from trio's cached spawning thread killed every worker
+    # when that thread idled out after 10 s, dropping all streams.
+    env = create_env(node)
+    workers = node.children()
+    with httpx.stream("GET", node.urls["stream"] + "/all", timeout=30,
+                      headers={"Authorization": env["sdkKey"]}) as stream:
+        assert stream.status_code == 200
+        chunks = stream.iter_raw()
+        assert b"event: put" in next(chunks)
+        time.sleep(12.5)
+        assert node.children() == workers
+        # still the same connection: the heartbeat (5 s in the test node) keeps arriving
+        assert next(chunks).startswith(b":")
+
+
+def test_workers_exit_when_the_supervisor_is_killed(node: NodeProcess) -> None:
+    workers = node.children()
+    assert workers
+    assert node.proc is not None
+    os.kill(node.proc.pid, 9)
+    node.proc.wait(5)
+    wait_until(lambda: not any(alive(p) for p in workers), 10, "orphaned workers to exit")
