@@ -14,18 +14,23 @@ from pathlib import Path
 
 from streamer.config import OPTIONS, ConfigError, load_toml, resolve
 
+STREAM_LIFECYCLE = [
+    "drain-window", "max-connection-age", "stream-retry", "max-connections",
+    "max-connections-per-key", "max-connections-per-address", "header-timeout",
+]
 SERVE_OPTIONS = [
     "data-dir", "stream-bind", "sdk-bind", "admin-bind", "workers", "admin-token",
     "kinesis-stream", "kinesis-endpoint", "heartbeat-interval", "coalesce-window",
-    "drain-timeout",
+    "drain-timeout", *STREAM_LIFECYCLE, "key-grace", "log-format",
 ]  # fmt: skip
 STORE_OPTIONS = [
     "data-dir", "admin-bind", "admin-token", "bus", "coalesce-window", "kinesis-stream",
-    "kinesis-endpoint",
+    "kinesis-endpoint", "drain-timeout", "key-grace", "log-format",
 ]  # fmt: skip
 STREAMER_OPTIONS = [
     "data-dir", "stream-bind", "sdk-bind", "workers", "bus", "bus-snapshot",
     "kinesis-stream", "kinesis-endpoint", "heartbeat-interval", "drain-timeout",
+    *STREAM_LIFECYCLE, "log-format",
 ]  # fmt: skip
 
 

@@ -57,6 +57,27 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _heartbeat(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 60:
+        # Load balancers commonly idle a connection out at 60 s: the heartbeat must beat them.
+        raise ValueError(f"must be greater than 0 and less than 60 seconds, got {value}")
+    return value
+
+
+def _log_format(text: str) -> str:
+    if text not in ("json", "text"):
+        raise ValueError(f"must be json or text, got {text!r}")
+    return text
+
+
 def _text(text: str) -> str:
     return text
 
@@ -94,9 +115,26 @@ OPTIONS: dict[str, Option] = {
         Option("bus-snapshot", _text, None, "snapshot REP address (default: bus port + 1)"),
         Option("kinesis-stream", _text, None, "Kinesis stream for analytics events"),
         Option("kinesis-endpoint", _text, None, "Kinesis endpoint URL (emulators)"),
-        Option("heartbeat-interval", _positive_float, 20.0, "SSE heartbeat comment, seconds"),
+        Option("heartbeat-interval", _heartbeat, 20.0, "SSE heartbeat comment, seconds (< 60)"),
         Option("coalesce-window", _nonneg_float, 0.005, "write coalescing window, seconds"),
         Option("drain-timeout", _positive_float, 10.0, "graceful shutdown deadline, seconds"),
+        Option("drain-window", _nonneg_float, 5.0,
+               "on shutdown, spread closing the streams over this many seconds"),
+        Option("max-connection-age", _nonneg_float, 0.0,
+               "close a stream after this many seconds (jittered down by a quarter); 0: never"),
+        Option("stream-retry", _nonneg_float, 1.0,
+               "SSE retry: hint sent to stream clients, seconds (jittered up to 2x); 0: none"),
+        Option("max-connections", _nonneg_int, 0,
+               "streams per worker before new ones get 503 + Retry-After; 0: no limit"),
+        Option("max-connections-per-key", _nonneg_int, 0,
+               "streams per SDK key per worker; 0: no limit"),
+        Option("max-connections-per-address", _nonneg_int, 0,
+               "streams per client IP address per worker; 0: no limit"),
+        Option("header-timeout", _positive_float, 10.0,
+               "seconds a client has to send its request head (against slowloris)"),
+        Option("key-grace", _nonneg_float, 86400.0,
+               "default grace period of a rotated SDK or mobile key, seconds"),
+        Option("log-format", _log_format, "json", "log lines: json (one object a line) or text"),
     )
 }
 
@@ -143,4 +181,14 @@ def resolve(
             out[opt.attr] = opt.parse(str(raw))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    check_together(out)
     return out
+
+
+def check_together(settings: Mapping[str, Any]) -> None:
+    """Checks that involve two options; the error names both."""
+    timeout, window = settings.get("drain_timeout"), settings.get("drain_window")
+    if timeout is not None and window is not None and window >= timeout:
+        raise ConfigError(
+            f"drain_window ({window} s) must be shorter than drain_timeout ({timeout} s): "
+            "streams are closed over the window, and the node must exit within the timeout")

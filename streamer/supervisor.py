@@ -25,6 +25,7 @@ then ``drain_timeout`` later anything left is killed, and the store stops last.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -66,6 +67,15 @@ class NodeConfig:
     heartbeat_interval: float
     coalesce_window: float
     drain_timeout: float
+    drain_window: float = 5.0
+    max_connection_age: float = 0.0
+    stream_retry: float = 1.0
+    max_connections: int = 0
+    max_connections_per_key: int = 0
+    max_connections_per_address: int = 0
+    header_timeout: float = 10.0
+    key_grace: float = 86400.0
+    log_format: str = "json"
 
     @classmethod
     def from_settings(cls, role: str, s: dict[str, Any]) -> NodeConfig:
@@ -92,6 +102,15 @@ class NodeConfig:
             heartbeat_interval=float(get("heartbeat_interval")),
             coalesce_window=float(get("coalesce_window")),
             drain_timeout=float(get("drain_timeout")),
+            drain_window=float(get("drain_window")),
+            max_connection_age=float(get("max_connection_age")),
+            stream_retry=float(get("stream_retry")),
+            max_connections=int(get("max_connections")),
+            max_connections_per_key=int(get("max_connections_per_key")),
+            max_connections_per_address=int(get("max_connections_per_address")),
+            header_timeout=float(get("header_timeout")),
+            key_grace=float(get("key_grace")),
+            log_format=str(get("log_format")),
         )
 
 
@@ -123,6 +142,32 @@ def ensure_admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
         f.write(token + "\n")
     os.chmod(path, 0o600)
     return token, True
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def check_admin_exposure(bind: tuple[str, int], given: str | None, data_dir: Path) -> None:
+    """The admin API listens beyond loopback only with a token the operator configured.
+
+    A generated token is fine on 127.0.0.1 (the operator reads it from the data dir), but on
+    a reachable address the node refuses to invent one and print it to a log.
+    """
+    if is_loopback(bind[0]):
+        return
+    stored = data_dir / "admin-token"
+    if given or (stored.exists() and stored.read_text().strip()):
+        if given is not None and len(given) < 16:
+            raise StartError(f"admin_token: at least 16 characters are required when the "
+                             f"admin API listens on {bind[0]} (not loopback)")
+        return
+    raise StartError(
+        f"admin_bind {bind[0]}:{bind[1]} is not a loopback address and no admin token is "
+        "configured: set --admin-token / FLAGSTREAM_ADMIN_TOKEN, or bind 127.0.0.1")
 
 
 def _probe_host(host: str) -> str:
@@ -296,6 +341,7 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
         with signals_cm as signals:
             async with trio.open_nursery() as nursery:
                 if cfg.role in ("serve", "store"):
+                    check_admin_exposure(cfg.admin_bind, cfg.admin_token, cfg.data_dir)
                     token, generated = ensure_admin_token(cfg.data_dir, cfg.admin_token)
                     if generated:
                         out(f"flagstream: generated admin token (stored in "
