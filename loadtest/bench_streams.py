@@ -43,7 +43,7 @@ import orjson
 from hdrh.histogram import HdrHistogram
 
 from loadtest import procstats
-from loadtest.lean_client import mark_value
+from loadtest.lean_wire import mark_value
 from loadtest.node import AdminClient, Node
 
 ENV_KEY = "bench"

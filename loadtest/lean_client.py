@@ -2,29 +2,33 @@
 
 Theory of operation
 -------------------
-One process holds up to ~15k `GET /all` streams (the per-process fd cap is 20,000). There is no
-framework and no task per connection: one `select.epoll` loop owns every socket, the control
-pipe (stdin) and the timers. Level-triggered epoll keeps the loop simple: a socket that still
-has bytes after one `recv` is reported again on the next `poll`.
+One process holds up to ~15k streams (the per-process fd cap is 20,000). There is no framework
+and no task per connection: one `select.epoll` loop owns every socket, the control pipe (stdin)
+and the timers. Level-triggered epoll keeps the loop simple: a socket that still has bytes after
+one `recv` is reported again on the next `poll`. The bytes go through the pure stages of
+`loadtest.lean_wire` (head, de-chunking, SSE events, markers).
 
 Connections are opened at a bounded concurrency (a connection is "in flight" from `connect()`
 until its first `put` event arrives), round-robin over destination addresses 127.0.0.x so each
-destination gets its own ~28k ephemeral ports. Every socket has `SO_LINGER 0`, so closing it
-sends RST and leaves no TIME_WAIT behind between runs.
+destination gets its own ~28k ephemeral ports, and round-robin over request paths (one `/all`
+path, or many `/eval/...` paths with different contexts). Every socket has `SO_LINGER 0`, so
+closing it sends RST and leaves no TIME_WAIT behind between runs.
 
-Bytes flow through pure stages (below, no IO): response head, chunked de-framing, SSE event
-splitting. Two decoders give the same (event, data) pairs: `FastDecoder`, specialised for the
-one-chunk-per-event shape a fan-out writes (the default, about 2-3 µs per event), and
-`SharedDecoder`, the project's full WHATWG decoder `streamer.sse` (about 2x the CPU; selectable
-with `--decoder shared`, and the oracle the fast one is tested against).
+Each `patch` event carries a marker the writer embedded in the flag (`fsmark:<seq>:<t0>:…`, t0 =
+`time.monotonic_ns()` in the writer just before its write); the client records
+`monotonic_ns() - t0`. CLOCK_MONOTONIC is one clock for every process on a host, so the
+difference is a true cross-process latency.
 
-Each `patch` event carries a marker the writer embedded in the flag's
-variations (`fsmark:<seq>:<t0>:…`, t0 = `time.monotonic_ns()` in the writer just before its
-write); the client records `monotonic_ns() - t0`. CLOCK_MONOTONIC is one clock for every
-process on a host, so the difference is a true cross-process latency.
+Two extra behaviours serve the failure scenarios:
+* reconnect (opt-in per connect command): a stream that drops is reopened after the SDKs'
+  jittered exponential backoff, or after the server's `Retry-After` when it answered 503; the
+  time from a marked instant (`storm_mark`) to each fresh `put` is recorded;
+* stalled streams (`"read": false`): connected with a tiny receive buffer, the request sent, then
+  never read; `check_stalled` later drains them to learn whether the server has closed them.
 
-Control protocol: JSON lines on stdin, JSON lines on stdout (see `Client._on_command`). The
-process exits by itself at its hard time limit, on stdin EOF, or on `{"cmd": "close"}`.
+Control protocol: JSON lines on stdin, JSON lines on stdout (see `Client._on_command` and
+loadtest/README.md). The process exits by itself at its hard time limit, on stdin EOF, or on
+`{"cmd": "close"}`.
 """
 
 from __future__ import annotations
@@ -32,322 +36,40 @@ from __future__ import annotations
 import argparse
 import errno
 import gc
+import heapq
 import os
-import re
+import random
 import select
 import socket
 import struct
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from loadtest.lean_wire import (
+    DECODERS,
+    HeadParser,
+    ProtocolError,
+    StreamDecoder,
+    build_request,
+    find_mark,
+    mark_value,
+    reconnect_delay,
+    retry_after_s,
+)
 from streamer import sse as shared_sse
-
-# ---- pure wire pieces (no IO): response head, chunked de-framing, SSE events, marker ----------
-
-
-class ProtocolError(ValueError):
-    """The server's bytes are not what an SSE stream over HTTP/1.1 should be."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseHead:
-    status: int
-    headers: tuple[tuple[str, str], ...]  # names lower-cased
-    chunked: bool
-    rest: bytes  # body bytes that arrived with the head
-
-
-def build_request(path: str, host: str, headers: dict[str, str]) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Accept: text/event-stream"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-class HeadParser:
-    """Accumulates a response head (bounded) and parses it once the blank line arrives."""
-
-    __slots__ = ("_buf",)
-    MAX_HEAD = 16 * 1024
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> ResponseHead | None:
-        buf = self._buf + data
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > self.MAX_HEAD:
-                raise ProtocolError("head_too_large")
-            self._buf = buf
-            return None
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise ProtocolError("bad_status_line")
-        headers: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ProtocolError("bad_header_line")
-            headers.append((name.strip().lower(), value.strip()))
-        chunked = any(n == "transfer-encoding" and "chunked" in v.lower() for n, v in headers)
-        return ResponseHead(int(parts[1]), tuple(headers), chunked, buf[end + 4 :])
-
-
-class Dechunker:
-    """Turns an HTTP/1.1 chunked body fed in arbitrary pieces back into its bytes.
-
-    The common case, one whole chunk per `recv`, takes a single fast branch.
-    """
-
-    __slots__ = ("_buf", "_crlf", "_remaining", "finished")
-    MAX_SIZE_LINE = 1024
-
-    def __init__(self) -> None:
-        self._buf = b""  # an incomplete size line
-        self._remaining = 0  # data bytes left in the current chunk
-        self._crlf = 0  # CRLF bytes still expected after the chunk data
-        self.finished = False
-
-    def feed(self, data: bytes) -> bytes:
-        if not (self._buf or self._remaining or self._crlf or self.finished):
-            nl = data.find(b"\r\n")
-            if 0 < nl < 9:
-                try:
-                    size = int(data[:nl], 16)
-                except ValueError:  # an extension or garbage: the slow path sorts it out
-                    size = 0
-                end = nl + 2 + size
-                if size > 0 and len(data) == end + 2 and data[end:] == b"\r\n":
-                    return data[nl + 2 : end]
-        return self._feed_slow(data)
-
-    def _feed_slow(self, data: bytes) -> bytes:
-        buf = self._buf + data if self._buf else data
-        self._buf = b""
-        out: list[bytes] = []
-        pos, n = 0, len(buf)
-        while pos < n and not self.finished:
-            if self._remaining:
-                take = min(self._remaining, n - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._crlf = 2
-            elif self._crlf:
-                want = b"\r\n"[2 - self._crlf]
-                if buf[pos] != want:
-                    raise ProtocolError("missing_chunk_crlf")
-                pos += 1
-                self._crlf -= 1
-            else:
-                nl = buf.find(b"\r\n", pos)
-                if nl < 0:
-                    if n - pos > self.MAX_SIZE_LINE:
-                        raise ProtocolError("chunk_size_line_too_long")
-                    self._buf = buf[pos:]
-                    break
-                try:
-                    size = int(buf[pos:nl].split(b";", 1)[0], 16)
-                except ValueError:
-                    raise ProtocolError("bad_chunk_size") from None
-                if size < 0:
-                    raise ProtocolError("bad_chunk_size")
-                pos = nl + 2
-                if size == 0:
-                    self.finished = True  # end of body; trailers are ignored
-                self._remaining = size
-        return out[0] if len(out) == 1 else b"".join(out)
-
-
-class EventSplitter:
-    """Splits SSE text into event blocks (the lines before a blank line), input split anywhere.
-
-    Line ends may be LF, CRLF or CR; CR-bearing input is normalised to LF. A CR at the very end
-    of one piece ends its line at once; an LF starting the next piece is then the rest of that
-    CRLF and is dropped.
-    """
-
-    __slots__ = ("_buf", "_skip_lf", "max_buffer")
-
-    def __init__(self, max_buffer: int = 64 * 1024 * 1024) -> None:
-        self._buf = b""
-        self._skip_lf = False
-        self.max_buffer = max_buffer
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self._skip_lf:
-            self._skip_lf = False
-            if data[:1] == b"\n":
-                data = data[1:]
-        if b"\r" in data:
-            self._skip_lf = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buf = self._buf + data if self._buf else data
-        blocks = buf.split(b"\n\n")
-        self._buf = blocks.pop()
-        if len(self._buf) > self.max_buffer:
-            raise ProtocolError("event_too_large")
-        return blocks
-
-
-def parse_event(block: bytes) -> tuple[bytes, bytes] | None:
-    """(event name, data) of one event block; None for a block with no data (comments).
-
-    Fast branch for the shape every LaunchDarkly-style server writes: `event: X\\ndata: Y`.
-    """
-    if block.startswith(b"event: "):
-        nl = block.find(b"\n")
-        if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
-            return block[7:nl], block[nl + 7 :]
-    name = b"message"
-    data: list[bytes] = []
-    for line in block.split(b"\n"):
-        if not line or line[0] == 0x3A:  # empty or a ':' comment
-            continue
-        field, sep, value = line.partition(b":")
-        if sep and value[:1] == b" ":
-            value = value[1:]
-        if field == b"event":
-            name = value
-        elif field == b"data":
-            data.append(value)
-    if not data:
-        return None
-    return (name or b"message"), b"\n".join(data)
-
-
-def one_event_chunk(data: bytes) -> tuple[bytes, bytes] | None:
-    """(name, data) when `data` is exactly one chunk holding exactly one `event: X\\ndata: Y`
-    event with LF line ends, else None (the caller then takes the general path)."""
-    nl = data.find(b"\r\n", 0, 10)
-    if nl <= 0:
-        return None
-    try:
-        size = int(data[:nl], 16)
-    except ValueError:
-        return None
-    start = nl + 2
-    end = start + size
-    if size < 16 or len(data) != end + 2 or not data.endswith(b"\r\n"):
-        return None
-    if not data.startswith(b"event: ", start):
-        return None
-    nl2 = data.find(b"\n", start, end)
-    if nl2 < 0 or not data.startswith(b"data: ", nl2 + 1):
-        return None
-    if data.find(b"\n", nl2 + 1, end) != end - 2 or data[end - 1] != 0x0A:
-        return None
-    if data.find(b"\r", start, end) >= 0:
-        return None
-    return data[start + 7 : nl2], data[nl2 + 7 : end - 2]
-
-
-_MARK = re.compile(rb"fsmark:(\d+):(\d+)")
-
-
-def mark_value(seq: int, t0_ns: int, suffix: str) -> str:
-    """The flag variation value a writer embeds so the client can time its delivery."""
-    return f"fsmark:{seq}:{t0_ns}:{suffix}"
-
-
-def find_mark(data: bytes) -> tuple[int, int] | None:
-    """(seq, t0 in monotonic ns) from the first marker in a patch's data, if any."""
-    m = _MARK.search(data)
-    if m is None:
-        return None
-    return int(m[1]), int(m[2])
-
-
-class StreamDecoder(Protocol):
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]: ...
-
-
-class FastDecoder:
-    """Body bytes in, (event name, data) out: the lean path (see `measure_decode`)."""
-
-    __slots__ = ("_dechunk", "_split")
-
-    def __init__(self, *, chunked: bool) -> None:
-        self._dechunk = Dechunker() if chunked else None
-        self._split = EventSplitter()
-
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        d, s = self._dechunk, self._split
-        if d is not None:
-            if not (d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf):
-                ev = one_event_chunk(data)  # the fan-out's shape: skip both stages
-                if ev is not None:
-                    return [ev]
-            data = d.feed(data)
-            if not data:
-                return []
-        out = []
-        for block in s.feed(data):
-            ev = parse_event(block)
-            if ev is not None:
-                out.append(ev)
-        return out
-
-
-class SharedDecoder:
-    """The same contract on top of the project's full decoder, `streamer.sse`."""
-
-    __slots__ = ("_dechunk", "_sse")
-
-    def __init__(self, *, chunked: bool) -> None:
-        self._dechunk = shared_sse.ChunkedDecoder() if chunked else None
-        self._sse = shared_sse.SSEDecoder()
-
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        if self._dechunk is not None:
-            try:
-                data = self._dechunk.feed(data)
-            except shared_sse.FramingError as exc:
-                raise ProtocolError("chunked") from exc
-        try:
-            items = self._sse.feed(data)
-        except shared_sse.FramingError as exc:
-            raise ProtocolError("sse") from exc
-        return [
-            (it.event.encode(), it.data.encode())
-            for it in items
-            if isinstance(it, shared_sse.SSEEvent)
-        ]
-
-
-DECODERS: dict[str, type[FastDecoder] | type[SharedDecoder]] = {
-    "fast": FastDecoder,
-    "shared": SharedDecoder,
-}
 
 
 def measure_decode(kind: str, *, events: int = 50_000, connections: int = 1000) -> float:
     """CPU µs per event of the decode path alone, on realistic one-chunk patch frames."""
     flag = {
-        "key": "bench-flag",
-        "version": 7,
-        "on": True,
-        "salt": "x",
-        "deleted": False,
+        "key": "bench-flag", "version": 7, "on": True, "salt": "x", "deleted": False,
         "variations": [mark_value(7, time.monotonic_ns(), s) for s in "ab"],
-        "offVariation": 1,
-        "fallthrough": {"variation": 0},
-        "targets": [],
-        "rules": [],
-        "prerequisites": [],
-        "clientSide": False,
-        "trackEvents": False,
-    }
+        "offVariation": 1, "fallthrough": {"variation": 0}, "targets": [], "rules": [],
+        "prerequisites": [], "clientSide": False, "trackEvents": False,
+    }  # fmt: skip
     frame = shared_sse.event_chunk(
         "patch", orjson.dumps({"path": "/flags/bench-flag", "data": flag})
     )
@@ -360,25 +82,30 @@ def measure_decode(kind: str, *, events: int = 50_000, connections: int = 1000) 
     return (time.process_time_ns() - t0) / events / 1000
 
 
-# ---- the epoll client ---------------------------------------------------------------------
-
 _CONNECTING, _HEAD, _STREAM = 1, 2, 3
 _LINGER0 = struct.pack("ii", 1, 0)
 _RECV = 65536
 _MAX_ROUNDS_KEPT = 64
 _EPOLL_BATCH = 1024
+_STALLED_RCVBUF = 1024  # the kernel doubles it and applies its minimum (~2.3 KB)
 
 
 class _Conn:
-    __slots__ = ("decoder", "got_put", "head", "last_seq", "sock", "state")
+    __slots__ = ("addr", "attempt", "decoder", "got_put", "head", "initial", "last_seq",
+                 "request", "retry_after", "sock", "state")  # fmt: skip
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, addr: str, request: bytes, *, initial: bool) -> None:
         self.sock = sock
+        self.addr = addr
+        self.request = request
+        self.initial = initial  # counted in the connect phase (not a reconnection)
         self.state = _CONNECTING
         self.head: HeadParser | None = HeadParser()
         self.decoder: StreamDecoder | None = None
         self.got_put = False
         self.last_seq = -1
+        self.attempt = 0  # failed reconnect attempts in a row
+        self.retry_after: float | None = None
 
 
 class _Round:
@@ -400,6 +127,7 @@ class Client:
         self._decoder_cls = DECODERS[decoder]
         self._ep = select.epoll()
         self._conns: dict[int, _Conn] = {}
+        self._stalled: dict[int, socket.socket] = {}
         self._hard_deadline = time.monotonic() + time_limit_s
         self._stdin_fd = sys.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
@@ -407,6 +135,7 @@ class Client:
         self._cmd_buf = b""
         self._out = sys.stdout.buffer
         self._running = True
+        self._rng = random.Random()
         # connect phase
         self._connecting = False
         self._to_start = 0
@@ -414,7 +143,8 @@ class Client:
         self._started = 0
         self._addresses: list[str] = []
         self._port = 0
-        self._request = b""
+        self._requests: list[bytes] = []
+        self._read = True
         self._concurrency = 256
         self._connect_deadline = 0.0
         self._phase_t0 = 0
@@ -422,6 +152,15 @@ class Client:
         self._phase_failed = 0
         self._phase_put = 0
         self._errors: dict[str, int] = {}
+        # reconnects: a heap of (due monotonic s, tiebreak, addr, request, attempt)
+        self._reconnect: dict[str, float] | None = None
+        self._pending: list[tuple[float, int, str, bytes, int]] = []
+        self._tiebreak = 0
+        self.reconnects = 0
+        self.retry_after_seen: list[float] = []
+        self._storm_since = 0
+        self._recovered: list[int] = []
+        self._await_live: tuple[int, float] | None = None  # (target, deadline)
         # streaming
         self.live = 0  # connections that have their `put`
         self.closed_by_peer = 0
@@ -454,19 +193,27 @@ class Client:
                     self._emit({"ev": "error", "message": f"bad command: {exc!r}"})
 
     def _on_command(self, cmd: dict[str, Any]) -> None:
-        """Commands: connect, expect, stats, close. Each answers with one JSON line."""
+        """Commands: connect, expect, stats, storm_mark, await_live, check_stalled, close.
+        Each answers with one JSON line (expect and await_live when they complete)."""
         kind = cmd["cmd"]
         if kind == "connect":
             self._begin_connect(cmd)
         elif kind == "expect":
-            seq = int(cmd["seq"])
-            rnd = self._round(seq)
+            rnd = self._round(int(cmd["seq"]))
             rnd.waiting = True
             rnd.deadline = time.monotonic() + float(cmd.get("timeout_s", 20.0))
             rnd.cpu0 = time.process_time_ns()
             rnd.events0 = self.events
         elif kind == "stats":
             self._emit({"ev": "stats", **self._stats()})
+        elif kind == "storm_mark":
+            self._storm_since = int(cmd["t_ns"])
+            self._recovered = []
+            self._emit({"ev": "storm_marked"})
+        elif kind == "await_live":
+            self._await_live = (int(cmd["n"]), time.monotonic() + float(cmd["timeout_s"]))
+        elif kind == "check_stalled":
+            self._emit({"ev": "stalled", **self._check_stalled()})
         elif kind == "close":
             self._close_all()
             self._emit({"ev": "bye", **self._stats()})
@@ -476,16 +223,13 @@ class Client:
 
     def _stats(self) -> dict[str, Any]:
         return {
-            "live": self.live,
-            "open": len(self._conns),
-            "closed_by_peer": self.closed_by_peer,
-            "events": self.events,
-            "patches": self.patches,
-            "unmarked_patches": self.unmarked_patches,
-            "duplicates": self.duplicates,
-            "cpu_ns": time.process_time_ns(),
+            "live": self.live, "open": len(self._conns), "stalled": len(self._stalled),
+            "closed_by_peer": self.closed_by_peer, "events": self.events,
+            "patches": self.patches, "unmarked_patches": self.unmarked_patches,
+            "duplicates": self.duplicates, "reconnects": self.reconnects,
+            "pending_reconnects": len(self._pending), "cpu_ns": time.process_time_ns(),
             "errors": dict(self._errors),
-        }
+        }  # fmt: skip
 
     def _round(self, seq: int) -> _Round:
         rnd = self._rounds.get(seq)
@@ -503,7 +247,12 @@ class Client:
         self._addresses = list(cmd["addresses"])
         self._port = int(cmd["port"])
         headers = {str(k): str(v) for k, v in dict(cmd.get("headers", {})).items()}
-        self._request = build_request(str(cmd.get("path", "/all")), self._addresses[0], headers)
+        paths = [str(p) for p in cmd.get("paths") or [cmd.get("path", "/all")]]
+        self._requests = [build_request(p, self._addresses[0], headers) for p in paths]
+        self._read = bool(cmd.get("read", True))
+        if "reconnect" in cmd:  # kept across connect commands unless given again
+            rec = cmd["reconnect"]
+            self._reconnect = {k: float(v) for k, v in dict(rec).items()} if rec else None
         self._concurrency = int(cmd.get("concurrency", 256))
         self._to_start = int(cmd["n"])
         self._connect_deadline = time.monotonic() + float(cmd.get("timeout_s", 120.0))
@@ -516,31 +265,64 @@ class Client:
     def _fail(self, reason: str) -> None:
         self._errors[reason] = self._errors.get(reason, 0) + 1
 
+    def _open(self, addr: str, request: bytes, *, initial: bool) -> _Conn | None:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            self._fail(errno.errorcode.get(exc.errno or 0, "socket"))
+            return None
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+        if initial and not self._read:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _STALLED_RCVBUF)
+        err = sock.connect_ex((addr, self._port))
+        if err not in (0, errno.EINPROGRESS):
+            self._fail(errno.errorcode.get(err, str(err)))
+            sock.close()
+            return None
+        conn = _Conn(sock, addr, request, initial=initial)
+        self._conns[sock.fileno()] = conn
+        self._ep.register(sock.fileno(), select.EPOLLOUT)
+        return conn
+
     def _start_connects(self) -> None:
         budget = self._concurrency  # bounded per loop turn
         while self._to_start > 0 and self._inflight < self._concurrency and budget > 0:
             budget -= 1
             self._to_start -= 1
-            addr = self._addresses[self._started % len(self._addresses)]
+            i = self._started
             self._started += 1
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            except OSError as exc:
-                self._fail(errno.errorcode.get(exc.errno or 0, "socket"))
+            addr = self._addresses[i % len(self._addresses)]
+            request = self._requests[i % len(self._requests)]
+            if self._open(addr, request, initial=True) is None:
                 self._phase_failed += 1
-                continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
-            err = sock.connect_ex((addr, self._port))
-            if err not in (0, errno.EINPROGRESS):
-                self._fail(errno.errorcode.get(err, str(err)))
-                self._phase_failed += 1
-                sock.close()
-                continue
-            conn = _Conn(sock)
-            self._conns[sock.fileno()] = conn
-            self._ep.register(sock.fileno(), select.EPOLLOUT)
-            self._inflight += 1
+            else:
+                self._inflight += 1
+
+    def _start_reconnects(self, now: float) -> None:
+        budget = self._concurrency
+        while self._pending and self._pending[0][0] <= now and budget > 0:
+            budget -= 1
+            _, _, addr, request, attempt = heapq.heappop(self._pending)
+            self.reconnects += 1
+            conn = self._open(addr, request, initial=False)
+            if conn is None:
+                self._schedule(addr, request, attempt + 1, None, now)
+            else:
+                conn.attempt = attempt
+
+    def _schedule(
+        self, addr: str, request: bytes, attempt: int, retry_after: float | None, now: float
+    ) -> None:
+        rec = self._reconnect
+        assert rec is not None
+        if retry_after is not None:  # the server's hint, plus our own jitter on top
+            delay = retry_after + rec.get("jitter", 0.5) * self._rng.random()
+        else:
+            delay = reconnect_delay(attempt, self._rng.random(), base_s=rec.get("base_s", 1.0),
+                                    max_s=rec.get("max_s", 30.0), jitter=rec.get("jitter", 0.5))
+        self._tiebreak += 1
+        heapq.heappush(self._pending, (now + delay, self._tiebreak, addr, request, attempt))
 
     def _drop(self, fd: int, conn: _Conn, reason: str | None) -> None:
         del self._conns[fd]
@@ -551,10 +333,15 @@ class Client:
             if reason is not None:
                 self.closed_by_peer += 1
                 self._fail("stream_" + reason)
-        else:
+        elif conn.initial:
             self._inflight -= 1
             self._phase_failed += 1
             self._fail(reason or "closed")
+        else:
+            self._fail("reconnect_" + (reason or "closed"))
+        if self._reconnect is not None and self._running and (conn.got_put or not conn.initial):
+            attempt = 0 if conn.got_put else conn.attempt + 1
+            self._schedule(conn.addr, conn.request, attempt, conn.retry_after, time.monotonic())
 
     def _on_writable(self, fd: int, conn: _Conn) -> None:
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -562,12 +349,19 @@ class Client:
             self._drop(fd, conn, errno.errorcode.get(err, str(err)))
             return
         try:
-            sent = conn.sock.send(self._request)
+            sent = conn.sock.send(conn.request)
         except OSError as exc:
             self._drop(fd, conn, errno.errorcode.get(exc.errno or 0, "send"))
             return
-        if sent != len(self._request):  # a fresh socket's send buffer takes a ~200 B request
+        if sent != len(conn.request):  # a fresh socket's send buffer takes a ~200 B request
             self._drop(fd, conn, "short_send")
+            return
+        if conn.initial and not self._read:  # a stalled stream: held, never read again
+            del self._conns[fd]
+            self._ep.unregister(fd)
+            self._stalled[fd] = conn.sock
+            self._inflight -= 1
+            self._phase_put += 1
             return
         conn.state = _HEAD
         self._ep.modify(fd, select.EPOLLIN)
@@ -578,26 +372,46 @@ class Client:
             return
         timed_out = 0
         for fd, conn in list(self._conns.items()):
-            if not conn.got_put:  # deadline passed: give up on the stragglers
+            if conn.initial and not conn.got_put:  # deadline passed: give up on stragglers
                 self._drop(fd, conn, "timeout")
                 timed_out += 1
         self._to_start = 0
         self._connecting = False
         elapsed = (time.monotonic_ns() - self._phase_t0) / 1e9
-        self._emit(
-            {
-                "ev": "connected",
-                "requested": self._phase_target,
-                "connected": self._phase_put,
-                "failed": self._phase_failed,
-                "timed_out": timed_out,
-                "live": self.live,
-                "elapsed_s": elapsed,
-                "rate_per_s": self._phase_put / elapsed if elapsed > 0 else 0.0,
-                "errors": dict(self._errors),
-            }
-        )
+        self._emit({
+            "ev": "connected", "requested": self._phase_target, "connected": self._phase_put,
+            "failed": self._phase_failed, "timed_out": timed_out, "live": self.live,
+            "stalled": len(self._stalled), "elapsed_s": elapsed,
+            "rate_per_s": self._phase_put / elapsed if elapsed > 0 else 0.0,
+            "errors": dict(self._errors),
+        })  # fmt: skip
         gc.freeze()  # the connection graph is long-lived: keep it out of every later GC pass
+
+    def _check_stalled(self) -> dict[str, Any]:
+        """Drain every stalled socket (bounded): has the server closed it, or is it open?"""
+        closed = still_open = 0
+        drained = 0
+        for fd, sock in list(self._stalled.items()):
+            ended = False
+            for _ in range(4096):  # at most 256 MB per socket
+                try:
+                    data = sock.recv(_RECV)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    ended = True
+                    break
+                if not data:
+                    ended = True
+                    break
+                drained += len(data)
+            if ended:
+                closed += 1
+                del self._stalled[fd]
+                sock.close()
+            else:
+                still_open += 1
+        return {"closed_by_server": closed, "still_open": still_open, "drained_bytes": drained}
 
     # -- data path -------------------------------------------------------------------------
     def _on_readable(self, fd: int, conn: _Conn) -> None:
@@ -619,6 +433,9 @@ class Client:
                 if head is None:
                     return
                 if head.status != 200:
+                    conn.retry_after = retry_after_s(head)
+                    if conn.retry_after is not None:
+                        self.retry_after_seen.append(conn.retry_after)
                     self._drop(fd, conn, f"http_{head.status}")
                     return
                 conn.state = _STREAM
@@ -649,32 +466,49 @@ class Client:
                 self._round(seq).lat.append(now_ns - t0)
             elif name == b"put" and not conn.got_put:
                 conn.got_put = True
+                conn.attempt = 0
                 self.live += 1
-                self._inflight -= 1
-                self._phase_put += 1
+                if conn.initial:
+                    self._inflight -= 1
+                    self._phase_put += 1
+                elif self._storm_since:
+                    self._recovered.append(now_ns - self._storm_since)
 
     def _check_rounds(self, now: float) -> None:
         for rnd in list(self._rounds.values()):
             if rnd.waiting and (len(rnd.lat) >= self.live or now >= rnd.deadline):
                 rnd.waiting = False
-                self._emit(
-                    {
-                        "ev": "round",
-                        "seq": rnd.seq,
-                        "expected": self.live,
-                        "received": len(rnd.lat),
-                        "complete": len(rnd.lat) >= self.live,
-                        "cpu_ns": time.process_time_ns() - rnd.cpu0,
-                        "events": self.events - rnd.events0,
-                        "lat_ns": rnd.lat,
-                    }
-                )
+                self._emit({
+                    "ev": "round", "seq": rnd.seq, "expected": self.live,
+                    "received": len(rnd.lat), "complete": len(rnd.lat) >= self.live,
+                    "cpu_ns": time.process_time_ns() - rnd.cpu0,
+                    "events": self.events - rnd.events0, "lat_ns": rnd.lat,
+                })  # fmt: skip
+
+    def _check_await_live(self, now: float) -> None:
+        assert self._await_live is not None
+        target, deadline = self._await_live
+        if self.live < target and now < deadline:
+            return
+        self._await_live = None
+        ra = self.retry_after_seen
+        self._emit({
+            "ev": "live", "target": target, "live": self.live, "reached": self.live >= target,
+            "recovered_ns": self._recovered, "reconnects": self.reconnects,
+            "pending_reconnects": len(self._pending), "errors": dict(self._errors),
+            "retry_after": {"count": len(ra), "min": min(ra, default=None),
+                            "max": max(ra, default=None), "distinct": len(set(ra))},
+        })  # fmt: skip
 
     def _close_all(self) -> None:
         for fd, conn in list(self._conns.items()):
             self._ep.unregister(fd)
             conn.sock.close()  # SO_LINGER 0: RST, no TIME_WAIT
+        for sock in self._stalled.values():
+            sock.close()
         self._conns.clear()
+        self._stalled.clear()
+        self._pending.clear()
         self.live = 0
 
     # -- loop ------------------------------------------------------------------------------
@@ -688,6 +522,8 @@ class Client:
                 return 3
             if self._connecting:
                 self._start_connects()
+            if self._pending:
+                self._start_reconnects(now)
             for fd, _mask in self._ep.poll(0.05, _EPOLL_BATCH):
                 conn = conns.get(fd)
                 if conn is None:
@@ -703,12 +539,14 @@ class Client:
                 self._finish_connect_phase(now)
             if self._rounds:
                 self._check_rounds(now)
+            if self._await_live is not None:
+                self._check_await_live(now)
         self._close_all()
         return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--time-limit", type=float, default=600.0, help="hard exit after S s")
     parser.add_argument("--decoder", choices=sorted(DECODERS), default="fast")
     parser.add_argument(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import trio
 
-from loadtest.lean_client import mark_value
+from loadtest.lean_wire import mark_value
 from streamer import sse
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtest.lean_client import (
+from loadtest.lean_wire import (
     Dechunker,
     EventSplitter,
     FastDecoder,
