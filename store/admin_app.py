@@ -38,11 +38,15 @@ _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+MAX_GRACE_S = 30 * 86400  # a rotated key lives at most 30 days
 
 
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
-    return {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
-            "mobileKey": env.mobile_key, "clientSideId": env.client_side_id}
+    out: dict[str, Any] = {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
+                           "mobileKey": env.mobile_key, "clientSideId": env.client_side_id}
+    if env.old_keys:  # rotated keys still in their grace period
+        out["oldKeys"] = [{"key": k, "expiresAt": t} for k, t in env.old_keys]
+    return out
 
 
 def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -60,6 +64,7 @@ def create_admin_app(
     db: FlagDB,
     token: str,
     max_body_bytes: int = 1_048_576,
+    key_grace_s: float = 86400.0,
     extra_routes: Sequence[Callable[[QuartTrio], None]] = (),
 ) -> QuartTrio:
     """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth."""
@@ -139,6 +144,22 @@ def create_admin_app(
     @app.get("/api/v1/environments/<env>")
     async def get_env(env: str) -> Response:
         return json_response(_env_json(require_env(env)))
+
+    @app.post("/api/v1/environments/<env>/rotate")
+    async def rotate(env: str) -> Response:
+        require_env(env)
+        body = await read_json(max_body_bytes)
+        if not isinstance(body, dict):
+            raise ApiError(400, "(root): expected an object")
+        which = body.get("key")
+        if which not in ("sdk", "mobile"):
+            raise ApiError(400, 'key: must be "sdk" or "mobile"')
+        grace = body.get("graceSeconds", key_grace_s)
+        if isinstance(grace, bool) or not isinstance(grace, int | float) \
+                or not 0 <= grace <= MAX_GRACE_S:
+            raise ApiError(400, f"graceSeconds: expected a number from 0 to {MAX_GRACE_S}")
+        info = await writer.rotate_key(env, which, float(grace), actor=actor())
+        return json_response(_env_json(info))
 
     @app.get(_ITEM)
     async def list_items(env: str, kind: str) -> Response:

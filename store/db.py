@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, kind TEXT NOT NULL,
     key TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, before TEXT, after TEXT);
 CREATE INDEX IF NOT EXISTS history_by_env ON history (env, seq);
+CREATE TABLE IF NOT EXISTS old_keys (
+    credential TEXT PRIMARY KEY, env TEXT NOT NULL REFERENCES environments(key),
+    which TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 """
 
 _ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
@@ -72,8 +75,17 @@ class EnvironmentExistsError(Exception):
     """An environment with this key already exists."""
 
 
-def _env(row: tuple[str, str, str, str, str, int]) -> EnvironmentInfo:
-    return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+def _env(row: tuple[str, str, str, str, str, int],
+         old: tuple[tuple[str, int], ...] = ()) -> EnvironmentInfo:
+    return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]), old)
+
+
+def _old_keys(conn: sqlite3.Connection, env: str, now_ms: int) -> tuple[tuple[str, int], ...]:
+    """Rotated credentials of ``env`` still in their grace period (expired ones are left out)."""
+    rows = conn.execute(
+        "SELECT credential, expires_ms FROM old_keys WHERE env = ? AND expires_ms > ?"
+        " ORDER BY expires_ms, credential", (env, now_ms)).fetchall()
+    return tuple((r[0], int(r[1])) for r in rows)
 
 
 def _tombstone(key: str, version: int) -> bytes:
@@ -136,15 +148,20 @@ class FlagDB:
             return _latest_seq(conn)
 
     def get_environment(self, key: str) -> EnvironmentInfo | None:
+        now_ms = self._now_ms()
         with self._reader() as conn:
             row = conn.execute(
                 f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _env(row)
+            return None if row is None else _env(row, _old_keys(conn, row[0], now_ms))
 
     def list_environments(self) -> list[EnvironmentInfo]:
+        now_ms = self._now_ms()
         with self._reader() as conn:
             rows = conn.execute(f"SELECT {_ENV_COLS} FROM environments ORDER BY key").fetchall()
-        return [_env(r) for r in rows]
+            return [_env(r, _old_keys(conn, r[0], now_ms)) for r in rows]
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     def get_item(self, env: str, kind: ItemKind, key: str) -> StoredItem | None:
         """The item, or its tombstone, or None if it never existed."""
@@ -188,7 +205,8 @@ class FlagDB:
                 items = conn.execute(
                     "SELECT kind, key, version, deleted, json FROM items WHERE env = ?"
                     " ORDER BY kind, key", (row[0],)).fetchall()
-                out.append(EnvSnapshot(_env(row), tuple(
+                old = _old_keys(conn, row[0], self._now_ms())
+                out.append(EnvSnapshot(_env(row, old), tuple(
                     ItemChange(k, key, v, None if d else j.encode()) for k, key, v, d, j in items)))
             conn.execute("COMMIT")
         return Snapshot(seq, self.epoch, tuple(out))
@@ -211,6 +229,41 @@ class FlagDB:
                  int(secure_mode), now_ms))
             seq = _history(conn, key, "environment", key, actor, now_ms, None, after)
         return EnvChange(seq, info)
+
+    def rotate_key(self, env: str, which: str, grace_ms: int, *,
+                   actor: str = "admin") -> EnvChange | None:
+        """Give ``env`` a new SDK key (``which="sdk"``) or mobile key (``"mobile"``).
+
+        The old credential keeps working for ``grace_ms`` (0: it stops at once): it travels
+        in ``EnvironmentInfo.old_keys`` until it expires. Returns the bus message, or None if
+        the environment does not exist.
+        """
+        if which not in ("sdk", "mobile"):
+            raise ValueError(f"which must be sdk or mobile, got {which!r}")
+        column = "sdk_key" if which == "sdk" else "mobile_key"
+        fresh = getattr(new_env_credentials(), column)
+        now_ms = self._now_ms()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            row = conn.execute(
+                f"SELECT {column} FROM environments WHERE key = ?", (env,)).fetchone()
+            if row is None:
+                return None
+            if grace_ms > 0:
+                conn.execute("INSERT OR REPLACE INTO old_keys VALUES (?, ?, ?, ?)",
+                             (row[0], env, which, now_ms + grace_ms))
+            conn.execute("DELETE FROM old_keys WHERE expires_ms <= ?", (now_ms,))
+            conn.execute(f"UPDATE environments SET {column} = ? WHERE key = ?", (fresh, env))
+            after = orjson.dumps({"rotated": which, "graceMs": grace_ms}).decode()
+            seq = _history(conn, env, "environment", env, actor, now_ms, None, after)
+            info = conn.execute(
+                f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (env,)).fetchone()
+            return EnvChange(seq, _env(info, _old_keys(conn, env, now_ms)))
+
+    def revisions(self) -> dict[str, int]:
+        """The seq of each environment's latest change (its revision, for drift alerts)."""
+        with self._reader() as conn:
+            rows = conn.execute("SELECT env, MAX(seq) FROM history GROUP BY env").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
 
     def commit(self, batch: Sequence[ChangeRequest]) -> list[CommittedChange]:
         """Commit every change of ``batch`` in one transaction (group commit).

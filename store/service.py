@@ -57,6 +57,7 @@ class StoreConfig:
     insights: bool = True
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
+    key_grace_s: float = 86400.0  # default grace period of a rotated SDK or mobile key
 
 
 class _DBCatalog:
@@ -140,7 +141,8 @@ async def run_store(
                     )
                     extra.append(partial(register_insights_routes, insights=service))
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
-                                       max_body_bytes=config.max_body_bytes, extra_routes=extra)
+                                       max_body_bytes=config.max_body_bytes, extra_routes=extra,
+                                       key_grace_s=config.key_grace_s)
                 hc = HyperConfig()
                 hc.accesslog = None
                 hc.errorlog = log

@@ -112,7 +112,16 @@ class _EnvRequest:
     ticket: _Ticket
 
 
-_Request = _ItemRequest | _ImportRequest | _EnvRequest
+@dataclass(frozen=True, slots=True)
+class _RotateRequest:
+    env: str
+    which: str
+    grace_ms: int
+    actor: str
+    ticket: _Ticket
+
+
+_Request = _ItemRequest | _ImportRequest | _EnvRequest | _RotateRequest
 
 
 class Writer:
@@ -160,6 +169,14 @@ class Writer:
         result: EnvironmentInfo = await ticket.wait()
         return result
 
+    async def rotate_key(self, env: str, which: str, grace_s: float, *,
+                         actor: str = "admin") -> EnvironmentInfo:
+        """A new SDK or mobile key; the old one works ``grace_s`` longer (see FlagDB)."""
+        ticket = _Ticket()
+        await self._send.send(_RotateRequest(env, which, int(grace_s * 1000), actor, ticket))
+        result: EnvironmentInfo = await ticket.wait()
+        return result
+
     async def _item(self, op: WriteOp) -> WriteResult:
         ticket = _Ticket()
         await self._send.send(_ItemRequest(op, ticket))
@@ -203,6 +220,8 @@ class Writer:
                 await self._commit(self._coalescer.take_all(), (change, ticket))
             case _EnvRequest(key, name, secure_mode, actor, ticket):
                 await self._create_env(key, name, secure_mode, actor, ticket)
+            case _RotateRequest(env, which, grace_ms, actor, ticket):
+                await self._rotate(env, which, grace_ms, actor, ticket)
 
     def _env_exists(self, env: str) -> bool:
         # Environments are created only here and never deleted, so a positive answer is cached.
@@ -261,6 +280,23 @@ class Writer:
             return
         self._commits += 1
         self._known_envs.add(key)
+        ticket.resolve(msg.env)
+        await self._publish(msg)
+
+    async def _rotate(self, env: str, which: str, grace_ms: int, actor: str,
+                      ticket: _Ticket) -> None:
+        try:
+            msg = await trio.to_thread.run_sync(
+                lambda: self._db.rotate_key(env, which, grace_ms, actor=actor),
+                limiter=self._limiter)
+        except Exception as exc:
+            log.exception("rotating the %s key of %r failed", which, env)
+            ticket.resolve(error=CommitFailedError(f"the store could not commit the write: {exc}"))
+            return
+        if msg is None:
+            ticket.resolve(error=NotFoundError(f'environment "{env}" not found'))
+            return
+        self._commits += 1
         ticket.resolve(msg.env)
         await self._publish(msg)
 

@@ -353,6 +353,7 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                         bus_address=bus, snapshot_address=snap,
                         coalesce_window_s=cfg.coalesce_window,
                         kinesis_stream=cfg.kinesis_stream, kinesis_endpoint=cfg.kinesis_endpoint,
+                        key_grace_s=cfg.key_grace, graceful_timeout_s=min(5.0, cfg.drain_timeout),
                     )  # fmt: skip
                     try:
                         admin = await nursery.start(run_store, store_cfg)
