@@ -32,14 +32,26 @@ from typing import Protocol
 
 import trio
 
+from store.bus.envelope import EnvironmentInfo
+from streamer.client_groups import GroupKey
+from streamer.client_streams import (
+    MAX_BODY_BYTES,
+    ClientStreamRequest,
+    Preflight,
+    preflight_response,
+    resolve,
+    route_any,
+    unknown_credential,
+)
+from streamer.evaluation import Context
 from streamer.http_head import (
+    STREAM_RESPONSE_HEAD,
     ErrorAnswer,
     HeadError,
     HeadReader,
     StreamKind,
     StreamRoute,
     error_response,
-    route_stream,
 )
 from streamer.sse import END_OF_BODY
 
@@ -213,6 +225,20 @@ class Conn:
             self.scope.cancel()
 
 
+class ClientConn(Conn):
+    """An attached client-side stream: its own response head (CORS) and its group."""
+
+    __slots__ = ("context", "group", "head")
+
+    def __init__(self, sock: socket.socket, kind: StreamKind, env_key: str, mailbox: Mailbox,
+                 *, head: bytes = STREAM_RESPONSE_HEAD, group: GroupKey | None = None,
+                 context: Context | None = None) -> None:
+        super().__init__(sock, kind, env_key, mailbox)
+        self.head = head
+        self.group = group  # None: a ping stream
+        self.context = context
+
+
 class EnvLink(Protocol):
     env_key: str
 
@@ -226,6 +252,10 @@ class StreamDirectory(Protocol):
     async def wait_loaded(self) -> None: ...
 
     def stream_target(self, credential: str) -> EnvLink | None: ...
+
+    def client_stream_target(
+        self, kind: StreamKind, credential: str
+    ) -> tuple[EnvLink, EnvironmentInfo] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,57 +286,120 @@ class ClientActor:
         task_status.started()
         sock = self._sock
         try:
-            route = await self._read_route()
-            if isinstance(route, ErrorAnswer):
-                self._counters.rejected(route.status)
-                await self._answer(route)
+            got = await self._read_request()
+            if isinstance(got, ErrorAnswer):
+                self._counters.rejected(got.status)
+                await self._answer(got)
                 return
-            if route is None:
+            if isinstance(got, Preflight):
+                await self._send_all(preflight_response(got))
                 return
-            await self._serve(route)
+            if got is None:
+                return
+            route, body = got
+            if isinstance(route, StreamRoute):
+                await self._serve(route)
+            else:
+                await self._serve_client(route, body)
         finally:
             sock.close()
 
-    async def _read_route(self) -> StreamRoute | ErrorAnswer | None:
+    async def _read_request(self) -> (
+            tuple[StreamRoute | ClientStreamRequest, bytes | None] | Preflight | ErrorAnswer
+            | None):
+        """The routed request (and a REPORT's body), all within ``header_timeout``."""
         reader = HeadReader(max_head_bytes=self._limits.max_head_bytes)
-        sock = self._sock
-        received = False
         with trio.move_on_after(self._limits.header_timeout):
-            while True:
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(sock)
-                    continue
-                except OSError:
-                    return None
-                if not data and not received:
-                    return None  # connected and left without a request
-                received = True
-                try:
-                    head = reader.feed(data)
-                except HeadError as exc:
-                    return exc.answer
-                if head is not None:
-                    return route_stream(head)
-        return ErrorAnswer(408, "request head not received in time")
+            route = await self._read_route(reader)
+            if route is None or isinstance(route, ErrorAnswer | Preflight):
+                return route
+            if not isinstance(route, ClientStreamRequest) or not route.report:
+                return route, None
+            try:
+                body = reader.feed_body(None, max_bytes=MAX_BODY_BYTES)
+                while body is None:
+                    data = await self._recv_some()
+                    if data is None:
+                        return None
+                    body = reader.feed_body(data, max_bytes=MAX_BODY_BYTES)
+            except HeadError as exc:
+                return exc.answer
+            return route, body
+        return ErrorAnswer(408, "request not received in time")
 
-    async def _serve(self, route: StreamRoute) -> None:
-        directory, limits = self._directory, self._limits
+    async def _recv_some(self) -> bytes | None:
+        """Bytes from the socket (``b""`` at EOF); None when it failed."""
+        while True:
+            try:
+                return self._sock.recv(65536)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._sock)
+            except OSError:
+                return None
+
+    async def _read_route(
+        self, reader: HeadReader
+    ) -> StreamRoute | ClientStreamRequest | Preflight | ErrorAnswer | None:
+        received = False
+        while True:
+            data = await self._recv_some()
+            if data is None or (not data and not received):
+                return None  # failed, or connected and left without a request
+            received = True
+            try:
+                head = reader.feed(data)
+            except HeadError as exc:
+                return exc.answer
+            if head is not None:
+                return route_any(head)
+
+    async def _wait_loaded(self) -> bool:
+        directory = self._directory
         if not directory.loaded:
-            with trio.move_on_after(limits.unloaded_hold):
+            with trio.move_on_after(self._limits.unloaded_hold):
                 await directory.wait_loaded()
             if not directory.loaded:
                 self._counters.rejected(503)
                 await self._answer(ErrorAnswer(503, "no flag data yet"), retry_after=5)
-                return
-        link = directory.stream_target(route.credential)
-        if link is None:
-            self._counters.rejected(401)
-            await self._answer(ErrorAnswer(401, "unknown SDK key"))
+                return False
+        return True
+
+    async def _reject(self, answer: ErrorAnswer) -> None:
+        self._counters.rejected(answer.status)
+        await self._answer(answer)
+
+    async def _serve(self, route: StreamRoute) -> None:
+        if not await self._wait_loaded():
             return
+        link = self._directory.stream_target(route.credential)
+        if link is None:
+            await self._reject(ErrorAnswer(401, "unknown SDK key"))
+            return
+        limits = self._limits
         conn = Conn(self._sock, route.kind, link.env_key,
                     Mailbox(limits.mailbox_items, limits.mailbox_bytes))
+        await self._run_conn(link, conn)
+
+    async def _serve_client(self, req: ClientStreamRequest, body: bytes | None) -> None:
+        if not await self._wait_loaded():
+            return
+        found = self._directory.client_stream_target(req.kind, req.credential)
+        if found is None:
+            await self._reject(unknown_credential(req.kind))
+            return
+        link, env = found
+        target = resolve(req, body, env)
+        if isinstance(target, ErrorAnswer):
+            await self._reject(target)
+            return
+        limits = self._limits
+        conn = ClientConn(self._sock, req.kind, link.env_key,
+                          Mailbox(limits.mailbox_items, limits.mailbox_bytes),
+                          head=target.head, group=target.group, context=target.context)
+        await self._run_conn(link, conn)
+
+    async def _run_conn(self, link: EnvLink, conn: Conn) -> None:
+        limits = self._limits
         self._counters.opened(conn.env_key, conn.kind.value)
         reason = "shutdown"
         try:
@@ -374,7 +467,11 @@ class ClientActor:
             conn.state = FAST
 
     async def _answer(self, answer: ErrorAnswer, *, retry_after: int | None = None) -> None:
-        data = memoryview(error_response(answer, retry_after=retry_after))
+        await self._send_all(error_response(answer, retry_after=retry_after))
+
+    async def _send_all(self, response: bytes) -> None:
+        """Send a complete response, then close our side gracefully."""
+        data = memoryview(response)
         sock = self._sock
         with trio.move_on_after(5.0):
             while data:

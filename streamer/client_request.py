@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from streamer.evaluation import Context, ContextError, parse_context, secure_mode_hash
 
 MAX_CONTEXT_BYTES = 32 * 1024
 
@@ -88,3 +91,30 @@ def cors_headers(origin: str | None, methods: str) -> list[tuple[str, str]]:
         ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
         ("Access-Control-Allow-Methods", methods),
     ]
+
+
+def request_context(*, b64: str | None = None, body: bytes | None = None) -> tuple[
+        dict[str, Any], Context]:
+    """The context of a GET (base64url path segment) or REPORT (JSON body), as its JSON
+    object and parsed; :class:`BadRequest` with the reason otherwise (no key, bad kind...)."""
+    raw = decode_context_b64(b64) if b64 is not None else decode_context_json(body or b"")
+    try:
+        return raw, parse_context(raw)
+    except ContextError as exc:
+        raise BadRequest(f"invalid context: {exc}") from None
+
+
+def check_secure_mode(secure_mode: bool, sdk_key: str, context: Context,
+                      secure_hash: str | None) -> None:
+    """Secure mode (PROTOCOL.md §2.1): ``h`` must be the context's HMAC under the SDK key."""
+    if not secure_mode:
+        return
+    if not secure_hash:
+        raise BadRequest("this environment requires secure mode: the h parameter is missing")
+    if not hmac.compare_digest(secure_hash.lower(), secure_mode_hash(sdk_key, context)):
+        raise BadRequest("secure mode hash (h) does not match the context")
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """Whether a REPORT's ``Content-Type`` is JSON (parameters such as charset allowed)."""
+    return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"

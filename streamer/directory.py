@@ -25,7 +25,7 @@ from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
 from streamer.client_actor import StreamCounters, StreamStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
-from streamer.http_head import sdk_credential
+from streamer.http_head import StreamKind, sdk_credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +40,14 @@ class Directory:
         self,
         *,
         heartbeat_interval: float = 20.0,
+        ping_jitter: float = 0.5,
         counters: StreamCounters | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         if not 0 < heartbeat_interval < 60:
             raise ValueError("heartbeat_interval must be between 0 and 60 seconds")
         self.heartbeat_interval = heartbeat_interval
+        self.ping_jitter = ping_jitter
         self.counters = counters if counters is not None else StreamCounters()
         self._wall_clock_ms = wall_clock_ms
         self._actors: dict[str, EnvActor] = {}
@@ -125,6 +127,22 @@ class Directory:
         env = self.env_key_for_sdk_key(credential)
         return None if env is None else self._actors.get(env)
 
+    def client_stream_target(
+        self, kind: StreamKind, credential: str
+    ) -> tuple[EnvActor, EnvironmentInfo] | None:
+        """The actor and environment of a client-side stream: by mobile key for ``/meval``
+        and ``/mping``, by client-side ID (environment ID) for ``/eval`` and ``/ping``."""
+        if kind in (StreamKind.MEVAL, StreamKind.MPING):
+            env = self.env_key_for_mobile_key(credential)
+        else:
+            env = self.env_key_for_client_side_id(credential)
+        actor = None if env is None else self._actors.get(env)
+        info = None if env is None else self._envs.get(env)
+        return None if actor is None or info is None else (actor, info)
+
+    def actor(self, env_key: str) -> EnvActor | None:
+        return self._actors.get(env_key)
+
     def view(self, env_key: str) -> EnvView | None:
         """The current data of an environment (read-only), for polling."""
         actor = self._actors.get(env_key)
@@ -173,7 +191,8 @@ class Directory:
         if actor is None:
             if self._nursery is None:
                 raise RuntimeError("Directory.run() is not running")
-            actor = EnvActor(env_key, self.counters, heartbeat_interval=self.heartbeat_interval)
+            actor = EnvActor(env_key, self.counters, heartbeat_interval=self.heartbeat_interval,
+                             ping_jitter=self.ping_jitter)
             self._actors[env_key] = actor  # before the await, so a concurrent call finds it
             await self._nursery.start(actor.run)
         return actor

@@ -25,25 +25,50 @@ The worker also freezes long-lived objects after connection bursts (see the acce
 
 One heartbeat ticker per environment writes the heartbeat comment to every stream, every
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
+
+Client-side streams (``/eval``, ``/meval``: :class:`~streamer.client_actor.ClientConn`) carry
+flags evaluated per context. They cost nothing until the first one attaches: then the actor
+creates the parsed :class:`~streamer.client_model.EvalModel` and the
+:class:`~streamer.client_groups.ClientGroups`, and after each change (server-side fan-out
+first, unchanged) syncs the model and fans each group's frames out to that group's
+connections with the same loop. Ping streams (``/ping``, ``/mping``) get a ``ping`` per change,
+each connection delayed by a random time in [jitter/2, jitter] and at most one pending at a
+time (ld-relay's ``PING_STREAM_JITTER_TIME``), so old SDKs do not all re-poll at once.
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
+import itertools
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import trio
 
 from store.bus.envelope import ItemChange
-from streamer.client_actor import CLOSED, FAST, HEARTBEAT_KEY, PUT_KEY, Conn, StreamCounters
+from streamer.client_actor import (
+    CLOSED,
+    FAST,
+    HEARTBEAT_KEY,
+    PUT_KEY,
+    ClientConn,
+    Conn,
+    StreamCounters,
+)
+from streamer.client_groups import ClientGroups
+from streamer.client_model import Changed, EvalModel
+from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
 from streamer.sse import HEARTBEAT_CHUNK
 
 INBOX_SIZE = 1024
 _HEAD_KEY = ("", "head")
+_PING_KEY = ("", "ping")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +94,13 @@ class Close:
 EnvMessage = Apply | Replace | Attach | Close
 
 Frames = list[tuple[tuple[str, str], bytes]]
+ConnT = TypeVar("ConnT", bound=Conn)
 
 
 class EnvActor:
     def __init__(
-        self, env_key: str, counters: StreamCounters, *, heartbeat_interval: float = 20.0
+        self, env_key: str, counters: StreamCounters, *, heartbeat_interval: float = 20.0,
+        ping_jitter: float = 0.5,
     ) -> None:
         self.env_key = env_key
         self.state = EnvState()
@@ -81,6 +108,13 @@ class EnvActor:
         self._heartbeat_interval = heartbeat_interval
         self._subs: dict[StreamKind, set[Conn]] = {k: set() for k in StreamKind}
         self._send, self._inbox = trio.open_memory_channel[EnvMessage](INBOX_SIZE)
+        self._model: EvalModel | None = None  # parsed items: only once client-side is used
+        self._groups: ClientGroups[ClientConn] | None = None
+        self._ping_jitter = ping_jitter
+        self._ping_heap: list[tuple[float, int, Conn]] = []
+        self._ping_pending: set[Conn] = set()
+        self._ping_seq = itertools.count()
+        self._ping_wake = trio.Event()
 
     # -- the handle other actors use ---------------------------------------------------
 
@@ -94,6 +128,18 @@ class EnvActor:
         """The current revision (read-only), for polling requests."""
         return self.state.view()
 
+    def eval_model(self) -> EvalModel:
+        """The parsed items at the current revision (created on first use), for evaluation."""
+        if self._model is None:
+            self._model = EvalModel()
+        if self._groups is None or not len(self._groups):
+            self._model.sync(self.state.view())  # with groups the actor keeps it in sync
+        return self._model
+
+    @property
+    def client_groups(self) -> ClientGroups[ClientConn] | None:
+        return self._groups
+
     def connections(self) -> list[Conn]:
         """The attached connections that are still open."""
         return [c for subs in self._subs.values() for c in subs if c.state != CLOSED]
@@ -106,18 +152,24 @@ class EnvActor:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._tick)
+                nursery.start_soon(self._pinger)
                 task_status.started(self)
                 async with self._inbox:
                     async for msg in self._inbox:
                         match msg:
                             case Apply(items):
-                                self._deliver(self.state.apply(items))
+                                deltas = self.state.apply(items)
+                                self._deliver(deltas)
+                                if deltas:
+                                    self._client_change(resync=False)
                             case Replace(items):
                                 result = self.state.replace(items)
                                 if result.needs_put:
                                     self._fanout_put()
                                 else:
                                     self._deliver(result.deltas)
+                                if result.needs_put or result.deltas:
+                                    self._client_change(resync=result.needs_put)
                             case Attach(conn):
                                 self._attach(conn)
                             case Close(reason):
@@ -140,19 +192,57 @@ class EnvActor:
         if frames_flags:
             self._fanout(self._subs[StreamKind.FLAGS], frames_flags)
 
+    def _client_change(self, *, resync: bool) -> None:
+        """After a change: client-side groups and ping streams (no cost when there are none)."""
+        if self._groups is not None and len(self._groups):
+            assert self._model is not None
+            changed = self._model.sync(self.state.view())
+            if resync:
+                changed = Changed(changed.flags, changed.segments, everything=True)
+            for conns, frames in self._groups.on_change(changed):
+                self._fanout(conns, frames)
+        if self._subs[StreamKind.PING] or self._subs[StreamKind.MPING]:
+            self._schedule_pings()
+
+    def _schedule_pings(self) -> None:
+        now, jitter = trio.current_time(), self._ping_jitter
+        for kind in PING_KINDS:
+            for conn in self._subs[kind]:
+                if conn in self._ping_pending or conn.state == CLOSED:
+                    continue  # one pending ping covers every change until it is sent
+                self._ping_pending.add(conn)
+                due = now + (random.uniform(jitter / 2, jitter) if jitter > 0 else 0.0)
+                heapq.heappush(self._ping_heap, (due, next(self._ping_seq), conn))
+        self._ping_wake.set()
+
+    async def _pinger(self) -> None:
+        heap = self._ping_heap
+        while True:
+            if not heap or heap[0][0] > trio.current_time():
+                with trio.move_on_at(heap[0][0] if heap else float("inf")):
+                    await self._ping_wake.wait()
+                self._ping_wake = trio.Event()
+                continue
+            now, due_now = trio.current_time(), set()
+            while heap and heap[0][0] <= now:
+                conn = heapq.heappop(heap)[2]
+                self._ping_pending.discard(conn)
+                due_now.add(conn)
+            self._fanout(due_now, [(_PING_KEY, PING_FRAME)])
+
     def _fanout_put(self) -> None:
         view = self.state.view()
         for kind, frame in ((StreamKind.ALL, view.put_all_frame),
                             (StreamKind.FLAGS, view.put_flags_frame)):
             self._fanout(self._subs[kind], [(PUT_KEY, frame)])
 
-    def _fanout(self, subs: set[Conn], frames: Frames) -> None:
+    def _fanout(self, subs: set[ConnT], frames: Frames) -> None:
         """Write ``frames`` to every connection in ``subs``: the hot loop."""
         if not subs:
             return
         payload = frames[0][1] if len(frames) == 1 else b"".join(f for _, f in frames)
         size = len(payload)
-        trouble: list[tuple[Conn, int]] = []
+        trouble: list[tuple[ConnT, int]] = []
         gc_was_enabled = gc.isenabled()
         gc.disable()
         t_wall, t_cpu = time.perf_counter_ns(), time.thread_time_ns()
@@ -205,28 +295,49 @@ class EnvActor:
             elif key == PUT_KEY:
                 mailbox.reset_to_put(frame)
             elif not mailbox.push(key, frame):
-                view = self.state.view()
-                put = view.put_all_frame if conn.kind is StreamKind.ALL else view.put_flags_frame
-                mailbox.reset_to_put(put)  # the put already includes this frame's change
+                mailbox.reset_to_put(self._put_for(conn))  # the put includes this change
                 self._counters.slow_resyncs += 1
                 return
+
+    def _put_for(self, conn: Conn) -> bytes:
+        """The frame that replaces a connection's whole state: its kind's current ``put``."""
+        if isinstance(conn, ClientConn):
+            if conn.group is None:
+                return PING_FRAME
+            groups = self._groups
+            put = None if groups is None else groups.put_frame(conn.group)
+            return PING_FRAME if put is None else put  # no group left: the SDK re-polls
+        view = self.state.view()
+        return view.put_all_frame if conn.kind is StreamKind.ALL else view.put_flags_frame
 
     def _attach(self, conn: Conn) -> None:
         if conn.state == CLOSED:
             return
-        view = self.state.view()
-        put = view.put_all_frame if conn.kind is StreamKind.ALL else view.put_flags_frame
+        head = STREAM_RESPONSE_HEAD
+        if isinstance(conn, ClientConn):
+            head = conn.head
+            if conn.group is not None:
+                assert conn.context is not None
+                if self._groups is None:
+                    self._groups = ClientGroups(self.eval_model())
+                elif not len(self._groups):
+                    self.eval_model()  # not kept in sync while there was no group
+                put = self._groups.add(conn.group, conn.context, conn).put_frame()
+            else:
+                put = PING_FRAME  # Relay pings on connect when it has data: the SDK polls
+        else:
+            put = self._put_for(conn)
         self._subs[conn.kind].add(conn)
         try:
-            sent = conn.sock.sendmsg([STREAM_RESPONSE_HEAD, put])
+            sent = conn.sock.sendmsg([head, put])
         except BlockingIOError:
             sent = 0
         except OSError:
             self._subs[conn.kind].discard(conn)
             conn.request_close("reset")
             return
-        if sent < len(STREAM_RESPONSE_HEAD) + len(put):
-            self._enter_slow(conn, [(_HEAD_KEY, STREAM_RESPONSE_HEAD), (PUT_KEY, put)], sent)
+        if sent < len(head) + len(put):
+            self._enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent)
 
     def _close_all(self, reason: str) -> None:
         for subs in self._subs.values():
@@ -244,3 +355,5 @@ class EnvActor:
                 for conn in [c for c in subs if c.state == CLOSED]:
                     subs.discard(conn)
                 self._fanout(subs, [(HEARTBEAT_KEY, HEARTBEAT_CHUNK)])
+            if self._groups is not None:
+                self._groups.prune(lambda c: c.state == CLOSED)

@@ -71,6 +71,7 @@ class HeadReader:
     def __init__(self, *, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
         self._max = max_head_bytes
+        self._body = bytearray()
 
     def feed(self, data: bytes) -> RequestHead | None:
         """Feed received bytes (``b""`` at EOF); the head once complete, else None.
@@ -100,10 +101,39 @@ class HeadReader:
             )
         raise HeadError(ErrorAnswer(400, "connection closed before a complete request head"))
 
+    def feed_body(self, data: bytes | None, *, max_bytes: int) -> bytes | None:
+        """After the head: feed received bytes (``b""`` at EOF, None to look only at what
+        arrived with the head); the whole body once complete, else None.
+
+        Raises :class:`HeadError` for a body over ``max_bytes`` (413) or a truncated one.
+        """
+        try:
+            if data is not None:
+                self._conn.receive_data(data)
+            while True:
+                event = self._conn.next_event()
+                if event is h11.NEED_DATA:
+                    return None
+                if isinstance(event, h11.Data):
+                    self._body += event.data
+                    if len(self._body) > max_bytes:
+                        raise HeadError(ErrorAnswer(413, "request body too large"))
+                elif isinstance(event, h11.EndOfMessage):
+                    return bytes(self._body)
+                else:
+                    break
+        except h11.RemoteProtocolError as exc:
+            raise HeadError(ErrorAnswer(400, f"bad request body: {exc}")) from None
+        raise HeadError(ErrorAnswer(400, "connection closed before the request body was complete"))
+
 
 class StreamKind(enum.Enum):
     ALL = "all"  # /all: flags and segments
     FLAGS = "flags"  # /flags: legacy, flags only, paths without the kind prefix
+    EVAL = "eval"  # /eval/{envId}: flags evaluated for one context (browser JS)
+    MEVAL = "meval"  # /meval: the same for mobile keys
+    PING = "ping"  # /ping/{envId}: "ping" on every change, the SDK re-polls (old JS SDKs)
+    MPING = "mping"  # /mping: the same for mobile keys
 
 
 @dataclass(frozen=True, slots=True)
