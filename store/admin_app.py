@@ -34,7 +34,7 @@ from store.writer import WriteError, Writer
 
 log = logging.getLogger(__name__)
 
-_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -100,7 +100,12 @@ def create_admin_app(
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return error_response(status, exc.description or exc.name)
+        resp = error_response(status, exc.description or exc.name)
+        if status == 405:  # RFC 9110: a 405 lists the methods the resource supports
+            for name, value in exc.get_headers():
+                if name.lower() == "allow":
+                    resp.headers["Allow"] = value
+        return resp
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

@@ -31,6 +31,7 @@ from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.db import FlagDB
+from store.metrics import StoreCollector, register_metrics_route
 from store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ async def run_store(
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s)
                 await nursery.start(writer.run)
-                extra: list[Callable[[QuartTrio], None]] = []
+                extra: list[Callable[[QuartTrio], None]] = [partial(
+                    register_metrics_route,
+                    collectors=[StoreCollector(db, writer, publisher)])]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,

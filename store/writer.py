@@ -70,6 +70,7 @@ class WriterStatistics:
     commits: int  # SQLite transactions
     publishes: int  # bus messages handed to the publisher
     pending: int
+    commit_failures: int = 0  # commits the database refused
 
 
 class _Ticket:
@@ -134,10 +135,11 @@ class Writer:
         self._limiter = trio.CapacityLimiter(1)
         self._known_envs: set[str] = set()
         self._shutdown_grace_s = shutdown_grace_s
-        self._writes = self._commits = self._publishes = 0
+        self._writes = self._commits = self._publishes = self._failures = 0
 
     def statistics(self) -> WriterStatistics:
-        return WriterStatistics(self._writes, self._commits, self._publishes, len(self._coalescer))
+        return WriterStatistics(self._writes, self._commits, self._publishes,
+                                len(self._coalescer), self._failures)
 
     # -- the caller's side --------------------------------------------------------------
 
@@ -247,6 +249,7 @@ class Writer:
             results = await trio.to_thread.run_sync(self._db.commit, batch, limiter=self._limiter)
         except Exception as exc:  # sqlite3 errors: disk full, I/O error, locked database
             log.exception("commit of %d changes failed", len(batch))
+            self._failures += 1
             error = CommitFailedError(f"the store could not commit the write: {exc}")
             for d in dues:
                 for ticket in d.tokens:
