@@ -62,12 +62,13 @@ def delete_frame(key: str, version: int) -> bytes:
 
 
 def evaluate_entries(model: EvalModel, context: Context, *, mobile: bool,
-                     with_reasons: bool) -> dict[str, bytes]:
-    """Every live flag available to this kind of client, evaluated and encoded."""
+                     with_reasons: bool, every_flag: bool = False) -> dict[str, bytes]:
+    """Every live flag available to this kind of client (``every_flag``: to a server-side
+    SDK, i.e. all of them), evaluated and encoded."""
     out: dict[str, bytes] = {}
     evaluate = model.evaluator.evaluate
     for key, flag in model.flags.items():
-        if is_client_side_available(flag, mobile=mobile):
+        if every_flag or is_client_side_available(flag, mobile=mobile):
             out[key] = orjson.dumps(client_side_flag(flag, evaluate(flag, context),
                                                      with_reasons=with_reasons))
     return out

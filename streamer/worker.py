@@ -31,6 +31,7 @@ from ingest.actor import IngestActor, IngestConfig
 from ingest.http import register_event_routes
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
+from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
@@ -109,7 +110,8 @@ async def run_worker(
             hconfig.accesslog = None
             hconfig.graceful_timeout = 1.0
             app = create_sdk_app(directory, extra_routes=[
-                partial(register_event_routes, resolver=directory, ingest=ingest)])
+                partial(register_event_routes, resolver=directory, ingest=ingest),
+                register_clientside_routes])
             await nursery.start(partial(hypercorn_serve, app, hconfig))
             await nursery.start(gc_policy.run)
             task_status.started(
