@@ -210,7 +210,7 @@ class Client:
             self._storm_since = int(cmd["t_ns"])
             self._recovered = []
             self._emit({"ev": "storm_marked"})
-        elif kind == "await_live":
+        elif kind == "await_live":  # answers once n streams have a fresh put since the mark
             self._await_live = (int(cmd["n"]), time.monotonic() + float(cmd["timeout_s"]))
         elif kind == "check_stalled":
             self._emit({"ev": "stalled", **self._check_stalled()})
@@ -487,13 +487,13 @@ class Client:
 
     def _check_await_live(self, now: float) -> None:
         assert self._await_live is not None
-        target, deadline = self._await_live
-        if self.live < target and now < deadline:
+        target, deadline = self._await_live  # target: fresh puts since the storm mark
+        if len(self._recovered) < target and now < deadline:
             return
         self._await_live = None
         ra = self.retry_after_seen
         self._emit({
-            "ev": "live", "target": target, "live": self.live, "reached": self.live >= target,
+            "ev": "live", "target": target, "live": self.live, "reached": len(self._recovered) >= target,
             "recovered_ns": self._recovered, "reconnects": self.reconnects,
             "pending_reconnects": len(self._pending), "errors": dict(self._errors),
             "retry_after": {"count": len(ra), "min": min(ra, default=None),

@@ -1,0 +1,464 @@
+"""The SLO runner (issue 5): one command, every scenario, a report with a verdict per target.
+
+    python3 -m loadtest.slo --connections 50000 --workers 3 --changes 10 --out /tmp/slo50k
+
+Theory of operation
+-------------------
+Scenarios run in this order, each against fresh processes except where noted:
+
+1. ``fanout``: a `flagstream serve` node with W workers (stream listener on 0.0.0.0), N streams
+   from C lean client processes spread over 127.0.0.1..A, K marked changes (+ warm-up). Figures:
+   streams held, accept rate, server RSS per connection, server CPU per client per change,
+   propagation per change and pooled (HdrHistogram: `.hgrm` file, HTML plot).
+2. ``stalled`` (same node and streams): K2 changes with padded frames, then S extra streams that
+   never read join, K2 more changes; the others' P99 with and without them is compared. After
+   the server's stall timeout the stalled sockets are drained to see which the server closed.
+3. ``storm`` (same node and streams, which reconnect with the SDKs' backoff): every worker is
+   killed at once; the supervisor restarts them; time until every stream has a fresh `put`,
+   503s and their `Retry-After` values, peak RSS per worker while it lasts.
+4. ``floor``: the raw send-loop server (`loadtest.baselines.raw_floor`, W processes) with the
+   same N and clients; flagstream's per-change P99 as a ratio to it.
+5. ``baselines``: at B connections (15k), flagstream with one worker, sse-starlette on uvicorn,
+   and Node `http`, each with the same clients; flagstream's P99 as a ratio to each.
+
+Progress goes to stderr while it runs; the report is printed and written to ``--out``
+(``report.txt``, ``report.json``, per scenario ``.hgrm`` and ``.html``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest import procstats
+from loadtest.report import percentile_svg, rounds_svg, write_report
+from loadtest.rounds import MAX_PER_CLIENT, ClientPool, RoundResult, histogram
+from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
+
+SLO_MS = 500.0
+RECONNECT = {"base_s": 1.0, "max_s": 30.0, "jitter": 0.5}  # PROTOCOL.md §1.3
+
+
+def progress(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def summarise(rounds: list[RoundResult], warmup: int) -> dict[str, Any]:
+    measured = rounds[warmup:]
+    rows = [r.as_dict(warm=i < warmup) for i, r in enumerate(rounds)]
+    mrows = rows[warmup:]
+    pooled = histogram([v for r in measured for v in r.lat_us])
+
+    def med(key: str) -> float:
+        vals = [r[key] for r in mrows if not math.isnan(r[key])]
+        return statistics.median(vals) if vals else math.nan
+
+    return {
+        "rounds": rows,
+        "median_round": {k: med(f"{k}_ms") for k in ("p50", "p99", "max", "p99_from_ack")},
+        "pooled_ms": {"count": pooled.get_total_count(),
+                      **{f"p{p}": pooled.get_value_at_percentile(p) / 1000
+                         for p in (50, 99, 99.9)},
+                      "max": pooled.get_max_value() / 1000},
+        "rounds_p99_within_slo": sum(r["p99_ms"] <= SLO_MS for r in mrows),
+        "measured_rounds": len(mrows),
+        "server_cpu_us_per_client": med("server_cpu_us_per_client"),
+        "client_cpu_us_per_event": med("client_cpu_us_per_event"),
+        "others_cpu_ms_max": max((r["others_cpu_ms"] for r in mrows), default=math.nan),
+        "all_delivered": all(r.received == r.expected for r in measured),
+        "_hist": pooled,
+    }  # fmt: skip
+
+
+def run_rounds(pool: ClientPool, target: Target, first_seq: int, count: int,
+               args: argparse.Namespace, label: str) -> list[RoundResult]:
+    out = []
+    for seq in range(first_seq, first_seq + count):
+        t_start = time.monotonic()
+        r = pool.round(seq, target, timeout_s=args.round_timeout)
+        out.append(r)
+        progress(f"{label} change {seq}: {r.received}/{r.expected} p50 {r.pct(50):.0f} "
+                 f"p99 {r.pct(99):.0f} max {r.pct(100):.0f} ms, server "
+                 f"{r.server_cpu_us_per_client:.1f} µs/client, others {r.others_cpu_ms:.0f} ms")
+        pause = args.pace - (time.monotonic() - t_start)
+        if pause > 0:
+            time.sleep(pause)
+    return out
+
+
+def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: list[str],
+                          args: argparse.Namespace, label: str, **kw: Any) -> dict[str, Any]:
+    progress(f"{label}: opening {n} streams over {len(addresses)} addresses, "
+             f"{len(pool.clients)} client processes")
+    base = procstats.sample_pids(target.server_pids())
+    t0 = time.monotonic()
+    phases = pool.connect(target, n, addresses, concurrency=args.concurrency,
+                          timeout_s=args.connect_timeout, **kw)
+    wall = time.monotonic() - t0
+    after = procstats.sample_pids(target.server_pids())
+    held = sum(p["connected"] for p in phases)
+    errors: dict[str, int] = {}
+    for p in phases:
+        for k, v in p["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    out = {
+        "requested": n, "held": held, "failed": sum(p["failed"] for p in phases),
+        "errors": errors, "wall_s": wall, "accept_rate_per_s": held / wall,
+        "server_rss_before_kb": base.rss_kb, "server_rss_after_kb": after.rss_kb,
+        "server_rss_per_conn_kb": (after.rss_kb - base.rss_kb) / max(1, held),
+        "server_cpu_us_per_accept": (after.cpu_ns - base.cpu_ns) / max(1, held) / 1e3,
+        "per_process_sockets": [procstats.socket_fds(p) for p in target.worker_pids()],
+    }  # fmt: skip
+    progress(f"{label}: held {held}/{n} in {wall:.1f} s ({out['accept_rate_per_s']:.0f}/s), "
+             f"RSS {out['server_rss_per_conn_kb']:.1f} KB/conn, errors {errors or 'none'}")
+    return out
+
+
+def clients_for(n: int, args: argparse.Namespace) -> int:
+    return args.clients or max(1, math.ceil(n / MAX_PER_CLIENT))
+
+
+def addresses_for(n: int, args: argparse.Namespace) -> list[str]:
+    count = args.addresses or max(2, math.ceil(n / 20_000))
+    return [f"127.0.0.{i + 1}" for i in range(count)]
+
+
+def time_limit(args: argparse.Namespace) -> float:
+    return float(900.0 + args.changes * (args.round_timeout + 3))
+
+
+def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    n = args.connections
+    target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0",
+                              extra_args=tuple(args.node_arg or ()), command=args.node_cmd)
+    pool: ClientPool | None = None
+    try:
+        target.start()
+        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
+        report["fanout"] = fan = {"connect": connect_with_progress(
+            pool, target, n, addresses_for(n, args), args, "fanout", reconnect=RECONNECT)}
+        time.sleep(1.0)
+        rounds = run_rounds(pool, target, 1, args.warmup + args.changes, args, "fanout")
+        fan.update(summarise(rounds, args.warmup))
+        seq = args.warmup + args.changes + 1
+        if "stalled" in args.scenarios:
+            seq = scenario_stalled(pool, target, seq, args, report)
+        if "storm" in args.scenarios:
+            scenario_storm(pool, target, seq, args, report)
+    finally:
+        if pool is not None:
+            pool.close()
+        report["fanout_node"] = target.stop()
+
+
+def scenario_stalled(pool: ClientPool, target: FlagstreamTarget, seq: int,
+                     args: argparse.Namespace, report: dict[str, Any]) -> int:
+    target.pad_bytes = args.stall_pad
+    k = args.stall_changes
+    before = run_rounds(pool, target, seq, k, args, "stalled/before")
+    seq += k
+    phases = pool.connect(target, args.stalled, addresses_for(args.connections, args),
+                          timeout_s=30, read=False)
+    progress(f"stalled: {sum(p['connected'] for p in phases)} never-reading streams joined")
+    after = run_rounds(pool, target, seq, k, args, "stalled/with")
+    seq += k
+    t_last = time.monotonic()
+    wait = args.stall_timeout + 10 - (time.monotonic() - t_last)
+    progress(f"stalled: waiting {wait:.0f} s (server stall timeout {args.stall_timeout:.0f} s)")
+    time.sleep(max(0.0, wait))
+    checks = pool.ask({"cmd": "check_stalled"}, "stalled", 60)
+    b, a = summarise(before, 0), summarise(after, 0)
+    report["stalled"] = {
+        "stalled": args.stalled, "pad_bytes": args.stall_pad,
+        "p99_before_ms": b["median_round"]["p99"], "p99_with_ms": a["median_round"]["p99"],
+        "pooled_p99_before_ms": b["pooled_ms"]["p99"], "pooled_p99_with_ms": a["pooled_ms"]["p99"],
+        "p99_increase": a["median_round"]["p99"] / b["median_round"]["p99"] - 1,
+        "closed_by_server": sum(c["closed_by_server"] for c in checks),
+        "still_open": sum(c["still_open"] for c in checks),
+        "others_delivered": b["all_delivered"] and a["all_delivered"],
+    }  # fmt: skip
+    target.pad_bytes = 0
+    return seq
+
+
+def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
+                   args: argparse.Namespace, report: dict[str, Any]) -> None:
+    target.refresh_workers()
+    workers = target.worker_pids()
+    shares = [s["live"] for s in pool.ask({"cmd": "stats"}, "stats", 10)]
+    live = sum(shares)
+    t_kill = time.monotonic_ns()
+    pool.ask({"cmd": "storm_mark", "t_ns": t_kill}, "storm_marked", 10)
+    progress(f"storm: killing workers {workers} holding {live} streams")
+    for pid in workers:  # our own node's workers, by pid
+        os.kill(pid, signal.SIGKILL)
+    for c, n in zip(pool.clients, shares, strict=True):  # each waits for all it held
+        c.send({"cmd": "await_live", "n": n, "timeout_s": args.storm_timeout})
+    peak: dict[int, int] = {}
+    answers = []
+    deadline = time.monotonic() + args.storm_timeout + 15
+    pending = list(pool.clients)
+    while pending and time.monotonic() < deadline:
+        for pid in target.find_workers():
+            peak[pid] = max(peak.get(pid, 0), procstats.sample_pids([pid]).rss_kb)
+        still = []
+        for c in pending:
+            try:
+                answers.append(c.wait("live", 0.25))
+            except TimeoutError:
+                still.append(c)
+        pending = still
+    rec_ms = sorted(v / 1e6 for a in answers for v in a["recovered_ns"])
+    errors: dict[str, int] = {}
+    for a in answers:
+        for k, v in a["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    report["storm"] = {
+        "workers_killed": len(workers), "streams_before": live, "recovered": len(rec_ms),
+        "all_back": len(answers) == len(pool.clients) and all(a["reached"] for a in answers),
+        "recover_p50_ms": _pct(rec_ms, 50), "recover_p99_ms": _pct(rec_ms, 99),
+        "recover_max_ms": rec_ms[-1] if rec_ms else math.nan,
+        "within_15s": sum(v <= 15_000 for v in rec_ms),
+        "reconnect_attempts": sum(a["reconnects"] for a in answers),
+        "errors": errors, "retry_after": [a["retry_after"] for a in answers],
+        "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
+    }  # fmt: skip
+    progress(f"storm: {len(rec_ms)}/{live} back, p99 {report['storm']['recover_p99_ms']:.0f} ms,"
+             f" max {report['storm']['recover_max_ms']:.0f} ms, errors {errors}")
+    target.refresh_workers()
+    after = run_rounds(pool, target, seq, 2, args, "storm/after")
+    report["storm"]["delivered_after"] = all(r.received == r.expected for r in after)
+
+
+def _pct(sorted_vals: list[float], p: float) -> float:
+    if not sorted_vals:
+        return math.nan
+    idx = min(len(sorted_vals) - 1, max(0, math.ceil(p / 100 * len(sorted_vals)) - 1))
+    return sorted_vals[idx]
+
+
+def scenario_baseline(target: Target, n: int, args: argparse.Namespace, changes: int
+                      ) -> dict[str, Any]:
+    pool: ClientPool | None = None
+    try:
+        target.start()
+        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
+        conn = connect_with_progress(pool, target, n, addresses_for(n, args), args, target.name)
+        time.sleep(1.0)
+        rounds = run_rounds(pool, target, 1, args.warmup + changes, args, target.name)
+        return {"connect": conn, **summarise(rounds, args.warmup)}
+    finally:
+        if pool is not None:
+            pool.close()
+        target.stop()
+
+
+def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(target, measured, met / NOT MET) rows for the issue's targets that were run."""
+    rows: list[tuple[str, str, str]] = []
+
+    def row(name: str, measured: str, ok: bool) -> None:
+        rows.append((name, measured, "met" if ok else "NOT MET"))
+
+    fan = report.get("fanout")
+    if fan:
+        c = fan["connect"]
+        row(f"{args.connections} connections held", f"{c['held']}", c["held"] >= args.connections)
+        row("server RSS <= 10 KB/conn", f"{c['server_rss_per_conn_kb']:.1f} KB",
+            c["server_rss_per_conn_kb"] <= 10)
+        row("pooled P99 <= 500 ms", f"{fan['pooled_ms']['p99']:.0f} ms",
+            fan["pooled_ms"]["p99"] <= SLO_MS)
+        k, m = fan["rounds_p99_within_slo"], fan["measured_rounds"]
+        row("per-change P99 <= 500 ms in >= 80 % of changes", f"{k}/{m}", k >= 0.8 * m)
+        row("server CPU <= 11 µs/client/change", f"{fan['server_cpu_us_per_client']:.1f} µs",
+            fan["server_cpu_us_per_client"] <= 11)
+        row("every stream got every change", str(fan["all_delivered"]), fan["all_delivered"])
+    floor = report.get("floor")
+    if fan and floor:
+        ratio = fan["median_round"]["p99"] / floor["median_round"]["p99"]
+        report["ratio_to_floor"] = ratio
+        row("fan-out P99 / floor P99 <= 1.15", f"{ratio:.2f}", ratio <= 1.15)
+    st = report.get("stalled")
+    if st:
+        row(f"{st['stalled']} stalled: others' P99 +<= 10 %", f"{st['p99_increase'] * 100:+.1f} %"
+            f" ({st['p99_before_ms']:.0f} -> {st['p99_with_ms']:.0f} ms)",
+            st["p99_increase"] <= 0.10)
+        row("stalled streams disconnected by the server",
+            f"{st['closed_by_server']} closed, {st['still_open']} open",
+            st["closed_by_server"] == st["stalled"])
+    sm = report.get("storm")
+    if sm:
+        row("storm: every client has a fresh put within 15 s",
+            f"{sm['within_15s']}/{sm['streams_before']} (max {sm['recover_max_ms'] / 1000:.1f} s)",
+            sm["within_15s"] >= sm["streams_before"])
+        shed = sm["errors"].get("reconnect_http_503", 0)
+        ra = [r for r in sm["retry_after"] if r["count"]]
+        row("storm: saturated node sheds with 503 + jittered Retry-After",
+            f"{shed} 503s, Retry-After values {ra or 'none'}", shed > 0 and bool(ra))
+    for name in ("starlette", "node"):
+        b = report.get("baselines", {})
+        if name in b and "flagstream" in b:
+            ratio = b["flagstream"]["median_round"]["p99"] / b[name]["median_round"]["p99"]
+            report[f"ratio_to_{name}"] = ratio
+            rows.append((f"flagstream P99 / {name} P99 at {args.baseline_connections}",
+                         f"{ratio:.2f}", "(ratio)"))
+    return rows
+
+
+def render_fanout(name: str, fan: dict[str, Any]) -> list[str]:
+    c = fan["connect"]
+    lines = [
+        f"== {name}",
+        f"held {c['held']}/{c['requested']} in {c['wall_s']:.1f} s = {c['accept_rate_per_s']:.0f}"
+        f"/s; server CPU {c['server_cpu_us_per_accept']:.0f} µs/accept; RSS "
+        f"{c['server_rss_before_kb'] / 1024:.0f} -> {c['server_rss_after_kb'] / 1024:.0f} MB = "
+        f"{c['server_rss_per_conn_kb']:.1f} KB/conn; sockets per process "
+        f"{c['per_process_sockets']}; errors {c['errors'] or 'none'}",
+        " seq   recv/expected   p50 ms   p99 ms p99.9 ms   max ms | srv µs/cli cli µs/ev"
+        "  bench ms others ms",
+    ]
+    for r in fan["rounds"]:
+        lines.append(
+            f"{r['seq']:>4}{'w' if r['warmup'] else ' '} {r['received']:>7}/{r['expected']:<7}"
+            f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['p99_9_ms']:8.1f} {r['max_ms']:8.1f} |"
+            f" {r['server_cpu_us_per_client']:10.1f} {r['client_cpu_us_per_event']:9.2f}"
+            f" {r['bench_cpu_ms']:9.0f} {r['others_cpu_ms']:9.0f}")
+    p, m = fan["pooled_ms"], fan["median_round"]
+    lines += [
+        f"median change: p50 {m['p50']:.1f}, p99 {m['p99']:.1f}, max {m['max']:.1f} ms; "
+        f"pooled ({p['count']}): p50 {p['p50']:.1f}, p99 {p['p99']:.1f}, "
+        f"p99.9 {p['p99.9']:.1f}, max {p['max']:.1f} ms; all delivered {fan['all_delivered']}",
+        "",
+    ]
+    return lines
+
+
+def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
+    lines = [f"flagstream SLO run {report['date']} on {report['machine']}",
+             f"command: {report['command']}", ""]  # fmt: skip
+    if "fanout" in report:
+        lines += render_fanout(f"flagstream fan-out, {report['workers']} workers", report["fanout"])
+    if "floor" in report:
+        lines += render_fanout("floor: raw send loop, same clients", report["floor"])
+    for name, fan in report.get("baselines", {}).items():
+        lines += render_fanout(f"baseline {name} at {report['baseline_connections']}", fan)
+    for key in ("stalled", "storm"):
+        if key in report:
+            lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
+    width = max((len(r[0]) for r in rows), default=10)
+    lines.append("== targets")
+    lines += [f"{name:<{width}}  {measured:<40}  {verdict}" for name, measured, verdict in rows]
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    py = sys.version.split()[0]
+    return f"{os.cpu_count()} CPU ({model}), Linux {os.uname().release}, Python {py}"
+
+
+SCENARIOS = ("fanout", "stalled", "storm", "floor", "baselines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description="flagstream SLO runner (issue 5)")
+    ap.add_argument("--connections", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--changes", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--clients", type=int, default=0, help="default: ceil(N / 15000)")
+    ap.add_argument("--addresses", type=int, default=0, help="default: max(2, ceil(N / 20000))")
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--connect-timeout", type=float, default=120.0)
+    ap.add_argument("--round-timeout", type=float, default=20.0)
+    ap.add_argument("--pace", type=float, default=1.0)
+    ap.add_argument("--stalled", type=int, default=100)
+    ap.add_argument("--stall-changes", type=int, default=5)
+    ap.add_argument("--stall-pad", type=int, default=4096, help="padding bytes per frame")
+    ap.add_argument("--stall-timeout", type=float, default=60.0,
+                    help="the server's stall timeout (ClientLimits.stall_timeout)")
+    ap.add_argument("--storm-timeout", type=float, default=60.0)
+    ap.add_argument("--baseline-connections", type=int, default=15_000)
+    ap.add_argument("--baseline-changes", type=int, default=5)
+    ap.add_argument("--node-arg", action="append")
+    ap.add_argument("--node-cmd")
+    ap.add_argument("--out", type=Path, default=Path("slo-report"))
+    return ap
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.scenarios = set(args.scenarios.split(","))
+    unknown = args.scenarios - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine(),
+        "command": " ".join(["python3 -m loadtest.slo", *sys.argv[1:]]),
+        "connections": args.connections, "workers": args.workers,
+        "baseline_connections": args.baseline_connections,
+    }  # fmt: skip
+    if args.scenarios & {"fanout", "stalled", "storm"}:
+        scenario_flagstream(args, report)
+    if "floor" in args.scenarios:
+        report["floor"] = scenario_baseline(BaselineTarget("floor", procs=args.workers),
+                                            args.connections, args, args.changes)
+    if "baselines" in args.scenarios:
+        b = report["baselines"] = {}
+        n = args.baseline_connections
+        b["flagstream"] = scenario_baseline(FlagstreamTarget(workers=1, stream_host="0.0.0.0"),
+                                            n, args, args.baseline_changes)
+        for name in ("starlette", "node"):
+            b[name] = scenario_baseline(BaselineTarget(name), n, args, args.baseline_changes)
+    return report
+
+
+def write(report: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = verdicts(report, args)
+    text = render(report, rows)
+    sections = []
+    for key, fan in [("fanout", report.get("fanout")), ("floor", report.get("floor")),
+                     *report.get("baselines", {}).items()]:
+        if fan:
+            rows_m = [r for r in fan["rounds"] if not r["warmup"]]
+            sections.append((f"{key}: per change", rounds_svg(rows_m, slo_ms=SLO_MS, title=key)))
+            sections.append((f"{key}: pooled percentiles",
+                             percentile_svg(fan["_hist"], slo_ms=SLO_MS, title=key)))
+    fan = report.get("fanout")
+    write_report(args.out, "report", text=text, hist=fan["_hist"] if fan else None,
+                 sections=sections)
+    for key, f in [("floor", report.get("floor")), *report.get("baselines", {}).items()]:
+        if f:
+            write_report(args.out, key, text=text, hist=f["_hist"], sections=[])
+    clean = orjson.loads(orjson.dumps(report, default=lambda o: None))
+    (args.out / "report.json").write_bytes(orjson.dumps(clean, option=orjson.OPT_INDENT_2))
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = run(args)
+    print(write(report, args))
+    fan = report.get("fanout")
+    return 0 if (fan is None or fan["all_delivered"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
