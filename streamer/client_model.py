@@ -7,7 +7,7 @@ Client-side and mobile endpoints evaluate flags, so they need the items parsed
 JSON bytes the server-side paths splice. :class:`EvalModel` is that parsed copy. It is created
 lazily (only environments with client-side traffic pay for it) and kept current with
 :meth:`EvalModel.sync`, which compares the model with an :class:`~streamer.envstate.EnvView`
-item by item (a dict walk, no parsing) and re-parses only the items whose version changed. The
+item by item (a dict walk, no parsing) and re-parses only the items that changed. The
 returned :class:`Changed` names them, so the same call serves polls (bring the model up to the
 current revision) and streams (which items to re-evaluate).
 
@@ -78,7 +78,7 @@ class EvalModel:
         self.revision = -1
         self.flags: dict[str, Flag] = {}
         self.segments: dict[str, Segment] = {}
-        self.versions: dict[tuple[str, str], int] = {}  # (kind, key) -> version, tombstones too
+        self.items: dict[tuple[str, str], Item] = {}  # (kind, key) -> stored item, tombstones too
         # reverse edges: item -> flags/segments that read it
         self._flag_readers_of_flag: dict[str, set[str]] = {}
         self._flag_readers_of_segment: dict[str, set[str]] = {}
@@ -89,7 +89,8 @@ class EvalModel:
 
     def flag_version(self, key: str) -> int | None:
         """The stored version of a flag, live or tombstoned."""
-        return self.versions.get(("flags", key))
+        item = self.items.get(("flags", key))
+        return None if item is None else item.version
 
     def sync(self, view: EnvView) -> Changed:
         """Bring the model to ``view``'s revision; the items that changed."""
@@ -103,15 +104,16 @@ class EvalModel:
 
     def _sync_kind(self, kind: str, items: dict[str, Item]) -> set[str]:
         changed: set[str] = set()
-        versions = self.versions
+        known = self.items
         for key, item in items.items():
-            if versions.get((kind, key)) != item.version:
-                versions[(kind, key)] = item.version
+            old = known.get((kind, key))
+            if old is not item and old != item:  # EnvState shares unchanged Item objects
+                known[(kind, key)] = item
                 self._reparse(kind, key, item)
                 changed.add(key)
-        gone = [k for (knd, k) in versions if knd == kind and k not in items]
+        gone = [k for (knd, k) in known if knd == kind and k not in items]
         for key in gone:
-            del versions[(kind, key)]
+            del known[(kind, key)]
             self._reparse(kind, key, Item(0, None))
             changed.add(key)
         return changed
@@ -155,7 +157,7 @@ class EvalModel:
     def affected(self, changed: Changed) -> set[str]:
         """Flag keys whose evaluation may differ after ``changed`` (transitive readers)."""
         if changed.everything:
-            return set(self.flags) | {k for (kind, k) in self.versions if kind == "flags"}
+            return set(self.flags) | {k for (kind, k) in self.items if kind == "flags"}
         segments = set(changed.segments)
         todo = list(segments)
         while todo:
