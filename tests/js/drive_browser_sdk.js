@@ -4,7 +4,8 @@
 // preflights included).
 // Usage: node drive_browser_sdk.js ENV_ID STREAM_URL BASE_URL FLAG_KEY CONTEXT_KEY
 // Prints JSON lines: {"event":"ready","value":...}, {"event":"value","value":...},
-// {"event":"error",...}. Exits after 60 s or when stdin closes.
+// {"event":"error",...}, every request/response, and CORS preflights ({"event":"preflight"}).
+// Exits after 60 s or when stdin closes.
 const http = require('http');
 const fs = require('fs');
 const path = require('path');
@@ -60,6 +61,19 @@ server.listen(0, '127.0.0.1', async () => {
   p.on('console', (m) => process.stderr.write(`console ${m.type()}: ${m.text()}\n`));
   p.on('request', (r) => out({ event: 'request', method: r.method(), url: r.url() }));
   p.on('response', (r) => out({ event: 'response', status: r.status(), url: r.url(), method: r.request().method() }));
+  // CORS preflights are not page requests in playwright: watch them through the DevTools protocol.
+  const cdp = await ctx.newCDPSession(p);
+  await cdp.send('Network.enable');
+  const preflights = new Map();
+  cdp.on('Network.requestWillBeSent', (e) => {
+    if (e.type === 'Preflight' || e.request.method === 'OPTIONS') preflights.set(e.requestId, e.request.url);
+  });
+  cdp.on('Network.responseReceived', (e) => {
+    if (preflights.has(e.requestId)) out({ event: 'preflight', url: e.response.url, status: e.response.status });
+  });
+  cdp.on('Network.loadingFailed', (e) => {
+    if (preflights.has(e.requestId)) out({ event: 'preflight-failed', url: preflights.get(e.requestId), error: e.errorText });
+  });
   out({ event: 'page', origin });
   await p.goto(origin + '/');
 });
