@@ -31,6 +31,7 @@ from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.db import FlagDB
+from store.http_guard import RequestGuard
 from store.metrics import StoreCollector, register_metrics_route
 from store.writer import Writer
 
@@ -59,6 +60,7 @@ class StoreConfig:
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
     key_grace_s: float = 86400.0  # default grace period of a rotated SDK or mobile key
+    body_timeout_s: float = 10.0  # a request body must arrive within this (store/http_guard.py)
 
 
 class _DBCatalog:
@@ -151,7 +153,9 @@ async def run_store(
                 hc.errorlog = log
                 hc.graceful_timeout = config.graceful_timeout_s
                 await nursery.start(partial(
-                    worker_serve, wrap_app(app, hc.wsgi_max_body_size, None), hc,
+                    worker_serve,
+                    wrap_app(RequestGuard(app, body_timeout=config.body_timeout_s),  # type: ignore[arg-type]
+                             hc.wsgi_max_body_size, None), hc,
                     sockets=Sockets(secure_sockets=[], insecure_sockets=list(sockets),
                                     quic_sockets=[])))
                 host, port = sockets[0].getsockname()[:2]

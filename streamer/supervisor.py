@@ -303,7 +303,10 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
         "--bus", bus, "--bus-snapshot", snap,
         "--data-dir", str(cfg.data_dir),
         "--heartbeat-interval", str(cfg.heartbeat_interval),
+        "--header-timeout", str(cfg.header_timeout),
     ]  # fmt: skip
+    if cfg.max_connection_age > 0:
+        argv += ["--max-connection-age", str(cfg.max_connection_age)]
     if cfg.kinesis_stream:
         argv += ["--kinesis-stream", cfg.kinesis_stream]
     if cfg.kinesis_endpoint:
@@ -354,6 +357,7 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                         coalesce_window_s=cfg.coalesce_window,
                         kinesis_stream=cfg.kinesis_stream, kinesis_endpoint=cfg.kinesis_endpoint,
                         key_grace_s=cfg.key_grace, graceful_timeout_s=min(5.0, cfg.drain_timeout),
+                        body_timeout_s=cfg.header_timeout,
                     )  # fmt: skip
                     try:
                         admin = await nursery.start(run_store, store_cfg)

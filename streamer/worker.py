@@ -29,6 +29,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ingest.actor import IngestActor, IngestConfig
 from ingest.http import register_event_routes
+from store.http_guard import RequestGuard
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.clientside_app import register_clientside_routes
@@ -112,7 +113,8 @@ async def run_worker(
             app = create_sdk_app(directory, extra_routes=[
                 partial(register_event_routes, resolver=directory, ingest=ingest),
                 register_clientside_routes])
-            await nursery.start(partial(hypercorn_serve, app, hconfig))
+            guarded = RequestGuard(app, body_timeout=config.limits.header_timeout)
+            await nursery.start(partial(hypercorn_serve, guarded, hconfig))
             await nursery.start(gc_policy.run)
             task_status.started(
                 WorkerReady(stream_addr, sdk_sock.getsockname()[:2], directory)
@@ -134,18 +136,22 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
     p.add_argument("--heartbeat-interval", type=float, default=20.0, metavar="S")
     p.add_argument("--max-connection-age", type=float, default=None, metavar="S")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--kinesis-stream", default=None)
     p.add_argument("--kinesis-endpoint", default=None)
     a = p.parse_args(argv)
     if not 0 < a.heartbeat_interval < 60:
         p.error("--heartbeat-interval must be greater than 0 and less than 60 seconds")
-    if a.max_connection_age is not None and a.max_connection_age <= 0:
-        p.error("--max-connection-age must be greater than 0")
+    if a.max_connection_age is not None and a.max_connection_age < 0:
+        p.error("--max-connection-age must be 0 (never) or more")
+    if not a.header_timeout > 0:
+        p.error("--header-timeout must be greater than 0")
     return WorkerConfig(
         worker_id=a.worker_id, stream_bind=a.stream_bind, sdk_bind=a.sdk_bind, bus=a.bus,
         bus_snapshot=a.bus_snapshot, data_dir=a.data_dir,
         heartbeat_interval=a.heartbeat_interval,
-        limits=ClientLimits(max_age=a.max_connection_age),
+        limits=ClientLimits(max_age=a.max_connection_age or None,
+                            header_timeout=a.header_timeout),
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
     )
 

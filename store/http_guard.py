@@ -1,0 +1,96 @@
+"""An ASGI guard in front of the hypercorn apps (admin API and the SDK listener).
+
+Theory of operation
+-------------------
+hypercorn (h11) already refuses oversized heads, bad framing and bad Content-Length, and
+closes a connection whose head does not arrive within its keep-alive timeout. Two gaps stay,
+and this wrapper closes them:
+
+* A head that arrives in one read is parsed whatever its size, so thousands of small headers
+  get through: more than ``max_headers`` (or ``max_header_bytes`` in total) is a 431.
+* A body that never completes (a Content-Length that is never sent, a chunk size of 2^80, a
+  sender that stops half way) would hold the handler until Quart's own body timeout, or
+  forever. Every request's body must arrive within ``body_timeout`` of the head: past that,
+  the app is cancelled and the client gets a 408 (or, if the answer had started, the
+  connection is closed, since the unread body makes it unusable).
+
+After the body is complete, ``receive`` passes straight through, so long-lived streaming
+answers (which wait on ``http.disconnect``) are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def respond(send: Send, status: int, message: str) -> None:
+    body = (message + "\n").encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, *, max_headers: int = 100,
+                 max_header_bytes: int = 32 * 1024, body_timeout: float = 10.0) -> None:
+        self.app = app
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
+        self.refused_heads = 0
+        self.body_timeouts = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", ())
+        if len(headers) > self.max_headers or \
+                sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+            self.refused_heads += 1
+            await respond(send, 431, f"too many request headers (at most {self.max_headers}, "
+                                     f"{self.max_header_bytes} bytes)")
+            return
+        await self._guarded(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        deadline = trio.current_time() + self.body_timeout
+        state = {"started": False, "body_done": False, "timed_out": False}
+        app_scope = trio.CancelScope()
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        async def guarded_receive() -> Message:
+            if state["body_done"]:
+                return await receive()
+            with trio.move_on_at(deadline):
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    state["body_done"] = True
+                return message
+            state["timed_out"] = True
+            app_scope.cancel()
+            await trio.sleep_forever()  # cancelled at once, by the line above
+            raise AssertionError("unreachable")
+
+        with app_scope:
+            await self.app(scope, guarded_receive, guarded_send)
+        if state["timed_out"]:
+            self.body_timeouts += 1
+            if not state["started"]:
+                await respond(send, 408, f"request body not received within "
+                                         f"{self.body_timeout:g} s")
