@@ -12,14 +12,14 @@ The :class:`Conn` is the only thing the two actors share, and it works like a ch
 
 * ``state`` FAST: the environment actor may ``send()`` directly.
 * ``state`` SLOW: a send would have blocked. The environment actor stores the unsent remainder
-  and later frames in ``conn.mailbox`` (bounded, coalescing, see :class:`Mailbox`) and sets
-  ``conn.wake``; this actor's pump drains the mailbox as the socket becomes writable and sets
-  FAST again once it is empty, so per-client order is kept.
+  and later frames in ``conn.mailbox`` (bounded, coalescing, see :class:`Mailbox`) and cancels
+  ``conn.idle``, the scope this actor sleeps in; the actor drains the mailbox as the socket
+  becomes writable and sets FAST again once it is empty, so per-client order is kept.
 * ``state`` CLOSED: set by this actor on exit; the environment actor drops the record lazily.
 
-A connection is a race in one nursery: the peer watcher (``recv() == b""`` means closed) and
-the pump; the first to finish cancels the other, and the scope's deadline is the optional max
-connection age. The environment actor can end the race too (``Conn.request_close``).
+A connection is one task: it sleeps until the peer closes (``recv() == b""``) or the
+environment actor wakes it for the slow path; the scope's deadline is the optional max
+connection age, and the environment actor can end it too (``Conn.request_close``).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class StreamCounters:
 class Conn:
     """The record of one attached stream, shared by its client actor and environment actor."""
 
-    __slots__ = ("close_reason", "env_key", "kind", "mailbox", "scope", "sock", "state", "wake")
+    __slots__ = ("close_reason", "env_key", "idle", "kind", "mailbox", "scope", "sock", "state")
 
     def __init__(
         self, sock: socket.socket, kind: StreamKind, env_key: str, mailbox: Mailbox
@@ -209,13 +209,14 @@ class Conn:
         self.env_key = env_key
         self.mailbox = mailbox
         self.state = FAST
-        self.wake = trio.Event()
+        self.idle: trio.CancelScope | None = None  # set while the client actor sleeps
         self.scope: trio.CancelScope | None = None
         self.close_reason: str | None = None
 
     def enter_slow(self) -> None:
         self.state = SLOW
-        self.wake.set()
+        if self.idle is not None:
+            self.idle.cancel()
 
     def request_close(self, reason: str) -> None:
         """Ask the client actor to end the connection (called by the environment actor)."""
@@ -414,9 +415,7 @@ class ClientActor:
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     conn.close_reason = "env_removed"
                     return
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._watch_peer, conn)
-                    nursery.start_soon(self._pump, conn)
+                await self._live(conn)
             if conn.close_reason is None and scope.cancelled_caught:
                 conn.close_reason = "max_age"
                 if conn.state == FAST:
@@ -427,10 +426,27 @@ class ClientActor:
             reason = conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
 
-    async def _watch_peer(self, conn: Conn) -> None:
+    async def _live(self, conn: Conn) -> None:
+        """Watch the peer and serve the slow path, in this one task.
+
+        On the common path the task sleeps in ``wait_readable`` (the client never sends
+        anything on a stream, so readable means closed or reset). When the environment actor
+        puts the connection into SLOW, it cancels ``conn.idle``; the task then drains the
+        mailbox and goes back to sleep. No nursery and no second task per connection: they
+        were most of the Python cost of accepting a connection.
+        """
         sock = conn.sock
         while True:
-            await trio.lowlevel.wait_readable(sock)
+            if conn.state == SLOW:
+                if not await self._drain(conn):
+                    return
+                continue
+            with trio.CancelScope() as idle:
+                conn.idle = idle
+                await trio.lowlevel.wait_readable(sock)
+            conn.idle = None
+            if idle.cancelled_caught:
+                continue  # woken for the slow path
             try:
                 data = sock.recv(4096)  # anything a client sends on a stream is ignored
             except BlockingIOError:
@@ -442,29 +458,31 @@ class ClientActor:
                 conn.request_close("client_closed")
                 return
 
-    async def _pump(self, conn: Conn) -> None:
-        """The slow path: drain the mailbox whenever the environment actor fills it."""
+    async def _drain(self, conn: Conn) -> bool:
+        """The slow path: send the mailbox as the socket takes it; False once the link is gone.
+
+        A peer that closes meanwhile makes the socket writable with an error, so ``send``
+        reports it; no separate watcher is needed here.
+        """
         sock, mailbox = conn.sock, conn.mailbox
-        while True:
-            await conn.wake.wait()
-            conn.wake = trio.Event()
-            while (view := mailbox.next_chunk()) is not None:
-                try:
-                    sent = sock.send(view)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    conn.request_close("reset")
-                    return
-                if sent:
-                    mailbox.consumed(sent)
-                    continue
-                with trio.move_on_after(self._limits.stall_timeout) as stall:
-                    await trio.lowlevel.wait_writable(sock)
-                if stall.cancelled_caught:
-                    conn.request_close("slow_client")
-                    return
-            conn.state = FAST
+        while (view := mailbox.next_chunk()) is not None:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                conn.request_close("reset")
+                return False
+            if sent:
+                mailbox.consumed(sent)
+                continue
+            with trio.move_on_after(self._limits.stall_timeout) as stall:
+                await trio.lowlevel.wait_writable(sock)
+            if stall.cancelled_caught:
+                conn.request_close("slow_client")
+                return False
+        conn.state = FAST
+        return True
 
     async def _answer(self, answer: ErrorAnswer, *, retry_after: int | None = None) -> None:
         await self._send_all(error_response(answer, retry_after=retry_after))
