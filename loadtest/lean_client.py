@@ -128,6 +128,7 @@ class Client:
         self._ep = select.epoll()
         self._conns: dict[int, _Conn] = {}
         self._stalled: dict[int, socket.socket] = {}
+        self._draining: dict[str, float] = {}  # while check_stalled runs: deadline and counts
         self._hard_deadline = time.monotonic() + time_limit_s
         self._stdin_fd = sys.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
@@ -213,7 +214,7 @@ class Client:
         elif kind == "await_live":  # answers once n streams have a fresh put since the mark
             self._await_live = (int(cmd["n"]), time.monotonic() + float(cmd["timeout_s"]))
         elif kind == "check_stalled":
-            self._emit({"ev": "stalled", **self._check_stalled()})
+            self._begin_drain(float(cmd.get("timeout_s", 10.0)))
         elif kind == "close":
             self._close_all()
             self._emit({"ev": "bye", **self._stats()})
@@ -387,31 +388,38 @@ class Client:
         })  # fmt: skip
         gc.freeze()  # the connection graph is long-lived: keep it out of every later GC pass
 
-    def _check_stalled(self) -> dict[str, Any]:
-        """Drain every stalled socket (bounded): has the server closed it, or is it open?"""
-        closed = still_open = 0
-        drained = 0
-        for fd, sock in list(self._stalled.items()):
-            ended = False
-            for _ in range(4096):  # at most 256 MB per socket
-                try:
-                    data = sock.recv(_RECV)
-                except BlockingIOError:
-                    break
-                except OSError:
-                    ended = True
-                    break
-                if not data:
-                    ended = True
-                    break
-                drained += len(data)
-            if ended:
-                closed += 1
-                del self._stalled[fd]
-                sock.close()
-            else:
-                still_open += 1
-        return {"closed_by_server": closed, "still_open": still_open, "drained_bytes": drained}
+    def _begin_drain(self, timeout_s: float) -> None:
+        """Start reading every stalled socket; `_drain_turn` answers once all have ended or at
+        the deadline. A server that gave up on a stalled client closed it with its backlog
+        still queued, so the end (FIN or RST) only arrives after that backlog is read."""
+        for fd in self._stalled:
+            self._ep.register(fd, select.EPOLLIN)
+        self._draining = {"deadline": time.monotonic() + timeout_s, "closed": 0, "bytes": 0}
+
+    def _drain_one(self, fd: int) -> None:
+        sock = self._stalled[fd]
+        ended = False
+        try:
+            data = sock.recv(_RECV)
+            self._draining["bytes"] += len(data)
+            ended = not data
+        except BlockingIOError:
+            return
+        except OSError:
+            ended = True
+        if ended:
+            self._draining["closed"] += 1
+            del self._stalled[fd]
+            self._ep.unregister(fd)
+            sock.close()
+
+    def _drain_turn(self, now: float) -> None:
+        d = self._draining
+        if self._stalled and now < d["deadline"]:
+            return
+        self._draining = {}
+        self._emit({"ev": "stalled", "closed_by_server": int(d["closed"]),
+                    "still_open": len(self._stalled), "drained_bytes": int(d["bytes"])})
 
     # -- data path -------------------------------------------------------------------------
     def _on_readable(self, fd: int, conn: _Conn) -> None:
@@ -493,7 +501,8 @@ class Client:
         self._await_live = None
         ra = self.retry_after_seen
         self._emit({
-            "ev": "live", "target": target, "live": self.live, "reached": len(self._recovered) >= target,
+            "ev": "live", "target": target, "live": self.live,
+            "reached": len(self._recovered) >= target,
             "recovered_ns": self._recovered, "reconnects": self.reconnects,
             "pending_reconnects": len(self._pending), "errors": dict(self._errors),
             "retry_after": {"count": len(ra), "min": min(ra, default=None),
@@ -504,7 +513,9 @@ class Client:
         for fd, conn in list(self._conns.items()):
             self._ep.unregister(fd)
             conn.sock.close()  # SO_LINGER 0: RST, no TIME_WAIT
-        for sock in self._stalled.values():
+        for fd, sock in self._stalled.items():
+            if self._draining:
+                self._ep.unregister(fd)
             sock.close()
         self._conns.clear()
         self._stalled.clear()
@@ -529,6 +540,8 @@ class Client:
                 if conn is None:
                     if fd == self._stdin_fd:
                         self._read_commands()
+                    elif fd in self._stalled and self._draining:
+                        self._drain_one(fd)
                     continue
                 if conn.state == _CONNECTING:
                     self._on_writable(fd, conn)
@@ -541,6 +554,8 @@ class Client:
                 self._check_rounds(now)
             if self._await_live is not None:
                 self._check_await_live(now)
+            if self._draining:
+                self._drain_turn(now)
         self._close_all()
         return 0
 

@@ -175,10 +175,12 @@ class ClientPool:
         shares = split_connections(n, len(self.clients))
         for c, k in zip(self.clients, shares, strict=True):
             if k:
-                c.send({"cmd": "connect", "n": k, "addresses": addresses, "port": target.port,
-                        "path": target.path, "paths": paths, "headers": target.headers,
-                        "concurrency": concurrency, "timeout_s": timeout_s, "read": read,
-                        "reconnect": reconnect})  # fmt: skip
+                cmd = {"cmd": "connect", "n": k, "addresses": addresses, "port": target.port,
+                       "path": target.path, "paths": paths, "headers": target.headers,
+                       "concurrency": concurrency, "timeout_s": timeout_s, "read": read}
+                if reconnect is not None:  # absent: the client keeps its earlier setting
+                    cmd["reconnect"] = reconnect
+                c.send(cmd)
         return [c.wait("connected", timeout_s + 15)
                 for c, k in zip(self.clients, shares, strict=True) if k]  # fmt: skip
 

@@ -28,6 +28,7 @@ Progress goes to stderr while it runs; the report is printed and written to ``--
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import signal
@@ -144,14 +145,30 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
     try:
         target.start()
         pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
-        report["fanout"] = fan = {"connect": connect_with_progress(
+        stalled = "stalled" in args.scenarios and args.stalled > 0
+        t_fill = stall_fill(pool, target, args) if stalled else 0.0
+        fan: dict[str, Any] = {"connect": connect_with_progress(
             pool, target, n, addresses_for(n, args), args, "fanout", reconnect=RECONNECT)}
+        report["fanout"] = fan
         time.sleep(1.0)
-        rounds = run_rounds(pool, target, 1, args.warmup + args.changes, args, "fanout")
-        fan.update(summarise(rounds, args.warmup))
-        seq = args.warmup + args.changes + 1
-        if "stalled" in args.scenarios:
-            seq = scenario_stalled(pool, target, seq, args, report)
+        seq = 1
+        count = args.warmup + args.changes
+        rounds = run_rounds(pool, target, seq, count, args,
+                            "fanout/with-stalled" if stalled else "fanout")
+        seq += count
+        if stalled:  # the same figures again once the server has dropped the stalled streams
+            with_stalled = summarise(rounds, args.warmup)
+            wait = t_fill + args.stall_timeout + 10 - time.monotonic()
+            progress(f"stalled: waiting {max(0.0, wait):.0f} s for the server's stall timeout")
+            time.sleep(max(0.0, wait))
+            checks = pool.ask({"cmd": "check_stalled", "timeout_s": 30}, "stalled", 60)
+            rounds = run_rounds(pool, target, seq, count, args, "fanout")
+            seq += count
+            fan.update(summarise(rounds, args.warmup))
+            report["stalled"] = stall_figures(args, with_stalled, fan, checks,
+                                              scrape_metrics(target))
+        else:
+            fan.update(summarise(rounds, args.warmup))
         if "storm" in args.scenarios:
             scenario_storm(pool, target, seq, args, report)
     finally:
@@ -160,34 +177,58 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
         report["fanout_node"] = target.stop()
 
 
-def scenario_stalled(pool: ClientPool, target: FlagstreamTarget, seq: int,
-                     args: argparse.Namespace, report: dict[str, Any]) -> int:
-    target.pad_bytes = args.stall_pad
-    k = args.stall_changes
-    before = run_rounds(pool, target, seq, k, args, "stalled/before")
-    seq += k
+def stall_fill(pool: ClientPool, target: FlagstreamTarget, args: argparse.Namespace) -> float:
+    """Connect the never-reading streams first and fill their sockets with big frames (only
+    they receive those), so the server has them on its slow path before the others connect.
+    Loopback send buffers autotune to about 1-4 MB, hence several large changes."""
     phases = pool.connect(target, args.stalled, addresses_for(args.connections, args),
                           timeout_s=30, read=False)
-    progress(f"stalled: {sum(p['connected'] for p in phases)} never-reading streams joined")
-    after = run_rounds(pool, target, seq, k, args, "stalled/with")
-    seq += k
-    t_last = time.monotonic()
-    wait = args.stall_timeout + 10 - (time.monotonic() - t_last)
-    progress(f"stalled: waiting {wait:.0f} s (server stall timeout {args.stall_timeout:.0f} s)")
-    time.sleep(max(0.0, wait))
-    checks = pool.ask({"cmd": "check_stalled"}, "stalled", 60)
-    b, a = summarise(before, 0), summarise(after, 0)
-    report["stalled"] = {
-        "stalled": args.stalled, "pad_bytes": args.stall_pad,
-        "p99_before_ms": b["median_round"]["p99"], "p99_with_ms": a["median_round"]["p99"],
-        "pooled_p99_before_ms": b["pooled_ms"]["p99"], "pooled_p99_with_ms": a["pooled_ms"]["p99"],
-        "p99_increase": a["median_round"]["p99"] / b["median_round"]["p99"] - 1,
-        "closed_by_server": sum(c["closed_by_server"] for c in checks),
-        "still_open": sum(c["still_open"] for c in checks),
-        "others_delivered": b["all_delivered"] and a["all_delivered"],
-    }  # fmt: skip
+    progress(f"stalled: {sum(p['connected'] for p in phases)} never-reading streams connected;"
+             f" filling them with {args.stall_fills} x {args.stall_pad // 1024} KB changes")
+    t_first = time.monotonic()
+    target.pad_bytes = args.stall_pad
+    for i in range(args.stall_fills):
+        target.publish(-1 - i, time.monotonic_ns())  # negative seq: never counted as a round
+        time.sleep(0.2)
     target.pad_bytes = 0
-    return seq
+    target.publish(0, time.monotonic_ns())  # small again before the others get their put
+    return t_first
+
+
+def scrape_metrics(target: FlagstreamTarget) -> list[str]:
+    """Disconnect reasons from the node's /metrics, if it has one yet (lines naming slow)."""
+    assert target.node.listeners is not None
+    host, port = target.node.listeners.sdk
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+        conn.close()
+    except OSError as exc:
+        return [f"/metrics: {exc!r}"]
+    if resp.status != 200:
+        return [f"/metrics answered {resp.status}"]
+    return [line for line in body.splitlines() if "slow" in line and not line.startswith("#")]
+
+
+def stall_figures(args: argparse.Namespace, with_stalled: dict[str, Any], clean: dict[str, Any],
+                  checks: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    w, c = with_stalled, clean
+    return {
+        "stalled": args.stalled, "fill": f"{args.stall_fills} x {args.stall_pad} B",
+        "p99_with_ms": w["median_round"]["p99"], "p99_without_ms": c["median_round"]["p99"],
+        "pooled_p99_with_ms": w["pooled_ms"]["p99"],
+        "pooled_p99_without_ms": c["pooled_ms"]["p99"],
+        "p99_increase": w["median_round"]["p99"] / c["median_round"]["p99"] - 1,
+        "others_cpu_ms_max_with": w["others_cpu_ms_max"],
+        "others_cpu_ms_max_without": c["others_cpu_ms_max"],
+        "closed_by_server": sum(x["closed_by_server"] for x in checks),
+        "still_open": sum(x["still_open"] for x in checks),
+        "drained_bytes": sum(x["drained_bytes"] for x in checks),
+        "metrics_slow_lines": metrics[:10],
+        "others_delivered": w["all_delivered"] and c["all_delivered"],
+    }  # fmt: skip
 
 
 def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
@@ -290,7 +331,7 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
     st = report.get("stalled")
     if st:
         row(f"{st['stalled']} stalled: others' P99 +<= 10 %", f"{st['p99_increase'] * 100:+.1f} %"
-            f" ({st['p99_before_ms']:.0f} -> {st['p99_with_ms']:.0f} ms)",
+            f" ({st['p99_without_ms']:.0f} -> {st['p99_with_ms']:.0f} ms)",
             st["p99_increase"] <= 0.10)
         row("stalled streams disconnected by the server",
             f"{st['closed_by_server']} closed, {st['still_open']} open",
@@ -391,8 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--round-timeout", type=float, default=20.0)
     ap.add_argument("--pace", type=float, default=1.0)
     ap.add_argument("--stalled", type=int, default=100)
-    ap.add_argument("--stall-changes", type=int, default=5)
-    ap.add_argument("--stall-pad", type=int, default=4096, help="padding bytes per frame")
+    ap.add_argument("--stall-fills", type=int, default=8, help="big changes to fill them")
+    ap.add_argument("--stall-pad", type=int, default=512 * 1024, help="bytes per fill change")
     ap.add_argument("--stall-timeout", type=float, default=60.0,
                     help="the server's stall timeout (ClientLimits.stall_timeout)")
     ap.add_argument("--storm-timeout", type=float, default=60.0)

@@ -23,6 +23,10 @@ from streamer import sse
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
 DENIED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -31,6 +35,22 @@ class TinySSEServer:
         self.status_ok = status_ok
         self.streams: list[trio.SocketStream] = []
         self.local_addrs: set[str] = set()
+        self.paths: list[str] = []
+        self.scopes: list[trio.CancelScope] = []
+        self.refuse_next = 0  # answer this many of the next requests with 503 + Retry-After
+        self.accepted = 0
+        self._accepted_event = trio.Event()
+
+    async def wait_accepted(self, n: int) -> None:
+        while self.accepted < n:
+            await self._accepted_event.wait()
+
+    def drop_all(self) -> None:
+        """Close every held stream at once, as a restarted worker would."""
+        for scope in self.scopes:
+            scope.cancel()
+        self.scopes = []
+        self.streams = []
 
     async def handle(self, stream: trio.SocketStream) -> None:
         buf = b""
@@ -40,18 +60,27 @@ class TinySSEServer:
                 if not data:
                     return
                 buf += data
-        if (
-            not buf.startswith(b"GET /all HTTP/1.1\r\n")
-            or b"authorization: sdk-x" not in buf.lower()
-        ):
+        if not buf.startswith(b"GET /") or b"authorization: sdk-x" not in buf.lower():
             return
         if not self.status_ok:
             await stream.send_all(DENIED)
             return
+        if self.refuse_next > 0:
+            self.refuse_next -= 1
+            await stream.send_all(BUSY)
+            await stream.aclose()
+            return
+        self.accepted += 1
+        self._accepted_event.set()
+        self._accepted_event = trio.Event()
+        self.paths.append(buf.split(b" ", 2)[1].decode())
         self.local_addrs.add(stream.socket.getsockname()[0])
         await stream.send_all(HEAD + sse.event_chunk("put", b'{"path":"/","data":{}}'))
         self.streams.append(stream)
-        await trio.sleep_forever()
+        with trio.CancelScope() as scope:
+            self.scopes.append(scope)
+            await trio.sleep_forever()
+        await stream.aclose()
 
     async def publish(self, seq: int) -> None:
         flag = {
@@ -159,5 +188,66 @@ async def test_refused_streams_are_counted_not_held() -> None:
             assert connected["errors"] == {"http_401": 20}
             await client.send({"cmd": "bogus"})
             assert (await client.receive())["ev"] == "error"
+            await client.send({"cmd": "close"})
+            assert (await client.receive())["ev"] == "bye"
+
+
+async def test_dropped_streams_come_back_after_backoff_and_retry_after() -> None:
+    server = TinySSEServer()
+    with trio.fail_after(60):
+        async with tiny_server(server) as port, lean_client() as client:
+            await client.send(
+                {"cmd": "connect", "n": 40, "addresses": ["127.0.0.1", "127.0.0.2"],
+                 "port": port, "paths": ["/all", "/eval/x/a", "/eval/x/b"],
+                 "headers": {"Authorization": "sdk-x"},
+                 "reconnect": {"base_s": 0.2, "max_s": 1.0, "jitter": 0.5}}
+            )  # fmt: skip
+            assert (await client.receive())["connected"] == 40
+            assert sorted(set(server.paths)) == ["/all", "/eval/x/a", "/eval/x/b"]
+            assert server.paths.count("/all") == 14  # round-robin over the paths
+            t_mark = time.monotonic_ns()
+            await client.send({"cmd": "storm_mark", "t_ns": t_mark})
+            assert (await client.receive())["ev"] == "storm_marked"
+            server.refuse_next = 10  # the first 10 reconnects are told to come back in 1 s
+            server.drop_all()
+            await client.send({"cmd": "await_live", "n": 40, "timeout_s": 30})
+            back = await client.receive()
+            assert back["ev"] == "live"
+            assert back["reached"] is True and back["live"] == 40
+            assert len(back["recovered_ns"]) == 40
+            # a dropped stream waits its backoff (base 0.2 s, at most half of it jittered off)
+            assert min(back["recovered_ns"]) >= 0.1e9
+            # the refused ones waited Retry-After (1 s) on top of their first backoff
+            assert sorted(back["recovered_ns"])[-10] >= 1.1e9
+            assert back["retry_after"] == {"count": 10, "min": 1.0, "max": 1.0, "distinct": 1}
+            assert back["errors"]["stream_eof"] == 40
+            assert back["errors"]["reconnect_http_503"] == 10
+            assert back["reconnects"] == 50
+            assert server.accepted == 80
+            await client.send({"cmd": "close"})
+            assert (await client.receive())["ev"] == "bye"
+
+
+async def test_stalled_streams_never_read_and_are_checked_later() -> None:
+    server = TinySSEServer()
+    with trio.fail_after(60):
+        async with tiny_server(server) as port, lean_client() as client:
+            await client.send(
+                {"cmd": "connect", "n": 6, "addresses": ["127.0.0.1"], "port": port,
+                 "headers": {"Authorization": "sdk-x"}, "read": False}
+            )  # fmt: skip
+            connected = await client.receive()
+            assert (connected["connected"], connected["stalled"], connected["live"]) == (6, 6, 0)
+            with trio.fail_after(10):
+                await server.wait_accepted(6)
+            for scope in server.scopes[:4]:  # the server gives up on four of them
+                scope.cancel()
+            await client.send({"cmd": "check_stalled", "timeout_s": 1.0})
+            check = await client.receive()
+            assert (check["closed_by_server"], check["still_open"]) == (4, 2)
+            drained = check["drained_bytes"]
+            assert drained > 0  # the head and put they never read
+            await client.send({"cmd": "stats"})
+            assert (await client.receive())["stalled"] == 2
             await client.send({"cmd": "close"})
             assert (await client.receive())["ev"] == "bye"

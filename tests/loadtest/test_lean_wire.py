@@ -20,6 +20,8 @@ from loadtest.lean_wire import (
     mark_value,
     one_event_chunk,
     parse_event,
+    reconnect_delay,
+    retry_after_s,
 )
 from streamer import sse
 
@@ -211,3 +213,45 @@ def test_one_event_chunk_takes_only_its_exact_shape(
 )
 def test_find_mark(data: bytes, mark: tuple[int, int] | None) -> None:
     assert find_mark(data) == mark
+
+
+# -- reconnect backoff and Retry-After ------------------------------------------------------
+
+BACKOFF_CASES = [
+    # (attempt, rand, expected seconds) with base 1 s, max 30 s, jitter 0.5
+    (0, 0.0, 1.0),
+    (0, 0.999999, 0.5000005),
+    (1, 0.0, 2.0),
+    (3, 0.5, 6.0),
+    (4, 0.0, 16.0),
+    (5, 0.0, 30.0),  # 32 capped at 30
+    (60, 0.0, 30.0),  # no overflow for a long outage
+    (60, 0.5, 22.5),
+]
+
+
+@pytest.mark.parametrize(("attempt", "rand", "expected"), BACKOFF_CASES)
+def test_reconnect_delay_follows_the_sdks(attempt: int, rand: float, expected: float) -> None:
+    assert reconnect_delay(attempt, rand) == pytest.approx(expected)
+
+
+def test_reconnect_delay_options() -> None:
+    assert reconnect_delay(2, 0.0, base_s=0.5, max_s=1.5, jitter=0.0) == 1.5
+    assert reconnect_delay(0, 0.5, base_s=2.0, jitter=1.0) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n\r\n", 7.0),
+        (b"HTTP/1.1 503 Service Unavailable\r\nretry-after:  2.5 \r\n\r\n", 2.5),
+        (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: -3\r\n\r\n", 0.0),
+        (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: Fri, 31 Dec 1999 23:59:59 GMT\r\n\r\n",
+         None),
+        (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", None),
+    ],
+)
+def test_retry_after(raw: bytes, expected: float | None) -> None:
+    head = HeadParser().feed(raw)
+    assert head is not None
+    assert retry_after_s(head) == expected

@@ -1,0 +1,107 @@
+"""Propagation figures for Locust: HdrHistograms per change, merged across worker processes.
+
+Every Locust process keeps one :class:`Propagation`. Stream users `record` each delivery (µs,
+keyed by the change's seq). A worker ships what it gathered since its last report inside
+Locust's own `report_to_master` message (`export`, base64 HdrHistogram encodings, then reset);
+the master `merge`s them, so the master's figures are exact over all workers, and `render` /
+`hgrm` give the per-change and pooled percentiles at the end of a run.
+
+Locust's own statistics table is fed too (request type ``SSE``, name ``propagation``): Locust
+merges that across workers by itself. `log_to_stats` writes a batch of deliveries in one call
+(the per-request `events.request.fire` path costs several µs each, too much for a lean user
+holding thousands of streams); it follows Locust 2.x's `StatsEntry.log` field by field.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+REQUEST_TYPE = "SSE"
+NAME = "propagation"
+
+
+def _new() -> HdrHistogram:
+    return HdrHistogram(1, 120_000_000, 3)  # µs, up to 2 minutes
+
+
+class Propagation:
+    def __init__(self) -> None:
+        self.by_seq: dict[int, HdrHistogram] = {}  # all seen here (on the master: merged)
+        self._since_report: dict[int, HdrHistogram] = {}
+
+    def record(self, seq: int, latency_us: int) -> None:
+        v = max(1, latency_us)
+        for table in (self.by_seq, self._since_report):
+            h = table.get(seq)
+            if h is None:
+                h = table[seq] = _new()
+            h.record_value(v)
+
+    def export(self) -> dict[str, str]:
+        """The deliveries since the last export, encoded (and forgotten)."""
+        out = {str(seq): h.encode().decode() for seq, h in self._since_report.items()}
+        self._since_report = {}
+        return out
+
+    def merge(self, exported: dict[str, str]) -> None:
+        for seq_text, blob in exported.items():
+            seq = int(seq_text)
+            h = self.by_seq.get(seq)
+            if h is None:
+                h = self.by_seq[seq] = _new()
+            h.decode_and_add(blob.encode())
+
+    def pooled(self, *, skip_first: int = 0) -> HdrHistogram:
+        h = _new()
+        for seq in sorted(self.by_seq)[skip_first:]:
+            h.add(self.by_seq[seq])
+        return h
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"seq": seq, "count": h.get_total_count(),
+             "p50_ms": h.get_value_at_percentile(50) / 1000,
+             "p99_ms": h.get_value_at_percentile(99) / 1000,
+             "max_ms": h.get_max_value() / 1000}
+            for seq, h in sorted(self.by_seq.items())
+        ]  # fmt: skip
+
+    def render(self) -> str:
+        lines = [" seq  deliveries   p50 ms   p99 ms   max ms"]
+        lines += [f"{r['seq']:>4} {r['count']:>11} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+                  f"{r['max_ms']:8.1f}" for r in self.rows()]  # fmt: skip
+        p = self.pooled()
+        if p.get_total_count():
+            lines.append(
+                f"pooled: {p.get_total_count()} deliveries, p50 "
+                f"{p.get_value_at_percentile(50) / 1000:.1f}, p99 "
+                f"{p.get_value_at_percentile(99) / 1000:.1f}, p99.9 "
+                f"{p.get_value_at_percentile(99.9) / 1000:.1f}, "
+                f"max {p.get_max_value() / 1000:.1f} ms"
+            )
+        return "\n".join(lines)
+
+    def hgrm(self) -> str:
+        buf = io.BytesIO()
+        self.pooled().output_percentile_distribution(buf, 1000.0)
+        return buf.getvalue().decode()
+
+
+def log_to_stats(stats: Any, values_ms: list[int], content_length: int) -> None:
+    """Log many deliveries to a Locust `RequestStats` at once (same effect as one
+    `log_request` per value, for Locust 2.x's StatsEntry)."""
+    if not values_ms:
+        return
+    now = time.time()
+    n = len(values_ms)
+    for entry in (stats.total, stats.get(NAME, REQUEST_TYPE)):
+        entry.num_requests += n
+        entry.num_reqs_per_sec[int(now)] += n
+        entry.last_request_timestamp = now
+        entry.total_content_length += content_length * n
+        for v in values_ms:
+            entry._log_response_time(v)

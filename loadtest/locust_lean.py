@@ -1,0 +1,210 @@
+"""The lean Locust user's engine: many raw SSE sockets read in one loop inside a gevent greenlet.
+
+Theory of operation
+-------------------
+Locust runs on gevent, and one greenlet per stream costs 18-31 µs of CPU per received event
+(research/fanout.md). A :class:`StreamSet` instead owns thousands of plain (unpatched) non-
+blocking sockets and one real ``epoll`` (taken from before gevent's monkey-patching, which hides
+it). The owning greenlet sleeps in gevent on the epoll fd's readability, so the rest of Locust
+keeps running, then drains ready sockets in a tight loop through `loadtest.lean_wire` (about
+2-3 µs per event). Latencies are handed back in batches: one call per loop turn, not per event.
+
+Connections open at a bounded concurrency, round-robin over destination addresses; a stream
+that drops is reopened after the SDKs' jittered backoff (`lean_wire.reconnect_delay`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gevent import monkey
+from gevent.socket import wait_read
+
+from loadtest.lean_wire import (
+    DECODERS,
+    HeadParser,
+    ProtocolError,
+    StreamDecoder,
+    build_request,
+    find_mark,
+    reconnect_delay,
+)
+
+_socket_mod: Any = monkey.get_original("socket", ["socket"])[0]
+_epoll: Any = monkey.get_original("select", ["epoll"])[0]
+_EPOLLIN, _EPOLLOUT = 0x001, 0x004
+_LINGER0 = struct.pack("ii", 1, 0)
+_SOL_SOCKET, _SO_LINGER, _SO_ERROR = 1, 13, 4
+
+
+class _Stream:
+    __slots__ = ("addr", "attempt", "decoder", "got_put", "head", "last_seq", "sent", "sock")
+
+    def __init__(self, sock: Any, addr: str) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.head: HeadParser | None = HeadParser()
+        self.decoder: StreamDecoder | None = None
+        self.got_put = False
+        self.last_seq = 0  # seq 0 marks the flag's initial value, not a change
+        self.attempt = 0
+        self.sent = False  # the request is out; from now on only readability matters
+
+
+Deliveries = Callable[[list[tuple[int, int]]], None]  # [(seq, latency µs), ...]
+
+
+class StreamSet:
+    """`n` streams to `port` on `addresses`; call :meth:`run` from one greenlet."""
+
+    def __init__(self, *, n: int, addresses: list[str], port: int, path: str,
+                 headers: dict[str, str], on_deliveries: Deliveries,
+                 clock: Callable[[], int] = time.monotonic_ns, concurrency: int = 128,
+                 decoder: str = "fast") -> None:
+        self.n = n
+        self.addresses = addresses
+        self.port = port
+        self.request = build_request(path, addresses[0], headers)
+        self.on_deliveries = on_deliveries
+        self.clock = clock
+        self.concurrency = concurrency
+        self.decoder_cls = DECODERS[decoder]
+        self.ep = _epoll()
+        self.streams: dict[int, _Stream] = {}
+        self.pending: list[tuple[float, str, int]] = []  # (due, addr, attempt)
+        self.started = 0
+        self.live = 0
+        self.errors: dict[str, int] = {}
+        self.running = True
+
+    def _fail(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def _open(self, addr: str, attempt: int) -> None:
+        sock = _socket_mod(2, 1)  # AF_INET, SOCK_STREAM
+        sock.setblocking(False)
+        sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER0)
+        err = sock.connect_ex((addr, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            self._fail(errno.errorcode.get(err, str(err)))
+            sock.close()
+            self._later(addr, attempt + 1)
+            return
+        st = _Stream(sock, addr)
+        st.attempt = attempt
+        self.streams[sock.fileno()] = st
+        self.ep.register(sock.fileno(), _EPOLLOUT)
+
+    def _later(self, addr: str, attempt: int) -> None:
+        due = time.monotonic() + reconnect_delay(attempt, random.random())
+        self.pending.append((due, addr, attempt))
+
+    def _drop(self, fd: int, st: _Stream, reason: str) -> None:
+        del self.streams[fd]
+        self.ep.unregister(fd)
+        st.sock.close()
+        self._fail(reason)
+        if st.got_put:
+            self.live -= 1
+        if self.running:
+            self._later(st.addr, 0 if st.got_put else st.attempt + 1)
+
+    def _inflight(self) -> int:
+        return len(self.streams) - self.live
+
+    def _start(self) -> None:
+        now = time.monotonic()
+        due = [p for p in self.pending if p[0] <= now]
+        if due:
+            self.pending = [p for p in self.pending if p[0] > now]
+        for _, addr, attempt in due:
+            self._open(addr, attempt)
+        while self.started < self.n and self._inflight() < self.concurrency:
+            addr = self.addresses[self.started % len(self.addresses)]
+            self.started += 1
+            self._open(addr, 0)
+
+    def _on_event(self, fd: int, st: _Stream, out: list[tuple[int, int]]) -> None:
+        try:
+            data = st.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._drop(fd, st, errno.errorcode.get(exc.errno or 0, "recv"))
+            return
+        if not data:
+            self._drop(fd, st, "eof")
+            return
+        now = self.clock()
+        try:
+            if st.decoder is None:
+                assert st.head is not None
+                head = st.head.feed(data)
+                if head is None:
+                    return
+                if head.status != 200:
+                    self._drop(fd, st, f"http_{head.status}")
+                    return
+                st.head = None
+                st.decoder = self.decoder_cls(chunked=head.chunked)
+                data = head.rest
+            for name, payload in st.decoder.feed(data) if data else ():
+                if name == b"patch":
+                    mark = find_mark(payload)
+                    if mark is not None and mark[0] > st.last_seq:
+                        st.last_seq = mark[0]
+                        out.append((mark[0], (now - mark[1]) // 1000))
+                elif name == b"put" and not st.got_put:
+                    st.got_put = True
+                    st.attempt = 0
+                    self.live += 1
+        except ProtocolError as exc:
+            self._drop(fd, st, "protocol_" + exc.reason)
+
+    def _on_writable(self, fd: int, st: _Stream) -> None:
+        err = st.sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+        if err:
+            self._drop(fd, st, errno.errorcode.get(err, str(err)))
+            return
+        try:
+            st.sock.send(self.request)
+        except OSError as exc:
+            self._drop(fd, st, errno.errorcode.get(exc.errno or 0, "send"))
+            return
+        st.sent = True
+        self.ep.modify(fd, _EPOLLIN)
+
+    def run(self) -> None:
+        """Until :meth:`stop`: wait in gevent for the epoll fd, then drain it without yielding."""
+        streams = self.streams
+        while self.running:
+            self._start()
+            # gevent raises socket.timeout, an alias of TimeoutError
+            with contextlib.suppress(TimeoutError):
+                wait_read(self.ep.fileno(), timeout=0.05)
+            out: list[tuple[int, int]] = []
+            for fd, _mask in self.ep.poll(0, 1024):
+                st = streams.get(fd)
+                if st is None:
+                    continue
+                if not st.sent:
+                    self._on_writable(fd, st)
+                else:
+                    self._on_event(fd, st, out)
+            if out:
+                self.on_deliveries(out)
+
+    def stop(self) -> None:
+        self.running = False
+        for fd, st in list(self.streams.items()):
+            self.ep.unregister(fd)
+            st.sock.close()
+        self.streams.clear()
+        self.live = 0
+        self.ep.close()

@@ -1,0 +1,80 @@
+"""Propagation histograms merged across Locust workers, and the batch logger for Locust's stats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from loadtest.locust_hdr import Propagation
+
+REPO = Path(__file__).resolve().parents[2]
+
+# (worker, seq, latency µs) as three workers would record them, in two report periods
+DELIVERIES = [
+    [(1, 1, 120_000), (1, 1, 180_000), (2, 1, 90_000), (3, 1, 450_000)],
+    [(1, 2, 200_000), (2, 2, 210_000), (2, 1, 500_000), (3, 2, 1)],
+]
+
+
+def test_master_merge_equals_one_process_recording_everything() -> None:
+    workers = {w: Propagation() for w in (1, 2, 3)}
+    master, single = Propagation(), Propagation()
+    for period in DELIVERIES:
+        for worker, seq, us in period:
+            workers[worker].record(seq, us)
+            single.record(seq, us)
+        for w in workers.values():  # a report_to_master round
+            master.merge(w.export())
+    assert master.rows() == single.rows()
+    assert [(r["seq"], r["count"]) for r in master.rows()] == [(1, 5), (2, 3)]
+    assert master.pooled().get_total_count() == 8
+    assert master.pooled(skip_first=1).get_total_count() == 3
+    # each export carries only what is new: a second export with nothing recorded is empty
+    assert workers[1].export() == {}
+
+
+def test_percentiles_and_text() -> None:
+    p = Propagation()
+    for us in range(1000, 101_000, 1000):  # 1..100 ms
+        p.record(7, us)
+    (row,) = p.rows()
+    assert row["seq"] == 7 and row["count"] == 100
+    assert abs(row["p50_ms"] - 50) < 0.1 and abs(row["p99_ms"] - 99) < 0.1
+    assert abs(row["max_ms"] - 100) < 0.1
+    text = p.render()
+    assert "pooled: 100 deliveries" in text
+    assert "Percentile" in p.hgrm() and "#[Max" in p.hgrm()
+
+
+# Importing locust monkey-patches the whole process with gevent, so the comparison with Locust's
+# own RequestStats runs in a subprocess and prints its findings.
+COMPARE = """
+import json
+from locust.stats import RequestStats
+from loadtest.locust_hdr import NAME, REQUEST_TYPE, log_to_stats
+values = [3, 45, 99, 100, 147, 999, 1000, 3432, 58760]
+batch, single = RequestStats(), RequestStats()
+log_to_stats(batch, values, 10)
+log_to_stats(batch, [], 10)
+for v in values:
+    single.log_request(REQUEST_TYPE, NAME, v, 10)
+def fig(e):
+    return [e.num_requests, e.total_response_time, e.min_response_time, e.max_response_time,
+            e.total_content_length, sorted(e.response_times.items()),
+            sum(e.num_reqs_per_sec.values())]
+out = {k: [fig(get(s)) for s in (batch, single)]
+       for k, get in (("total", lambda s: s.total), ("entry", lambda s: s.get(NAME, REQUEST_TYPE)))}
+print(json.dumps(out))
+"""
+
+
+def test_batch_logging_matches_one_log_request_per_delivery() -> None:
+    run = subprocess.run([sys.executable, "-c", COMPARE], cwd=REPO, capture_output=True,
+                         timeout=60, check=True)  # fmt: skip
+    out = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    for key in ("total", "entry"):
+        batch, single = out[key]
+        assert batch == single
+        assert batch[0] == 9
