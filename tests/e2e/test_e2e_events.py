@@ -124,8 +124,18 @@ def test_sdk_events_reach_kinesis_and_insights(tmp_path: Path,
                             total += sum(c["count"] for c in event["features"]["f1"]["counters"])
             return total
 
-        wait_until(lambda: summary_counts() == 4, 15, "4 evaluations in Kinesis", interval=0.3)
-        wait_until(lambda: insights(node, "f1")["totalEvaluations"] == 4, 15,
+        expected = 4
+        if (JS / "node_modules/@launchdarkly/node-server-sdk").exists():
+            d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1",
+                       "--evaluate", "3")
+            try:
+                d.expect(10, event="flushed")
+            finally:
+                d.close()
+            expected += 3
+        wait_until(lambda: summary_counts() == expected, 15, "evaluations in Kinesis",
+                   interval=0.3)
+        wait_until(lambda: insights(node, "f1")["totalEvaluations"] == expected, 15,
                    "insights from Kinesis", interval=0.3)
     finally:
         node.stop()
