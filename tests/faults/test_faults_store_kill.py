@@ -76,13 +76,14 @@ async def put(port: int, key: str, i: int) -> int | None:
 
 
 async def test_kill_9_during_1000_concurrent_writes(tmp_path: Path) -> None:
-    proc, port = start_store(tmp_path)
+    proc, port = await trio.to_thread.run_sync(start_store, tmp_path)
     acked: dict[str, int] = {}
     enough = trio.Event()
     attempts = [0]
     try:
-        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/environments", json={"key": "prod"},
-                       headers={"Authorization": "Bearer t"})
+        r = await trio.to_thread.run_sync(lambda: httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/environments", json={"key": "prod"},
+            headers={"Authorization": "Bearer t"}))
         assert r.status_code == 201
 
         async def writer(n: int) -> None:
@@ -113,10 +114,12 @@ async def test_kill_9_during_1000_concurrent_writes(tmp_path: Path) -> None:
     assert acks >= KILL_AFTER_ACKS // 2, acks  # the burst was under way at the kill
     assert attempts[0] > acks  # and some writes were cut off by it
 
-    proc, port = start_store(tmp_path)  # restart on the same data dir
+    # Restart on the same data dir.
+    proc, port = await trio.to_thread.run_sync(start_store, tmp_path)
     try:
-        r = httpx.get(f"http://127.0.0.1:{port}/api/v1/environments/prod/flags",
-                      headers={"Authorization": "Bearer t"}, timeout=30)
+        r = await trio.to_thread.run_sync(lambda: httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/environments/prod/flags",
+            headers={"Authorization": "Bearer t"}, timeout=30))
         assert r.status_code == 200
         stored = {item["key"]: item["version"] for item in r.json()["items"]}
     finally:
