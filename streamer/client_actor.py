@@ -379,7 +379,7 @@ class ClientActor:
         limits = self._limits
         conn = Conn(self._sock, route.kind, link.env_key,
                     Mailbox(limits.mailbox_items, limits.mailbox_bytes))
-        await self._run_conn(link, conn)
+        await self._run_conn(link, conn, route.credential)
 
     async def _serve_client(self, req: ClientStreamRequest, body: bytes | None) -> None:
         if not await self._wait_loaded():
@@ -397,10 +397,20 @@ class ClientActor:
         conn = ClientConn(self._sock, req.kind, link.env_key,
                           Mailbox(limits.mailbox_items, limits.mailbox_bytes),
                           head=target.head, group=target.group, context=target.context)
-        await self._run_conn(link, conn)
+        await self._run_conn(link, conn, req.credential)
 
-    async def _run_conn(self, link: EnvLink, conn: Conn) -> None:
+    async def _run_conn(self, link: EnvLink, conn: Conn, credential: str) -> None:
         limits = self._limits
+        # The worker's stream gate (streamer/stream_gate.py): admission control, per-key and
+        # per-address limits, closing streams on rotated keys, and the spread-out drain.
+        gate = getattr(self._directory, "gate", None)
+        if gate is not None:
+            refusal = gate.enter(conn, credential, _peer_address(self._sock), conn.env_key)
+            if refusal is not None:
+                self._counters.rejected(refusal.status)
+                await self._answer(ErrorAnswer(refusal.status, refusal.message),
+                                   retry_after=refusal.retry_after)
+                return
         self._counters.opened(conn.env_key, conn.kind.value)
         reason = "shutdown"
         try:
@@ -425,6 +435,8 @@ class ClientActor:
             conn.state = CLOSED
             reason = conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
+            if gate is not None:
+                gate.leave(conn)
 
     async def _live(self, conn: Conn) -> None:
         """Watch the peer and serve the slow path, in this one task.
@@ -504,3 +516,10 @@ class ClientActor:
                 sock.recv(65536)  # drop what is left, so close() sends FIN rather than RST
             except OSError:
                 pass
+
+
+def _peer_address(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return ""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -26,6 +28,7 @@ from streamer.client_actor import StreamCounters, StreamStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
 from streamer.http_head import StreamKind, sdk_credential
+from streamer.stream_gate import StreamGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,15 @@ class DirectoryStatistics:
     environments: int
     loaded: bool
     streams: StreamStatistics
+
+
+class ChangeProbe(Protocol):
+    """Propagation measurement (streamer/metrics.py): told when a change arrives, and given
+    the chance to wrap each environment actor's counters to see its fan-outs end."""
+
+    def received(self, env: str) -> None: ...
+
+    def wrap(self, env: str, counters: StreamCounters) -> StreamCounters: ...
 
 
 class Directory:
@@ -59,6 +71,10 @@ class Directory:
         self._loaded = trio.Event()
         self._probe: Callable[[], bool] = lambda: True
         self._nursery: trio.Nursery | None = None
+        # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py); the worker
+        # may replace it with one carrying its configured limits before run().
+        self.gate = StreamGate(wall_clock_ms=wall_clock_ms)
+        self.probe: ChangeProbe | None = None  # propagation metrics (streamer/metrics.py)
 
     async def run(
         self, *, task_status: trio.TaskStatus[Directory] = trio.TASK_STATUS_IGNORED
@@ -66,6 +82,7 @@ class Directory:
         """Owns the environment actors; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(partial(self.gate.run, still_valid=self._still_valid))
             task_status.started(self)
             await trio.sleep_forever()
 
@@ -74,6 +91,8 @@ class Directory:
     async def apply_change(self, msg: Change | EnvChange) -> None:
         match msg:
             case Change(_, env, items):
+                if self.probe is not None:
+                    self.probe.received(env)
                 actor = await self._ensure(env)
                 await actor.send(Apply(items))
             case EnvChange(_, info):
@@ -173,6 +192,28 @@ class Directory:
         self._by_client_id[info.client_side_id] = info.key
         for cred, expires_at_ms in info.old_keys:
             self._old[cred] = (info.key, expires_at_ms)
+        self.gate.credentials_changed(info.key, {info.sdk_key, info.mobile_key,
+                                                 info.client_side_id},
+                                      dict(info.old_keys), self._wall_clock_ms())
+
+    def _still_valid(self, env: str, cred: str) -> bool:
+        info = self._envs.get(env)
+        if info is None:
+            return False
+        if cred in (info.sdk_key, info.mobile_key, info.client_side_id):
+            return True
+        old = self._old.get(cred)
+        return old is not None and old[0] == env and old[1] > self._wall_clock_ms()
+
+    def version_sums(self) -> dict[str, int]:
+        """Per environment, the sum of its item versions (tombstones included): the same
+        number on the store and on every worker that is in sync (drift alerts)."""
+        out = {}
+        for env, actor in self._actors.items():
+            view = actor.view()
+            out[env] = sum(i.version for i in view.flags.values()) + sum(
+                i.version for i in view.segments.values())
+        return out
 
     def _unindex(self, env_key: str) -> None:
         old = self._envs.pop(env_key, None)
@@ -191,7 +232,9 @@ class Directory:
         if actor is None:
             if self._nursery is None:
                 raise RuntimeError("Directory.run() is not running")
-            actor = EnvActor(env_key, self.counters, heartbeat_interval=self.heartbeat_interval,
+            counters = self.counters if self.probe is None else self.probe.wrap(env_key,
+                                                                                self.counters)
+            actor = EnvActor(env_key, counters, heartbeat_interval=self.heartbeat_interval,
                              ping_jitter=self.ping_jitter)
             self._actors[env_key] = actor  # before the await, so a concurrent call finds it
             await self._nursery.start(actor.run)

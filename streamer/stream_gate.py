@@ -1,0 +1,186 @@
+"""The stream gate: admission control, per-key and per-address limits, key-rotation
+enforcement and the spread-out close of a graceful drain, for one worker's streams.
+
+Theory of operation
+-------------------
+Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
+ends (the client actor calls both). ``enter`` refuses, in this order: a draining worker (503),
+a worker at ``max_connections`` (503), a key at ``max_per_key`` or an address at
+``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
+``[retry_after_s, 2 * retry_after_s]``, so refused clients do not come back in step.
+
+The gate remembers which credential each stream authenticated with. When the directory
+indexes new credentials for an environment (:meth:`credentials_changed`), every stream on a
+credential that is no longer the environment's current key is either closed now (no grace)
+or scheduled to close when its rotated key's grace period ends (``reason="key_rotated"``).
+One task (:meth:`run`) sleeps until the earliest such deadline; nothing runs per stream.
+
+:meth:`drain` stops admissions and closes the open streams spread evenly over a window, so
+the clients' reconnects reach the other workers and nodes as a trickle, not a burst.
+
+Pure bookkeeping plus one trio task; the connections are anything with ``request_close``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+
+class Closable(Protocol):
+    def request_close(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateLimits:
+    max_connections: int = 0  # per worker; 0: no limit
+    max_per_key: int = 0
+    max_per_address: int = 0
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    message: str
+    retry_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    credential: str
+    address: str
+    env: str
+    opened_at: float
+
+
+class StreamGate:
+    def __init__(self, limits: GateLimits | None = None, *,
+                 wall_clock_ms: Callable[[], int] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.limits = limits or GateLimits()
+        self._rng = rng or random.Random()
+        self._wall_ms = wall_clock_ms
+        self._open: dict[Closable, _Entry] = {}
+        self._by_key: dict[str, set[Closable]] = {}
+        self._by_address: dict[str, int] = {}
+        self._expiry: list[tuple[float, int, str, str]] = []  # (trio time, n, env, credential)
+        self._order = itertools.count()
+        self._wake = trio.Event()
+        self.draining = False
+        self.refused: dict[int, int] = {}
+        self.rotated_closed = 0
+        # Called with (close reason, seconds open) as each stream ends (the metrics' histogram).
+        self.observe_duration: Callable[[str, float], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def enter(self, conn: Closable, credential: str, address: str, env: str) -> Refusal | None:
+        refusal = self._check(credential, address)
+        if refusal is not None:
+            self.refused[refusal.status] = self.refused.get(refusal.status, 0) + 1
+            return refusal
+        self._open[conn] = _Entry(credential, address, env, trio.current_time())
+        self._by_key.setdefault(credential, set()).add(conn)
+        self._by_address[address] = self._by_address.get(address, 0) + 1
+        return None
+
+    def leave(self, conn: Closable) -> None:
+        entry = self._open.pop(conn, None)
+        if entry is None:
+            return
+        if self.observe_duration is not None:
+            reason = getattr(conn, "close_reason", None) or "shutdown"
+            self.observe_duration(reason, trio.current_time() - entry.opened_at)
+        conns = self._by_key.get(entry.credential)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_key[entry.credential]
+        left = self._by_address.get(entry.address, 1) - 1
+        if left > 0:
+            self._by_address[entry.address] = left
+        else:
+            self._by_address.pop(entry.address, None)
+
+    def _retry_after(self) -> int:
+        base = self.limits.retry_after_s
+        return self._rng.randint(base, 2 * base)
+
+    def _check(self, credential: str, address: str) -> Refusal | None:
+        lim = self.limits
+        if self.draining:
+            return Refusal(503, "this worker is shutting down; reconnect", self._retry_after())
+        if lim.max_connections and len(self._open) >= lim.max_connections:
+            return Refusal(503, "this worker is at its connection limit", self._retry_after())
+        if lim.max_per_key and len(self._by_key.get(credential, ())) >= lim.max_per_key:
+            return Refusal(429, "too many streams for this key", self._retry_after())
+        if lim.max_per_address and self._by_address.get(address, 0) >= lim.max_per_address:
+            return Refusal(429, "too many streams from this address", self._retry_after())
+        return None
+
+    # -- key rotation -------------------------------------------------------------------------
+
+    def credentials_changed(self, env: str, current: set[str],
+                            old: dict[str, int], now_ms: int) -> None:
+        """``env`` now accepts ``current`` and, until their expiry (wall ms), ``old``."""
+        for cred in [c for c, conns in self._by_key.items()
+                     if c not in current and any(self._open[x].env == env for x in conns)]:
+            expires = old.get(cred)
+            if expires is None or expires <= now_ms:
+                self._close_key(env, cred)
+            else:
+                due = trio.current_time() + (expires - now_ms) / 1000.0
+                heapq.heappush(self._expiry, (due, next(self._order), env, cred))
+                self._wake.set()
+
+    def _close_key(self, env: str, cred: str) -> None:
+        for conn in list(self._by_key.get(cred, ())):
+            if self._open[conn].env == env:
+                self.rotated_closed += 1
+                conn.request_close("key_rotated")
+
+    async def run(self, *, still_valid: Callable[[str, str], bool],
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Close streams whose rotated key expired; ``still_valid(env, cred)`` re-checks (a
+        later rotation or a restored key may have changed the answer)."""
+        task_status.started()
+        while True:
+            if not self._expiry:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            with trio.move_on_at(self._expiry[0][0]):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            while self._expiry and self._expiry[0][0] <= now:
+                _, _, env, cred = heapq.heappop(self._expiry)
+                if not still_valid(env, cred):
+                    self._close_key(env, cred)
+
+    # -- drain --------------------------------------------------------------------------------
+
+    async def drain(self, window_s: float) -> int:
+        """Refuse new streams and close the open ones spread evenly over ``window_s``."""
+        self.draining = True
+        conns = list(self._open)
+        self._rng.shuffle(conns)
+        if not conns:
+            return 0
+        step = window_s / len(conns)
+        start = trio.current_time()
+        for i, conn in enumerate(conns):
+            await trio.sleep_until(start + i * step)
+            if conn in self._open:
+                conn.request_close("shutdown")
+        return len(conns)
