@@ -259,6 +259,13 @@ class FlagDB:
                 f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (env,)).fetchone()
             return EnvChange(seq, _env(info, _old_keys(conn, env, now_ms)))
 
+    def version_sums(self) -> dict[str, int]:
+        """Per environment, the sum of its item versions, tombstones included (the streamer
+        workers export the same figure: equal when a worker is in sync)."""
+        with self._reader() as conn:
+            rows = conn.execute("SELECT env, SUM(version) FROM items GROUP BY env").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
     def revisions(self) -> dict[str, int]:
         """The seq of each environment's latest change (its revision, for drift alerts)."""
         with self._reader() as conn:

@@ -42,9 +42,9 @@ async def respond(send: Send, status: int, message: str) -> None:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, max_headers: int = 100,
+    def __init__(self, app: Any, *, max_headers: int = 100,
                  max_header_bytes: int = 32 * 1024, body_timeout: float = 10.0) -> None:
-        self.app = app
+        self.app: ASGIApp = app
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout

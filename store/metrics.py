@@ -50,6 +50,12 @@ class StoreCollector(Collector):
         for env, seq in sorted(self._db.revisions().items()):
             revisions.add_metric([env], seq)
         yield revisions
+        sums = GaugeMetricFamily("flagstream_env_version_sum",
+                                 "sum of the item versions of an environment (drift alerts)",
+                                 labels=["worker", "env"])
+        for env, total in sorted(self._db.version_sums().items()):
+            sums.add_metric(["store", env], total)
+        yield sums
 
 
 def register_metrics_route(app: QuartTrio, *, collectors: list[Collector]) -> None:

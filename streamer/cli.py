@@ -15,7 +15,7 @@ from pathlib import Path
 from streamer.config import OPTIONS, ConfigError, load_toml, resolve
 
 STREAM_LIFECYCLE = [
-    "drain-window", "max-connection-age", "stream-retry", "max-connections",
+    "drain-window", "max-connection-age", "max-connections",
     "max-connections-per-key", "max-connections-per-address", "header-timeout",
 ]
 SERVE_OPTIONS = [

@@ -122,8 +122,6 @@ OPTIONS: dict[str, Option] = {
                "on shutdown, spread closing the streams over this many seconds"),
         Option("max-connection-age", _nonneg_float, 0.0,
                "close a stream after this many seconds (jittered down by a quarter); 0: never"),
-        Option("stream-retry", _nonneg_float, 1.0,
-               "SSE retry: hint sent to stream clients, seconds (jittered up to 2x); 0: none"),
         Option("max-connections", _nonneg_int, 0,
                "streams per worker before new ones get 503 + Retry-After; 0: no limit"),
         Option("max-connections-per-key", _nonneg_int, 0,

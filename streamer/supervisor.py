@@ -69,7 +69,6 @@ class NodeConfig:
     drain_timeout: float
     drain_window: float = 5.0
     max_connection_age: float = 0.0
-    stream_retry: float = 1.0
     max_connections: int = 0
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
@@ -104,7 +103,6 @@ class NodeConfig:
             drain_timeout=float(get("drain_timeout")),
             drain_window=float(get("drain_window")),
             max_connection_age=float(get("max_connection_age")),
-            stream_retry=float(get("stream_retry")),
             max_connections=int(get("max_connections")),
             max_connections_per_key=int(get("max_connections_per_key")),
             max_connections_per_address=int(get("max_connections_per_address")),
@@ -307,6 +305,14 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
     ]  # fmt: skip
     if cfg.max_connection_age > 0:
         argv += ["--max-connection-age", str(cfg.max_connection_age)]
+    argv += [
+        "--max-connections", str(cfg.max_connections),
+        "--max-connections-per-key", str(cfg.max_connections_per_key),
+        "--max-connections-per-address", str(cfg.max_connections_per_address),
+        "--drain-window", str(cfg.drain_window),
+        "--drain-timeout", str(cfg.drain_timeout),
+        "--log-format", cfg.log_format,
+    ]  # fmt: skip
     if cfg.kinesis_stream:
         argv += ["--kinesis-stream", cfg.kinesis_stream]
     if cfg.kinesis_endpoint:
@@ -394,8 +400,9 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
 
 
 def run_node_main(cfg: NodeConfig) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from streamer.logging_setup import setup_logging
+
+    setup_logging(cfg.role if cfg.role != "serve" else "supervisor", cfg.log_format)
 
     def out(line: str) -> None:
         print(line, flush=True)

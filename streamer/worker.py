@@ -27,15 +27,18 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from ingest.actor import IngestActor, IngestConfig
+from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
+from streamer.logging_setup import setup_logging
+from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
+from streamer.stream_gate import GateLimits
 
 log = logging.getLogger("streamer.worker")
 
@@ -54,6 +57,11 @@ class WorkerConfig:
     backlog: int = DEFAULT_BACKLOG
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
+    gate: GateLimits = field(default_factory=GateLimits)
+    drain_window: float = 5.0  # SIGTERM: streams are closed spread over this many seconds
+    drain_timeout: float = 10.0  # ... and the worker exits within this
+    metrics_dir: Path | None = None  # per-worker /metrics snapshots (default DATA_DIR/metrics)
+    log_format: str = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,8 @@ class WorkerReady:
     stream: tuple[str, int]
     sdk: tuple[str, int]
     directory: Directory
+    ingest: IngestHandle | None = None
+    ingest_done: trio.Event | None = None  # set when the ingest actor has flushed and ended
 
 
 def _hostport(addr: tuple[str, int]) -> str:
@@ -87,6 +97,12 @@ async def run_worker(
     gc_policy = GcPolicy()
     gc_policy.install()
     directory = Directory(heartbeat_interval=config.heartbeat_interval)
+    directory.gate.limits = config.gate
+    metrics = WorkerMetrics(config.worker_id, directory,
+                            metrics_dir=config.metrics_dir or config.data_dir / "metrics")
+    directory.probe = PropagationProbe(metrics.propagation.observe)
+    directory.gate.observe_duration = metrics.observe_duration
+    metrics.collector.gate = directory.gate
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(directory.run)
@@ -102,9 +118,20 @@ async def run_worker(
             acceptor = Acceptor(stream_sock, directory, directory.counters, config.limits,
                                 gc_policy=gc_policy)
             stream_addr = await nursery.start(acceptor.run)
-            ingest = await nursery.start(IngestActor(IngestConfig(
+            ingest_actor = IngestActor(IngestConfig(
                 config.data_dir, config.worker_id, config.kinesis_stream,
-                config.kinesis_endpoint)).run)
+                config.kinesis_endpoint))
+            ingest_done = trio.Event()
+
+            async def run_ingest(task_status: trio.TaskStatus[IngestHandle]) -> None:
+                try:
+                    await ingest_actor.run(task_status=task_status)
+                finally:
+                    ingest_done.set()
+
+            ingest = await nursery.start(run_ingest)
+            metrics.collector.subscriber = subscriber.statistics
+            metrics.collector.ingest = ingest.statistics
             hconfig = HypercornConfig()
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
@@ -112,12 +139,16 @@ async def run_worker(
             hconfig.graceful_timeout = 1.0
             app = create_sdk_app(directory, extra_routes=[
                 partial(register_event_routes, resolver=directory, ingest=ingest),
-                register_clientside_routes])
+                register_clientside_routes,
+                partial(register_metrics_route, metrics=metrics)])
             guarded = RequestGuard(app, body_timeout=config.limits.header_timeout)
-            await nursery.start(partial(hypercorn_serve, guarded, hconfig))
+            metrics.collector.guard = guarded
+            await nursery.start(metrics.run_snapshots)
+            await nursery.start(partial(hypercorn_serve, guarded, hconfig))  # type: ignore[arg-type]
             await nursery.start(gc_policy.run)
             task_status.started(
-                WorkerReady(stream_addr, sdk_sock.getsockname()[:2], directory)
+                WorkerReady(stream_addr, sdk_sock.getsockname()[:2], directory, ingest,
+                            ingest_done)
             )
             await trio.sleep_forever()
     finally:
@@ -139,7 +170,17 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--kinesis-stream", default=None)
     p.add_argument("--kinesis-endpoint", default=None)
+    p.add_argument("--max-connections", type=int, default=0, metavar="N")
+    p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
+    p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
+    p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument("--log-format", choices=["json", "text"], default="text")
     a = p.parse_args(argv)
+    if min(a.max_connections, a.max_connections_per_key, a.max_connections_per_address) < 0:
+        p.error("connection limits must be 0 (none) or more")
+    if not 0 <= a.drain_window < a.drain_timeout:
+        p.error("--drain-window must be 0 or more and shorter than --drain-timeout")
     if not 0 < a.heartbeat_interval < 60:
         p.error("--heartbeat-interval must be greater than 0 and less than 60 seconds")
     if a.max_connection_age is not None and a.max_connection_age < 0:
@@ -153,6 +194,9 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         limits=ClientLimits(max_age=a.max_connection_age or None,
                             header_timeout=a.header_timeout),
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
+        gate=GateLimits(max_connections=a.max_connections, max_per_key=a.max_connections_per_key,
+                        max_per_address=a.max_connections_per_address),
+        drain_window=a.drain_window, drain_timeout=a.drain_timeout, log_format=a.log_format,
     )
 
 
@@ -178,15 +222,30 @@ async def _main(config: WorkerConfig) -> None:
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
             async for signum in signals:
-                log.info("worker %d: %s, closing", config.worker_id, signal.Signals(signum).name)
+                log.info("worker %d: %s, draining", config.worker_id, signal.Signals(signum).name)
                 break
+            await drain(ready, config)
             nursery.cancel_scope.cancel()
+
+
+async def drain(ready: WorkerReady, config: WorkerConfig) -> None:
+    """Graceful drain: refuse new streams (503 + Retry-After), close the open ones spread over
+    ``drain_window`` so clients come back as a trickle, then flush the ingest actor; all within
+    ``drain_timeout`` (the supervisor kills at that deadline, systemd later still)."""
+    started = trio.current_time()
+    with trio.move_on_after(max(0.0, config.drain_timeout - 0.5)) as scope:
+        closed = await ready.directory.gate.drain(config.drain_window)
+        if ready.ingest is not None and ready.ingest_done is not None:
+            ready.ingest.close()
+            await ready.ingest_done.wait()
+    log.info("worker %d: drained %d streams in %.1f s%s", config.worker_id, closed if not
+             scope.cancelled_caught else -1, trio.current_time() - started,
+             " (deadline reached)" if scope.cancelled_caught else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format=f"%(asctime)s worker{config.worker_id} %(name)s %(message)s")
+    setup_logging(f"worker{config.worker_id}", config.log_format)
     try:
         trio.run(_main, config)
     except (BindError, BaseExceptionGroup) as exc:

@@ -14,7 +14,7 @@ from streamer.cli import SERVE_OPTIONS, STORE_OPTIONS, STREAMER_OPTIONS
 from streamer.config import ConfigError, resolve
 from streamer.supervisor import NodeConfig, StartError, check_admin_exposure
 
-NEW = ["drain-window", "max-connection-age", "stream-retry", "max-connections",
+NEW = ["drain-window", "max-connection-age", "max-connections",
        "max-connections-per-key", "max-connections-per-address", "header-timeout",
        "key-grace", "log-format", "drain-timeout", "heartbeat-interval"]
 REPO = Path(__file__).resolve().parents[2]

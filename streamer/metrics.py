@@ -1,0 +1,316 @@
+"""Prometheus ``/metrics`` of a streamer worker (SDK port), merged across the workers.
+
+Theory of operation
+-------------------
+Figures are read when Prometheus scrapes (:class:`WorkerCollector` reads the directory's
+stream counters, the bus subscriber's and the ingest actor's statistics), so the fast path
+pays nothing for them, except the propagation histogram, observed once per fan-out.
+
+Several workers share the SDK port (``SO_REUSEPORT``), so a scrape reaches one of them at
+random. Each worker therefore writes its own exposition to ``DATA_DIR/metrics/worker-N.prom``
+every ``SNAPSHOT_INTERVAL_S`` (atomic rename), and whichever worker answers ``/metrics``
+merges its live figures with the other workers' recent files (older than ``STALE_AFTER_S``:
+a dead worker, left out). Every sample carries a ``worker`` label, so one scrape target gives
+per-worker and (with ``sum without (worker)``) per-node figures.
+
+Propagation (``flagstream_propagation_seconds``): from the moment the worker receives a
+change from the bus (``Directory.apply_change``) to the end of the first fan-out loop that
+follows for that environment, i.e. the change's bytes are in every fast-path socket's kernel
+buffer. A change that reaches no stream (no subscribers) is not observed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from quart import Response
+from quart_trio import QuartTrio
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SNAPSHOT_INTERVAL_S = 5.0
+STALE_AFTER_S = 30.0
+PROPAGATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                       2.5, 5.0)
+
+
+class WorkerCollector(Collector):
+    """Reads the worker's own statistics at scrape time. Sources are callables returning the
+    statistics dataclasses (or None when that part is not running)."""
+
+    def __init__(self, worker: int, *, directory: Any, subscriber: Callable[[], Any] | None,
+                 ingest: Callable[[], Any] | None, guard: Any = None) -> None:
+        self.worker = str(worker)
+        self._directory = directory
+        self.subscriber = subscriber
+        self.ingest = ingest
+        self.guard = guard
+        self.gate: Any = None
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.worker
+        stats = self._directory.statistics()
+        s = stats.streams
+        conns = GaugeMetricFamily("flagstream_connections", "open streams",
+                                  labels=["worker", "env", "kind"])
+        for (env, kind), n in sorted(s.connections.items()):
+            conns.add_metric([w, env, kind], n)
+        yield conns
+        new = CounterMetricFamily("flagstream_new_connections", "streams opened",
+                                  labels=["worker", "env", "kind"])
+        for (env, kind), n in sorted(s.new_connections.items()):
+            new.add_metric([w, env, kind], n)
+        yield new
+        closed = CounterMetricFamily("flagstream_disconnects", "streams closed, by reason",
+                                     labels=["worker", "reason"])
+        for reason, n in sorted(s.disconnects.items()):
+            closed.add_metric([w, reason], n)
+        yield closed
+        rejected = CounterMetricFamily(
+            "flagstream_stream_rejections",
+            "stream requests refused (503: admission control or no data yet, 429: limits)",
+            labels=["worker", "status"])
+        for status, n in sorted(s.rejected.items()):
+            rejected.add_metric([w, str(status)], n)
+        yield rejected
+        polls = CounterMetricFamily("flagstream_polls", "polling answers, by status",
+                                    labels=["worker", "status"])
+        for status, n in sorted(s.polls.items()):
+            polls.add_metric([w, str(status)], n)
+        yield polls
+        for name, doc, value in (
+            ("flagstream_accepted_connections", "TCP connections accepted", s.accepted),
+            ("flagstream_slow_client_entries", "streams that entered the slow path",
+             s.slow_entries),
+            ("flagstream_slow_client_resyncs", "slow streams reset to a fresh put (overflow)",
+             s.slow_resyncs),
+            ("flagstream_fanouts", "fan-out loops", s.fanouts),
+            ("flagstream_fanout_sends", "frames written by fan-out loops", s.fanout_sends),
+            ("flagstream_heartbeat_rounds", "heartbeat rounds", s.heartbeats),
+        ):
+            yield _counter(name, doc, w, value)
+        yield _gauge("flagstream_environments", "environments loaded", w, stats.environments)
+        versions = GaugeMetricFamily(
+            "flagstream_env_version_sum",
+            "sum of the item versions of an environment; equal on the store and every worker "
+            "when in sync (alert on max minus min by env)", labels=["worker", "env"])
+        for env, total in sorted(self._directory.version_sums().items()):
+            versions.add_metric([w, env], total)
+        yield versions
+        if self.subscriber is not None:
+            b = self.subscriber()
+            yield _gauge("flagstream_bus_seq", "last bus sequence number applied", w,
+                         -1 if b.last_seq is None else b.last_seq)
+            yield _gauge("flagstream_bus_lag_seconds", "age of the last bus message", w,
+                         min(b.last_message_age_s, 1e9))
+            yield _gauge("flagstream_bus_connected", "1 if connected to the store's bus", w,
+                         int(b.connected))
+            for name, doc, value in (
+                ("flagstream_bus_changes_applied", "changes applied one by one", b.applied),
+                ("flagstream_bus_resyncs", "snapshots applied after the first", b.resyncs),
+                ("flagstream_bus_gaps", "sequence gaps detected", b.gaps_detected),
+                ("flagstream_bus_malformed", "bus messages that failed to decode", b.malformed),
+            ):
+                yield _counter(name, doc, w, value)
+        if self.ingest is not None:
+            e = self.ingest()
+            events = CounterMetricFamily("flagstream_events", "analytics records, by outcome",
+                                         labels=["worker", "outcome"])
+            for outcome in ("sent", "retried", "spooled"):
+                events.add_metric([w, outcome], getattr(e, outcome))
+            events.add_metric([w, "dropped"], e.dropped)
+            yield events
+            yield _gauge("flagstream_events_queued", "payloads waiting for the spool", w,
+                         e.queued)
+            yield _gauge("flagstream_events_backlog_bytes", "spooled bytes not yet in Kinesis",
+                         w, e.backlog_bytes)
+            yield _counter("flagstream_kinesis_errors", "PutRecords calls that failed", w,
+                           e.kinesis_errors)
+            yield _counter("flagstream_kinesis_throttled", "records or calls throttled", w,
+                           e.throttled)
+        if self.guard is not None:
+            yield _counter("flagstream_http_refused_heads", "431: too many request headers", w,
+                           self.guard.refused_heads)
+            yield _counter("flagstream_http_body_timeouts", "408: body not received in time",
+                           w, self.guard.body_timeouts)
+        if self.gate is not None:
+            admission = CounterMetricFamily(
+                "flagstream_admission_rejections",
+                "streams refused by the gate (503: at capacity or draining; 429: per-key or "
+                "per-address limit)", labels=["worker", "status"])
+            for status, n in sorted(self.gate.refused.items()):
+                admission.add_metric([w, str(status)], n)
+            yield admission
+            yield _counter("flagstream_rotated_key_closes",
+                           "streams closed because their rotated key expired", w,
+                           self.gate.rotated_closed)
+
+
+def _counter(name: str, doc: str, worker: str, value: float) -> Metric:
+    m = CounterMetricFamily(name, doc, labels=["worker"])
+    m.add_metric([worker], value)
+    return m
+
+
+def _gauge(name: str, doc: str, worker: str, value: float) -> Metric:
+    m = GaugeMetricFamily(name, doc, labels=["worker"])
+    m.add_metric([worker], value)
+    return m
+
+
+class WorkerMetrics:
+    """The worker's registry: its collector and the propagation histogram."""
+
+    def __init__(self, worker: int, directory: Any, *, metrics_dir: Path | None,
+                 subscriber: Callable[[], Any] | None = None,
+                 ingest: Callable[[], Any] | None = None, guard: Any = None) -> None:
+        self.worker = worker
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = WorkerCollector(worker, directory=directory, subscriber=subscriber,
+                                         ingest=ingest, guard=guard)
+        self.registry.register(self.collector)
+        self._durations = Histogram(
+            "flagstream_stream_duration_seconds", "how long streams stayed open, by close reason",
+            labelnames=["worker", "reason"], registry=self.registry,
+            buckets=(1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400))
+        self.propagation = Histogram(
+            "flagstream_propagation_seconds",
+            "bus receive to the end of the first fan-out loop, per change",
+            labelnames=["worker"], buckets=PROPAGATION_BUCKETS, registry=self.registry,
+        ).labels(worker=str(worker))
+        self.metrics_dir = metrics_dir
+
+    def observe_duration(self, reason: str, seconds: float) -> None:
+        self._durations.labels(worker=str(self.worker), reason=reason).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def render_merged(self) -> bytes:
+        """This worker's live figures plus every other worker's recent snapshot."""
+        own = self.render()
+        if self.metrics_dir is None:
+            return own
+        texts = [own.decode()]
+        now = time.time()
+        for path in sorted(self.metrics_dir.glob("worker-*.prom")):
+            if path.name == f"worker-{self.worker}.prom":
+                continue
+            try:
+                if now - path.stat().st_mtime > STALE_AFTER_S:
+                    continue
+                texts.append(path.read_text())
+            except OSError:
+                continue
+        return merge_expositions(texts)
+
+    async def run_snapshots(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """Write this worker's exposition file every SNAPSHOT_INTERVAL_S; remove it on exit."""
+        task_status.started()
+        if self.metrics_dir is None:
+            return
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        path = self.metrics_dir / f"worker-{self.worker}.prom"
+        tmp = path.with_suffix(".tmp")
+        try:
+            while True:
+                data = self.render()
+                await trio.to_thread.run_sync(_write_atomic, tmp, path, data)
+                await trio.sleep(SNAPSHOT_INTERVAL_S)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _write_atomic(tmp: Path, path: Path, data: bytes) -> None:
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def merge_expositions(texts: list[str]) -> bytes:
+    """Merge Prometheus text expositions whose samples differ by their ``worker`` label."""
+    families: dict[str, Metric] = {}
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            into = families.get(fam.name)
+            if into is None:
+                families[fam.name] = fam
+            else:
+                into.samples.extend(fam.samples)
+
+    class _Merged(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)
+
+
+def register_metrics_route(app: QuartTrio, *, metrics: WorkerMetrics) -> None:
+    @app.get("/metrics")
+    async def worker_metrics() -> Response:
+        body = await trio.to_thread.run_sync(metrics.render_merged)
+        return Response(body, status=200, content_type=CONTENT_TYPE)
+
+
+class _EnvCounters:
+    """One environment actor's view of the worker's shared counters: every attribute is the
+    shared one, except that ``fanned_out`` also ends a pending propagation measurement."""
+
+    def __init__(self, shared: Any, env: str, probe: PropagationProbe) -> None:
+        object.__setattr__(self, "_shared", shared)
+        object.__setattr__(self, "_env", env)
+        object.__setattr__(self, "_probe", probe)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shared, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._shared, name, value)  # e.g. ``counters.slow_entries += 1``
+
+    def fanned_out(self, clients: int, wall_ns: int, cpu_ns: int) -> None:
+        self._shared.fanned_out(clients, wall_ns, cpu_ns)
+        self._probe.fanned_out(self._env)
+
+
+class PropagationProbe:
+    """Implements ``streamer.directory.ChangeProbe``: the oldest change of an environment
+    not yet fanned out, matched with the end of its next fan-out loop. A change that fans out
+    to nobody leaves its mark; after ``MATCH_WINDOW_S`` the mark is dropped unobserved, so a
+    later heartbeat round is never mistaken for it."""
+
+    MATCH_WINDOW_S = 5.0
+
+    def __init__(self, observe: Callable[[float], None],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self._observe = observe
+        self._clock = clock
+        self._pending: dict[str, float] = {}
+        self.unmatched = 0
+
+    def received(self, env: str) -> None:
+        self._pending.setdefault(env, self._clock())
+
+    def fanned_out(self, env: str) -> None:
+        started = self._pending.pop(env, None)
+        if started is None:
+            return
+        took = self._clock() - started
+        if took > self.MATCH_WINDOW_S:
+            self.unmatched += 1
+            return
+        self._observe(took)
+
+    def wrap(self, env: str, counters: Any) -> Any:
+        return _EnvCounters(counters, env, self)
