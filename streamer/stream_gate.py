@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Protocol
 
 import trio
 
+log = logging.getLogger(__name__)
 
 class Closable(Protocol):
     def request_close(self, reason: str) -> None: ...
@@ -74,6 +76,7 @@ class StreamGate:
         self._order = itertools.count()
         self._wake = trio.Event()
         self.draining = False
+        self._refusing = False
         self.refused: dict[int, int] = {}
         self.rotated_closed = 0
         # Called with (close reason, seconds open) as each stream ends (the metrics' histogram).
@@ -88,7 +91,14 @@ class StreamGate:
         refusal = self._check(credential, address)
         if refusal is not None:
             self.refused[refusal.status] = self.refused.get(refusal.status, 0) + 1
+            if not self._refusing and not self.draining:
+                self._refusing = True  # logged once per episode, not once per client
+                log.warning("refusing new streams: %s (%d open)", refusal.message,
+                            len(self._open))
             return refusal
+        if self._refusing:
+            self._refusing = False
+            log.info("admitting streams again (%d open)", len(self._open))
         self._open[conn] = _Entry(credential, address, env, trio.current_time())
         self._by_key.setdefault(credential, set()).add(conn)
         self._by_address[address] = self._by_address.get(address, 0) + 1
@@ -145,7 +155,8 @@ class StreamGate:
 
     def _close_key(self, env: str, cred: str) -> None:
         for conn in list(self._by_key.get(cred, ())):
-            if self._open[conn].env == env:
+            entry = self._open.get(conn)
+            if entry is not None and entry.env == env:
                 self.rotated_closed += 1
                 conn.request_close("key_rotated")
 
