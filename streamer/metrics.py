@@ -195,9 +195,9 @@ class WorkerMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def render_merged(self) -> bytes:
-        """This worker's live figures plus every other worker's recent snapshot."""
-        own = self.render()
+    def render_merged(self, own: bytes) -> bytes:
+        """This worker's live figures (``own``, rendered on the event loop: the statistics
+        read trio's clock) plus every other worker's recent snapshot (read in a thread)."""
         if self.metrics_dir is None:
             return own
         texts = [own.decode()]
@@ -260,7 +260,7 @@ def merge_expositions(texts: list[str]) -> bytes:
 def register_metrics_route(app: QuartTrio, *, metrics: WorkerMetrics) -> None:
     @app.get("/metrics")
     async def worker_metrics() -> Response:
-        body = await trio.to_thread.run_sync(metrics.render_merged)
+        body = await trio.to_thread.run_sync(metrics.render_merged, metrics.render())
         return Response(body, status=200, content_type=CONTENT_TYPE)
 
 

@@ -148,7 +148,10 @@ class StreamGate:
             expires = old.get(cred)
             if expires is None or expires <= now_ms:
                 self._close_key(env, cred)
-            else:
+        # Every key in its grace period gets a deadline, also with no stream on it yet: a
+        # client may still connect with it during the grace period.
+        for cred, expires in old.items():
+            if cred not in current and expires > now_ms:
                 due = trio.current_time() + (expires - now_ms) / 1000.0
                 heapq.heappush(self._expiry, (due, next(self._order), env, cred))
                 self._wake.set()

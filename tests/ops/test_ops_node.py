@@ -1,0 +1,178 @@
+"""Operations on real nodes: /metrics on both ports (merged across workers), admission
+control, key rotation closing old-key streams after the grace period, and graceful drain."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_until
+
+
+def _addr(url: str) -> tuple[str, int]:
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def open_stream(node: NodeProcess, key: str) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(_addr(node.urls["stream"]), timeout=10)
+    sock.sendall(f"GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: {key}\r\n\r\n".encode())
+    buf = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    if b" 200 " in buf.split(b"\r\n", 1)[0]:
+        while b"event: put" not in buf and time.monotonic() < deadline:
+            buf += sock.recv(65536)
+    return sock, buf
+
+
+def closed_within(sock: socket.socket, timeout: float, since: float | None = None
+                  ) -> float | None:
+    """Seconds from ``since`` (default: now) until the server closed the stream, or None if
+    it stayed open for ``timeout`` seconds."""
+    start = time.monotonic() if since is None else since
+    sock.settimeout(0.2)
+    while time.monotonic() - start < timeout:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return time.monotonic() - start
+        if not data or data.endswith(b"0\r\n\r\n"):
+            return time.monotonic() - start
+    return None
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(s.labels, s.value) for fam in text_string_to_metric_families(text)
+            for s in fam.samples if s.name == name]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    data = tmp_path_factory.mktemp("opsnode") / "data"
+    n = NodeProcess(serve_argv(data, workers=2), data).start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def test_metrics_on_both_ports(node: NodeProcess) -> None:
+    env = create_env(node, "ops")
+    streams = [open_stream(node, env["sdkKey"])[0] for _ in range(4)]
+    try:
+        with node.admin as admin:
+            for i in range(3):
+                r = admin.put(f"/api/v1/environments/ops/flags/f{i}", json=bool_flag())
+                assert r.status_code == 201
+        sdk = node.urls["sdk"]
+        text = ""
+
+        def merged() -> bool:
+            nonlocal text
+            text = httpx.get(sdk + "/metrics", timeout=10).text
+            workers = {lab["worker"] for lab, _ in samples(text, "flagstream_environments")}
+            conns = sum(v for lab, v in samples(text, "flagstream_connections")
+                        if lab["env"] == "ops")
+            prop = sum(v for _, v in samples(text, "flagstream_propagation_seconds_count"))
+            return workers == {"0", "1"} and conns == 4 and prop >= 3
+
+        try:
+            wait_until(merged, 20.0, "both workers' figures in one scrape", interval=0.5)
+        except AssertionError:
+            print(text)
+            raise
+        for name in ("flagstream_bus_seq", "flagstream_events_total",
+                     "flagstream_new_connections_total", "flagstream_kinesis_errors_total",
+                     "flagstream_stream_duration_seconds_count",
+                     "flagstream_admission_rejections_total", "flagstream_bus_resyncs_total"):
+            assert name in text or samples(text, name) is not None
+        admin_text = httpx.get(node.urls["admin"] + "/metrics", timeout=10).text  # no token
+        (rev,) = [v for lab, v in samples(admin_text, "flagstream_env_revision")
+                  if lab["env"] == "ops"]
+        assert rev >= 4
+        store_sum = [v for lab, v in samples(admin_text, "flagstream_env_version_sum")
+                     if lab["env"] == "ops"]
+        worker_sums = {lab["worker"]: v for lab, v in samples(text, "flagstream_env_version_sum")
+                       if lab["env"] == "ops"}
+        assert store_sum == [3.0] and set(worker_sums.values()) == {3.0}  # in sync: no drift
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_rotation_closes_old_key_streams_after_grace(node: NodeProcess) -> None:
+    env = create_env(node, "rot")
+    old_stream, _ = open_stream(node, env["sdkKey"])
+    with node.admin as admin:
+        r = admin.post("/api/v1/environments/rot/rotate", json={"key": "sdk", "graceSeconds": 2})
+        assert r.status_code == 200
+        new_key = r.json()["sdkKey"]
+    new_stream, head = open_stream(node, new_key)
+    still_old, head_old = open_stream(node, env["sdkKey"])  # in the grace period: accepted
+    try:
+        assert b" 200 " in head.split(b"\r\n", 1)[0] and b" 200 " in head_old.split(b"\r\n")[0]
+        took = closed_within(old_stream, 10.0)
+        assert took is not None and 1.0 <= took <= 6.0, took
+        assert closed_within(still_old, 3.0) is not None
+        assert closed_within(new_stream, 1.0) is None  # the new key's stream stays
+        late, refused = open_stream(node, env["sdkKey"])
+        late.close()
+        assert b" 401 " in refused.split(b"\r\n", 1)[0]
+    finally:
+        for s in (old_stream, new_stream, still_old):
+            s.close()
+
+    def counted() -> bool:
+        text = httpx.get(node.urls["sdk"] + "/metrics", timeout=10).text
+        return sum(v for lab, v in samples(text, "flagstream_disconnects_total")
+                   if lab["reason"] == "key_rotated") >= 2
+
+    wait_until(counted, 15.0, "key_rotated disconnects in /metrics", interval=0.5)
+
+
+def test_admission_and_graceful_drain(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = NodeProcess(serve_argv(data, workers=1, extra=[
+        "--max-connections", "3", "--drain-window", "2", "--drain-timeout", "6"]), data).start()
+    socks: list[socket.socket] = []
+    try:
+        env = create_env(node, "adm")
+        for _ in range(3):
+            sock, head = open_stream(node, env["sdkKey"])
+            socks.append(sock)
+            assert b" 200 " in head.split(b"\r\n", 1)[0]
+        extra, head = open_stream(node, env["sdkKey"])
+        extra.close()
+        status, _, rest = head.partition(b"\r\n")
+        assert b" 503 " in status, head
+        retry = int(rest.lower().split(b"retry-after:")[1].split(b"\r\n")[0])
+        assert 5 <= retry <= 10
+        # SIGTERM: the streams are closed spread over the 2 s window, the node exits in time
+        started = time.monotonic()
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        with ThreadPoolExecutor(max_workers=len(socks)) as pool:  # watch all at once
+            ends = list(pool.map(lambda s: closed_within(s, 8.0, started), socks))
+        closes = sorted(t for t in ends if t is not None)
+        code = node.proc.wait(15)
+        took = time.monotonic() - started
+        print(f"\ndrain: stream closes at {[round(t, 2) for t in closes]} s, exit {code} "
+              f"after {took:.1f} s")
+        assert len(closes) == 3 and closes[-1] - closes[0] >= 0.5  # spread, not a burst
+        assert code == 0 and took < 6 + 5
+    finally:
+        for s in socks:
+            s.close()
+        node.stop()
