@@ -28,6 +28,7 @@ from tests.badinput.admin_server import TOKEN, StoreThread
 OPS = Path(__file__).resolve().parents[2] / "ops"
 EXAMPLES = int(os.environ.get("FLAGSTREAM_SCHEMATHESIS_EXAMPLES", "30"))
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SENT = [0]  # requests made, printed at the end (run with -s)
 
 schema = schemathesis.openapi.from_path(OPS / "openapi.yaml")
 # A schema-valid flag can still be refused by the store's validation (400): that is correct,
@@ -46,6 +47,7 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield store.url
     finally:
         store.stop()
+        print(f"\nschemathesis: {SENT[0]} requests, {EXAMPLES} examples per operation")
 
 
 def _negative(case: Case[Any], where: ParameterLocation | None = None) -> bool:
@@ -77,5 +79,6 @@ def test_admin_api_conforms(case: Case[Any], admin_url: str) -> None:
     _aim(case)
     # A case generated without (or with a broken) Authorization header is sent as generated.
     headers = None if _negative(case, ParameterLocation.HEADER) else AUTH
+    SENT[0] += 1
     case.call_and_validate(base_url=admin_url, headers=headers, excluded_checks=EXCLUDED,
                            timeout=10)
