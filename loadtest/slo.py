@@ -33,6 +33,7 @@ import math
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ import orjson
 
 from loadtest import procstats
 from loadtest.report import percentile_svg, rounds_svg, write_report
-from loadtest.rounds import MAX_PER_CLIENT, ClientPool, RoundResult, histogram
+from loadtest.rounds import MAX_PER_CLIENT, REPO, ClientPool, RoundResult, histogram
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
 
 SLO_MS = 500.0
@@ -82,22 +83,38 @@ def summarise(rounds: list[RoundResult], warmup: int) -> dict[str, Any]:
 
 def run_rounds(pool: ClientPool, target: Target, first_seq: int, count: int,
                args: argparse.Namespace, label: str) -> list[RoundResult]:
-    out = []
+    return [r for r, _ in run_paired(pool, target, None, first_seq, count, args, label)]
+
+
+Paired = tuple[ClientPool, Target]
+
+
+def run_paired(pool: ClientPool, target: Target, other: Paired | None, first_seq: int,
+               count: int, args: argparse.Namespace, label: str
+               ) -> list[tuple[RoundResult, RoundResult | None]]:
+    """Rounds on `target`; with `other`, each change is followed by the same change on the
+    other target (its own clients), so both see the same machine conditions."""
+    out: list[tuple[RoundResult, RoundResult | None]] = []
     for seq in range(first_seq, first_seq + count):
-        t_start = time.monotonic()
-        r = pool.round(seq, target, timeout_s=args.round_timeout)
-        out.append(r)
-        progress(f"{label} change {seq}: {r.received}/{r.expected} p50 {r.pct(50):.0f} "
-                 f"p99 {r.pct(99):.0f} max {r.pct(100):.0f} ms, server "
-                 f"{r.server_cpu_us_per_client:.1f} µs/client, others {r.others_cpu_ms:.0f} ms")
-        pause = args.pace - (time.monotonic() - t_start)
-        if pause > 0:
-            time.sleep(pause)
+        pair: list[RoundResult] = []
+        for p, t, name in [(pool, target, label)] + ([(*other, other[1].name)] if other else []):
+            t_start = time.monotonic()
+            r = p.round(seq, t, timeout_s=args.round_timeout)
+            pair.append(r)
+            progress(f"{name} change {seq}: {r.received}/{r.expected} p50 {r.pct(50):.0f} "
+                     f"p99 {r.pct(99):.0f} max {r.pct(100):.0f} ms, server "
+                     f"{r.server_cpu_us_per_client:.1f} µs/client, others "
+                     f"{r.others_cpu_ms:.0f} ms")
+            pause = args.pace - (time.monotonic() - t_start)
+            if pause > 0:
+                time.sleep(pause)
+        out.append((pair[0], pair[1] if other else None))
     return out
 
 
 def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: list[str],
-                          args: argparse.Namespace, label: str, **kw: Any) -> dict[str, Any]:
+                          args: argparse.Namespace, label: str, rss_base: int | None = None,
+                          **kw: Any) -> dict[str, Any]:
     progress(f"{label}: opening {n} streams over {len(addresses)} addresses, "
              f"{len(pool.clients)} client processes")
     base = procstats.sample_pids(target.server_pids())
@@ -107,6 +124,7 @@ def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: l
     wall = time.monotonic() - t0
     after = procstats.sample_pids(target.server_pids())
     held = sum(p["connected"] for p in phases)
+    rss0 = base.rss_kb if rss_base is None else rss_base  # before anything was connected
     errors: dict[str, int] = {}
     for p in phases:
         for k, v in p["errors"].items():
@@ -114,8 +132,8 @@ def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: l
     out = {
         "requested": n, "held": held, "failed": sum(p["failed"] for p in phases),
         "errors": errors, "wall_s": wall, "accept_rate_per_s": held / wall,
-        "server_rss_before_kb": base.rss_kb, "server_rss_after_kb": after.rss_kb,
-        "server_rss_per_conn_kb": (after.rss_kb - base.rss_kb) / max(1, held),
+        "server_rss_before_kb": rss0, "server_rss_after_kb": after.rss_kb,
+        "server_rss_per_conn_kb": (after.rss_kb - rss0) / max(1, held),
         "server_cpu_us_per_accept": (after.cpu_ns - base.cpu_ns) / max(1, held) / 1e3,
         "per_process_sockets": [procstats.socket_fds(p) for p in target.worker_pids()],
     }  # fmt: skip
@@ -144,34 +162,60 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
     pool: ClientPool | None = None
     try:
         target.start()
+        rss_base = procstats.sample_pids(target.server_pids()).rss_kb
         pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
         stalled = "stalled" in args.scenarios and args.stalled > 0
+        floor: Paired | None = None
+        floor_connect: dict[str, Any] = {}
+        rounds: list[RoundResult] = []
+        with_stalled: dict[str, Any] = {}
+        checks: list[dict[str, Any]] = []
         t_fill = stall_fill(pool, target, args) if stalled else 0.0
         fan: dict[str, Any] = {"connect": connect_with_progress(
-            pool, target, n, addresses_for(n, args), args, "fanout", reconnect=RECONNECT)}
+            pool, target, n, addresses_for(n, args), args, "fanout", reconnect=RECONNECT,
+            rss_base=rss_base)}
         report["fanout"] = fan
+        if "floor" in args.scenarios:  # held alongside, measured change by change in turn
+            floor_target = BaselineTarget("floor", procs=args.workers)
+            floor_target.start()
+            floor = (ClientPool(clients_for(n, args), time_limit_s=time_limit(args)),
+                     floor_target)
+            floor_connect = connect_with_progress(floor[0], floor_target, n,
+                                                  addresses_for(n, args), args, "floor")
         time.sleep(1.0)
         seq = 1
         count = args.warmup + args.changes
-        rounds = run_rounds(pool, target, seq, count, args,
-                            "fanout/with-stalled" if stalled else "fanout")
-        seq += count
-        if stalled:  # the same figures again once the server has dropped the stalled streams
+        if stalled:  # first with the stalled streams, then again once the server dropped them
+            rounds = run_rounds(pool, target, seq, count, args, "fanout/with-stalled")
+            seq += count
             with_stalled = summarise(rounds, args.warmup)
             wait = t_fill + args.stall_timeout + 10 - time.monotonic()
             progress(f"stalled: waiting {max(0.0, wait):.0f} s for the server's stall timeout")
             time.sleep(max(0.0, wait))
             checks = pool.ask({"cmd": "check_stalled", "timeout_s": 30}, "stalled", 60)
-            rounds = run_rounds(pool, target, seq, count, args, "fanout")
-            seq += count
-            fan.update(summarise(rounds, args.warmup))
+        # the main figures: without stalled streams, each change paired with the floor's
+        pairs = run_paired(pool, target, floor, seq, count, args, "fanout")
+        seq += count
+        rounds = [a for a, _ in pairs]
+        if floor is not None:
+            report["floor"] = {"connect": floor_connect, "interleaved": True, **summarise(
+                [b for _, b in pairs if b is not None], args.warmup)}
+            report["paired_p99_ratios"] = [a.pct(99) / b.pct(99)
+                                           for a, b in pairs[args.warmup:] if b]
+        fan.update(summarise(rounds, args.warmup))
+        if stalled:
             report["stalled"] = stall_figures(args, with_stalled, fan, checks,
                                               scrape_metrics(target))
-        else:
-            fan.update(summarise(rounds, args.warmup))
+        if floor is not None:
+            floor[0].close()
+            floor[1].stop()
+            floor = None
         if "storm" in args.scenarios:
             scenario_storm(pool, target, seq, args, report)
     finally:
+        if floor is not None:
+            floor[0].close()
+            floor[1].stop()
         if pool is not None:
             pool.close()
         report["fanout_node"] = target.stop()
@@ -303,6 +347,60 @@ def scenario_baseline(target: Target, n: int, args: argparse.Namespace, changes:
         target.stop()
 
 
+def scenario_locust(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Locust itself at N: `--processes C` workers, one LeanStreamUser of N/C streams each, the
+    flag writer every `--pace` s; figures from the master's merged histograms (`--fs-json`)."""
+    n, procs = args.connections, clients_for(args.connections, args)
+    target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0")
+    out = args.out / "locust.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        target.start()
+        assert target.node.listeners is not None
+        ls = target.node.listeners
+        run_s = int(n / 2500) + 10 + int(args.changes * args.pace)
+        argv = [
+            sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
+            "--processes", str(procs), "-u", str(procs + 1), "-r", str(procs + 1),
+            "-t", f"{run_s}s", "--only-summary", "--stop-timeout", "5",
+            "--fs-admin", f"http://127.0.0.1:{ls.admin[1]}",
+            "--fs-admin-token", target.node.admin_token, "--fs-env", "bench",
+            "--fs-stream", f"http://127.0.0.1:{ls.stream[1]}",
+            "--fs-sdk", f"http://127.0.0.1:{ls.sdk[1]}",
+            "--fs-addresses", ",".join(addresses_for(n, args)),
+            "--fs-lean-streams", str(math.ceil(n / procs)), "--fs-change-interval",
+            str(args.pace), "--fs-json", str(out), "--fs-hgrm", str(args.out / "locust.hgrm"),
+            "LeanStreamUser", "FlagWriterUser",
+        ]  # fmt: skip
+        progress(f"locust: {procs} workers x {math.ceil(n / procs)} streams for {run_s} s")
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cpu0 = 0
+        deadline = time.monotonic() + run_s + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(1.0)  # schedstat of the whole locust tree (threads and forks included)
+            cpu0 = max(cpu0, procstats.sample_tree(proc.pid).cpu_ns)
+        if proc.poll() is None:
+            proc.kill()
+        log = proc.communicate(timeout=30)[0].decode(errors="replace")
+        rows = orjson.loads(out.read_bytes())["changes"] if out.exists() else []
+        total = math.ceil(n / procs) * procs
+        full = [r for r in rows if r["count"] == total]
+        deliveries = sum(r["count"] for r in rows)
+        report["locust"] = {
+            "streams": total, "changes_seen": len(rows), "changes_to_all": len(full),
+            "p99_per_change_ms": [round(r["p99_ms"], 1) for r in full],
+            "median_change_p99_ms": statistics.median(r["p99_ms"] for r in full) if full
+            else math.nan,
+            "locust_cpu_s": cpu0 / 1e9, "deliveries": deliveries,
+            "locust_cpu_us_per_event_upper_bound": cpu0 / 1e3 / max(1, deliveries),
+            "exit_code": proc.returncode, "log_tail": log[-1500:],
+        }  # fmt: skip
+        progress(f"locust: {len(full)} changes reached all {total} streams; median P99 "
+                 f"{report['locust']['median_change_p99_ms']:.0f} ms")
+    finally:
+        target.stop()
+
+
 def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(target, measured, met / NOT MET) rows for the issue's targets that were run."""
     rows: list[tuple[str, str, str]] = []
@@ -325,9 +423,13 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
         row("every stream got every change", str(fan["all_delivered"]), fan["all_delivered"])
     floor = report.get("floor")
     if fan and floor:
-        ratio = fan["median_round"]["p99"] / floor["median_round"]["p99"]
+        paired = report.get("paired_p99_ratios")
+        ratio = (statistics.median(paired) if paired
+                 else fan["median_round"]["p99"] / floor["median_round"]["p99"])
         report["ratio_to_floor"] = ratio
-        row("fan-out P99 / floor P99 <= 1.15", f"{ratio:.2f}", ratio <= 1.15)
+        how = (f"median of {len(paired)} paired changes, range {min(paired):.2f}-"
+               f"{max(paired):.2f}" if paired else "ratio of median changes")
+        row("fan-out P99 / floor P99 <= 1.15", f"{ratio:.2f} ({how})", ratio <= 1.15)
     st = report.get("stalled")
     if st:
         row(f"{st['stalled']} stalled: others' P99 +<= 10 %", f"{st['p99_increase'] * 100:+.1f} %"
@@ -389,10 +491,12 @@ def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
     if "fanout" in report:
         lines += render_fanout(f"flagstream fan-out, {report['workers']} workers", report["fanout"])
     if "floor" in report:
-        lines += render_fanout("floor: raw send loop, same clients", report["floor"])
+        how = "interleaved change by change" if report["floor"].get("interleaved") else "after"
+        lines += render_fanout(f"floor: raw send loop, same N and clients ({how})",
+                               report["floor"])
     for name, fan in report.get("baselines", {}).items():
         lines += render_fanout(f"baseline {name} at {report['baseline_connections']}", fan)
-    for key in ("stalled", "storm"):
+    for key in ("stalled", "storm", "locust"):
         if key in report:
             lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
     width = max((len(r[0]) for r in rows), default=10)
@@ -414,7 +518,7 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU ({model}), Linux {os.uname().release}, Python {py}"
 
 
-SCENARIOS = ("fanout", "stalled", "storm", "floor", "baselines")
+SCENARIOS = ("fanout", "stalled", "storm", "floor", "baselines", "locust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -458,9 +562,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     if args.scenarios & {"fanout", "stalled", "storm"}:
         scenario_flagstream(args, report)
-    if "floor" in args.scenarios:
+    if "floor" in args.scenarios and "fanout" not in args.scenarios:
         report["floor"] = scenario_baseline(BaselineTarget("floor", procs=args.workers),
                                             args.connections, args, args.changes)
+    if "locust" in args.scenarios:
+        scenario_locust(args, report)
     if "baselines" in args.scenarios:
         b = report["baselines"] = {}
         n = args.baseline_connections
