@@ -7,7 +7,9 @@ Locust runs on gevent, and one greenlet per stream costs 18-31 µs of CPU per re
 blocking sockets and one real ``epoll`` (taken from before gevent's monkey-patching, which hides
 it). The owning greenlet sleeps in gevent on the epoll fd's readability, so the rest of Locust
 keeps running, then drains ready sockets in a tight loop through `loadtest.lean_wire` (about
-2-3 µs per event). Latencies are handed back in batches: one call per loop turn, not per event.
+2-3 µs per event). When only a trickle is ready it sleeps 2 ms first, so one loop turn serves
+many sockets (on shared cores each wake-up also takes CPU from the server under test).
+Latencies are handed back in batches: one call per loop turn, not per event.
 
 Connections open at a bounded concurrency, round-robin over destination addresses; a stream
 that drops is reopened after the SDKs' jittered backoff (`lean_wire.reconnect_delay`).
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 from gevent import monkey
 from gevent.socket import wait_read
 
@@ -66,7 +69,7 @@ class StreamSet:
     def __init__(self, *, n: int, addresses: list[str], port: int, path: str,
                  headers: dict[str, str], on_deliveries: Deliveries,
                  clock: Callable[[], int] = time.monotonic_ns, concurrency: int = 128,
-                 decoder: str = "fast") -> None:
+                 decoder: str = "fast", coalesce_s: float = 0.002) -> None:
         self.n = n
         self.addresses = addresses
         self.port = port
@@ -74,6 +77,7 @@ class StreamSet:
         self.on_deliveries = on_deliveries
         self.clock = clock
         self.concurrency = concurrency
+        self.coalesce_s = coalesce_s
         self.decoder_cls = DECODERS[decoder]
         self.ep = _epoll()
         self.streams: dict[int, _Stream] = {}
@@ -189,7 +193,11 @@ class StreamSet:
             with contextlib.suppress(TimeoutError):
                 wait_read(self.ep.fileno(), timeout=0.05)
             out: list[tuple[int, int]] = []
-            for fd, _mask in self.ep.poll(0, 1024):
+            ready = self.ep.poll(0, 1024)
+            if 0 < len(ready) < 64 and self.coalesce_s and self.started >= self.n:
+                gevent.sleep(self.coalesce_s)  # a trickle: wait for company (lean_client)
+                ready = self.ep.poll(0, 1024)
+            for fd, _mask in ready:
                 st = streams.get(fd)
                 if st is None:
                     continue

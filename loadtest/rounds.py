@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 class ClientProc:
     """One lean client subprocess, spoken to in JSON lines. A thread drains its stdout."""
 
-    def __init__(self, *, time_limit_s: float, decoder: str) -> None:
+    def __init__(self, *, time_limit_s: float, decoder: str, coalesce_ms: float = 0.0) -> None:
         argv = [sys.executable, "-m", "loadtest.lean_client"]
-        argv += ["--time-limit", str(time_limit_s), "--decoder", decoder]
+        argv += ["--time-limit", str(time_limit_s), "--decoder", decoder,
+                 "--coalesce-ms", str(coalesce_ms)]
         self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._inbox: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._pump, daemon=True)
@@ -157,9 +158,10 @@ def split_connections(n: int, clients: int) -> list[int]:
 class ClientPool:
     """C lean client processes that together hold N streams to one target."""
 
-    def __init__(self, clients: int, *, time_limit_s: float, decoder: str = "fast") -> None:
-        self.clients = [ClientProc(time_limit_s=time_limit_s, decoder=decoder)
-                        for _ in range(clients)]  # fmt: skip
+    def __init__(self, clients: int, *, time_limit_s: float, decoder: str = "fast",
+                 coalesce_ms: float = 0.0) -> None:
+        self.clients = [ClientProc(time_limit_s=time_limit_s, decoder=decoder,
+                                   coalesce_ms=coalesce_ms) for _ in range(clients)]
         for c in self.clients:  # a round trip: the client has started and imported everything
             c.send({"cmd": "stats"})
             c.wait("stats", 30)

@@ -163,7 +163,8 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
     try:
         target.start()
         rss_base = procstats.sample_pids(target.server_pids()).rss_kb
-        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
+        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args),
+                          coalesce_ms=args.coalesce_ms)
         stalled = "stalled" in args.scenarios and args.stalled > 0
         floor: Paired | None = None
         floor_connect: dict[str, Any] = {}
@@ -178,7 +179,8 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
         if "floor" in args.scenarios:  # held alongside, measured change by change in turn
             floor_target = BaselineTarget("floor", procs=args.workers)
             floor_target.start()
-            floor = (ClientPool(clients_for(n, args), time_limit_s=time_limit(args)),
+            floor = (ClientPool(clients_for(n, args), time_limit_s=time_limit(args),
+                          coalesce_ms=args.coalesce_ms),
                      floor_target)
             floor_connect = connect_with_progress(floor[0], floor_target, n,
                                                   addresses_for(n, args), args, "floor")
@@ -336,7 +338,8 @@ def scenario_baseline(target: Target, n: int, args: argparse.Namespace, changes:
     pool: ClientPool | None = None
     try:
         target.start()
-        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args))
+        pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args),
+                          coalesce_ms=args.coalesce_ms)
         conn = connect_with_progress(pool, target, n, addresses_for(n, args), args, target.name)
         time.sleep(1.0)
         rounds = run_rounds(pool, target, 1, args.warmup + changes, args, target.name)
@@ -545,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--round-timeout", type=float, default=20.0)
     ap.add_argument("--pace", type=float, default=1.0)
+    ap.add_argument("--coalesce-ms", type=float, default=2.0,
+                    help="lean clients: when < 64 sockets are ready, wait this long for more"
+                         " (0: never; measured latency includes the wait)")
     ap.add_argument("--stalled", type=int, default=100)
     ap.add_argument("--stall-fills", type=int, default=8, help="big changes to fill them")
     ap.add_argument("--stall-pad", type=int, default=512 * 1024, help="bytes per fill change")
