@@ -1,10 +1,11 @@
 """Propagation figures for Locust: HdrHistograms per change, merged across worker processes.
 
 Every Locust process keeps one :class:`Propagation`. Stream users `record` each delivery (µs,
-keyed by the change's seq). A worker ships what it gathered since its last report inside
-Locust's own `report_to_master` message (`export`, base64 HdrHistogram encodings, then reset);
-the master `merge`s them, so the master's figures are exact over all workers, and `render` /
-`hgrm` give the per-change and pooled percentiles at the end of a run.
+keyed by the change's seq) into one HdrHistogram per change. A worker ships what it gathered
+since its last report inside Locust's own `report_to_master` message (`export`, base64
+HdrHistogram encodings, then reset); the master `merge`s them, so its figures are exact over all
+workers (a local run `flush`es its own instead), and `render` / `hgrm` give the per-change and
+pooled percentiles at the end of a run.
 
 Locust's own statistics table is fed too (request type ``SSE``, name ``propagation``): Locust
 merges that across workers by itself. `log_to_stats` writes a batch of deliveries in one call
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections import Counter
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -34,18 +36,25 @@ class Propagation:
         self._since_report: dict[int, HdrHistogram] = {}
 
     def record(self, seq: int, latency_us: int) -> None:
-        v = max(1, latency_us)
-        for table in (self.by_seq, self._since_report):
-            h = table.get(seq)
-            if h is None:
-                h = table[seq] = _new()
-            h.record_value(v)
+        h = self._since_report.get(seq)
+        if h is None:
+            h = self._since_report[seq] = _new()
+        h.record_value(max(1, latency_us))
 
     def export(self) -> dict[str, str]:
-        """The deliveries since the last export, encoded (and forgotten)."""
+        """The deliveries since the last export, encoded (and forgotten here)."""
         out = {str(seq): h.encode().decode() for seq, h in self._since_report.items()}
         self._since_report = {}
         return out
+
+    def flush(self) -> None:
+        """Fold this process's own unexported deliveries into its figures (local runs)."""
+        for seq, h in self._since_report.items():
+            mine = self.by_seq.get(seq)
+            if mine is None:
+                mine = self.by_seq[seq] = _new()
+            mine.add(h)
+        self._since_report = {}
 
     def merge(self, exported: dict[str, str]) -> None:
         for seq_text, blob in exported.items():
@@ -92,16 +101,23 @@ class Propagation:
 
 
 def log_to_stats(stats: Any, values_ms: list[int], content_length: int) -> None:
-    """Log many deliveries to a Locust `RequestStats` at once (same effect as one
-    `log_request` per value, for Locust 2.x's StatsEntry)."""
+    """Log many deliveries to a Locust `RequestStats` at once: the same fields as one
+    `log_request` per value (Locust 2.x `StatsEntry.log`), with the per-value work in C."""
     if not values_ms:
         return
     now = time.time()
     n = len(values_ms)
+    buckets = Counter(v if v < 100 else round(v, -1) if v < 1000 else round(v, -2) if v < 10000
+                      else round(v, -3) for v in values_ms)  # locust.stats.bucket_response_time
+    total, lo, hi = sum(values_ms), min(values_ms), max(values_ms)
     for entry in (stats.total, stats.get(NAME, REQUEST_TYPE)):
         entry.num_requests += n
         entry.num_reqs_per_sec[int(now)] += n
         entry.last_request_timestamp = now
         entry.total_content_length += content_length * n
-        for v in values_ms:
-            entry._log_response_time(v)
+        entry.total_response_time += total
+        entry.min_response_time = lo if entry.min_response_time is None else min(
+            entry.min_response_time, lo)
+        entry.max_response_time = max(entry.max_response_time, hi)
+        for bucket, count in buckets.items():
+            entry.response_times[bucket] += count

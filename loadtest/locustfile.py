@@ -127,6 +127,7 @@ def _web_route(environment: Environment, **_kw: Any) -> None:
     if app is not None:
         @app.route("/fs/propagation")
         def _page() -> tuple[str, int, dict[str, str]]:
+            PROPAGATION.flush()
             return PROPAGATION.render(), 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
@@ -134,6 +135,7 @@ def _web_route(environment: Environment, **_kw: Any) -> None:
 def _at_end(environment: Environment, **_kw: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         return
+    PROPAGATION.flush()  # a local run's own deliveries (a master has merged the workers')
     print("flagstream propagation (all workers, from t0 to the stream having the patch):")
     print(PROPAGATION.render())
     opts = environment.parsed_options
