@@ -129,11 +129,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if pool is not None:
             pool.close()
-        stopped = target.stop()
+        stopped = target.stop(keep_logs=not out.get("all_delivered"))
         out["node_exit_code"] = rc = stopped["exit_code"]
-        if rc == 0 and out.get("all_delivered"):
-            target.node.remove_data_dir()
-        else:
+        if rc != 0 or not out.get("all_delivered"):
             out["node_dir"] = stopped["data_dir"]  # logs kept for a post-mortem
             out["node_log_tail"] = target.node.output()[-3000:]
     return out

@@ -220,7 +220,7 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
             floor[1].stop()
         if pool is not None:
             pool.close()
-        report["fanout_node"] = target.stop()
+        report["fanout_node"] = target.stop(keep_logs=args.keep_logs)
 
 
 def stall_fill(pool: ClientPool, target: FlagstreamTarget, args: argparse.Namespace) -> float:
@@ -559,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--storm-timeout", type=float, default=60.0)
     ap.add_argument("--baseline-connections", type=int, default=15_000)
     ap.add_argument("--baseline-changes", type=int, default=5)
+    ap.add_argument("--keep-logs", action="store_true", help="keep the node's data dir and logs")
     ap.add_argument("--node-arg", action="append")
     ap.add_argument("--node-cmd")
     ap.add_argument("--out", type=Path, default=Path("slo-report"))

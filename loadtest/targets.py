@@ -103,10 +103,14 @@ class FlagstreamTarget:
         self.admin.patch_flag(ENV_KEY, FLAG_KEY, patch)
         return (time.monotonic_ns() - t0_ns) / 1e6
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self, *, keep_logs: bool = False) -> dict[str, Any]:
+        """Stop the node; its temp data dir (and logs) is kept only if asked or if it failed."""
         if self.admin is not None:
             self.admin.close()
         rc = self.node.stop()
+        if rc == 0 and not keep_logs:
+            self.node.remove_data_dir()
+            return {"exit_code": rc}
         return {"exit_code": rc, "data_dir": str(self.node.data_dir)}
 
 
