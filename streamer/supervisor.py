@@ -405,7 +405,10 @@ def run_node_main(cfg: NodeConfig) -> int:
     setup_logging(cfg.role if cfg.role != "serve" else "supervisor", cfg.log_format)
 
     def out(line: str) -> None:
-        print(line, flush=True)
+        # One write per line: under PYTHONUNBUFFERED, print() writes the newline separately,
+        # and a worker's log line (stderr, often the same pipe) could land in between.
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
     try:
         trio.run(run_node, cfg, out)

@@ -60,6 +60,10 @@ def events_in_stream(endpoint: str, stream: str) -> Counter[str]:
     return ids
 
 
+# A POST cut off by the kill leaves httpx's request-body generator unfinished; trio's
+# finalizer warns about it when it is collected. Harmless here, and not flagstream's.
+@pytest.mark.filterwarnings(
+    "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning")
 async def test_kill_9_loses_no_acknowledged_event(
     tmp_path: Path, stream: str, moto_endpoint: str, proxy: FaultProxy
 ) -> None:
