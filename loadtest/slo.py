@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
-from loadtest.report import percentile_svg, rounds_svg, write_report
+from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
 from loadtest.rounds import MAX_PER_CLIENT, REPO, ClientPool, RoundResult, histogram
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
 
@@ -609,8 +609,8 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> str:
     write_report(args.out, "report", text=text, hist=fan["_hist"] if fan else None,
                  sections=sections)
     for key, f in [("floor", report.get("floor")), *report.get("baselines", {}).items()]:
-        if f:
-            write_report(args.out, key, text=text, hist=f["_hist"], sections=[])
+        if f and f["_hist"].get_total_count():
+            (args.out / f"{key}.hgrm").write_text(hgrm_text(f["_hist"]))
     clean = orjson.loads(orjson.dumps(report, default=lambda o: None))
     (args.out / "report.json").write_bytes(orjson.dumps(clean, option=orjson.OPT_INDENT_2))
     return text

@@ -64,7 +64,7 @@ from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
-from streamer.sse import HEARTBEAT_CHUNK
+from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
 
 INBOX_SIZE = 1024
 _HEAD_KEY = ("", "head")
@@ -327,6 +327,7 @@ class EnvActor:
                 put = PING_FRAME  # Relay pings on connect when it has data: the SDK polls
         else:
             put = self._put_for(conn)
+        head += retry_chunk(random.random())
         self._subs[conn.kind].add(conn)
         try:
             sent = conn.sock.sendmsg([head, put])

@@ -57,6 +57,17 @@ def event_chunk(event: str, data: bytes) -> bytes:
 
 HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 
+# The SSE ``retry:`` field each stream starts with: the SDK's reconnect base delay. Every
+# connection gets its own value in [base, base + jitter), so that after a node restart the
+# clients' first reconnect attempts spread out instead of arriving in one burst.
+RETRY_BASE_MS = 1000
+RETRY_JITTER_MS = 1000
+
+
+def retry_chunk(unit: float) -> bytes:
+    """The chunk-framed ``retry:`` block for a jitter draw ``unit`` in [0, 1)."""
+    return chunk(encode_retry(RETRY_BASE_MS + int(unit * RETRY_JITTER_MS)))
+
 
 class FramingError(ValueError):
     """Bytes that are not a valid chunked body."""

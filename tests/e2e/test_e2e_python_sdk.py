@@ -142,3 +142,26 @@ def test_survives_node_restart_without_stale_data(tmp_path: Path) -> None:
             assert client.variation("f1", CTX, None) is True
     finally:
         node.stop()
+
+
+def test_stream_starts_with_a_jittered_retry_field(node: NodeProcess) -> None:
+    from streamer.sse import RETRY_BASE_MS, RETRY_JITTER_MS, SSEDecoder, SSEEvent
+
+    env = create_env(node)
+    delays = set()
+    for _ in range(5):
+        with httpx.stream("GET", node.urls["stream"] + "/all", timeout=10,
+                          headers={"Authorization": env["sdkKey"]}) as s:
+            assert s.status_code == 200
+            sse = SSEDecoder()  # httpx has already removed the chunked framing
+            events: list[SSEEvent] = []
+            deadline = time.monotonic() + 5
+            for raw in s.iter_raw():
+                events += [e for e in sse.feed(raw) if isinstance(e, SSEEvent)]
+                if events or time.monotonic() > deadline:
+                    break
+            assert events and events[0].event == "put"
+            assert sse.retry is not None
+            assert RETRY_BASE_MS <= sse.retry < RETRY_BASE_MS + RETRY_JITTER_MS
+            delays.add(sse.retry)
+    assert len(delays) > 1  # drawn per connection

@@ -40,3 +40,4 @@ def test_small_slo_run_delivers_everything(tmp_path: Path) -> None:
     assert "fan-out P99 / floor P99" in text
     names = sorted(p.name for p in tmp_path.iterdir())
     assert {"report.txt", "report.hgrm", "report.html", "report.json", "floor.hgrm"} <= set(names)
+    assert "<svg" in (tmp_path / "report.html").read_text()
