@@ -150,6 +150,24 @@ class WorkerCollector(Collector):
             for status, n in sorted(self.gate.refused.items()):
                 admission.add_metric([w, str(status)], n)
             yield admission
+            saturated = CounterMetricFamily(
+                "flagstream_saturated_refusals",
+                "streams refused with 503 because the worker was saturated, by reason "
+                "(loop_lag, memory)", labels=["worker", "reason"])
+            for why, n in sorted(self.gate.saturated_refusals.items()):
+                saturated.add_metric([w, why], n)
+            yield saturated
+            load = self.gate.load.statistics(trio.current_time())
+            yield _gauge("flagstream_loop_lag_seconds",
+                         "how late the worker's event loop woke up, last sample", w,
+                         load.last_lag_s)
+            yield _gauge("flagstream_loop_lag_max_seconds",
+                         "the largest event-loop lag seen since the worker started", w,
+                         load.max_lag_s)
+            yield _gauge("flagstream_worker_rss_bytes", "the worker's resident memory", w,
+                         load.rss_bytes)
+            yield _gauge("flagstream_saturated", "1 while the worker refuses new streams for "
+                         "saturation", w, 0 if load.saturated is None else 1)
             yield _counter("flagstream_rotated_key_closes",
                            "streams closed because their rotated key expired", w,
                            self.gate.rotated_closed)

@@ -5,9 +5,11 @@ Theory of operation
 -------------------
 Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
 ends (the client actor calls both). ``enter`` refuses, in this order: a draining worker (503),
-a worker at ``max_connections`` (503), a key at ``max_per_key`` or an address at
+a worker at ``max_connections`` (503), a saturated worker (503: its event loop lags or its RSS
+is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or an address at
 ``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
-``[retry_after_s, 2 * retry_after_s]``, so refused clients do not come back in step.
+``[retry_after_s, 2 * retry_after_s]`` (from ``[n, 3 n]`` with the load budget's shorter ``n``
+for saturation, which passes within seconds), so refused clients do not come back in step.
 
 The gate remembers which credential each stream authenticated with. When the directory
 indexes new credentials for an environment (:meth:`credentials_changed`), every stream on a
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import trio
+
+from streamer.load_monitor import LoadMonitor
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ class StreamGate:
         self.draining = False
         self._refusing = False
         self.refused: dict[int, int] = {}
+        self.load = LoadMonitor()  # the worker replaces it with one that has its budget
+        self.saturated_refusals: dict[str, int] = {}  # 503s for saturation, by reason
         self.rotated_closed = 0
         # Called with (close reason, seconds open) as each stream ends (the metrics' histogram).
         self.observe_duration: Callable[[str, float], None] | None = None
@@ -132,6 +138,13 @@ class StreamGate:
             return Refusal(503, "this worker is shutting down; reconnect", self._retry_after())
         if lim.max_connections and len(self._open) >= lim.max_connections:
             return Refusal(503, "this worker is at its connection limit", self._retry_after())
+        saturated = self.load.saturated(trio.current_time())
+        if saturated is not None:
+            self.saturated_refusals[saturated] = self.saturated_refusals.get(saturated, 0) + 1
+            n = self.load.budget.retry_after_s
+            what = "event loop is lagging" if saturated == "loop_lag" else "memory is over budget"
+            return Refusal(503, f"this worker is saturated ({what}); reconnect later",
+                           self._rng.randint(n, 3 * n))
         if lim.max_per_key and len(self._by_key.get(credential, ())) >= lim.max_per_key:
             return Refusal(429, "too many streams for this key", self._retry_after())
         if lim.max_per_address and self._by_address.get(address, 0) >= lim.max_per_address:

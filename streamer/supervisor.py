@@ -72,6 +72,8 @@ class NodeConfig:
     max_connections: int = 0
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
+    max_loop_lag: float = 1.0
+    worker_memory_budget: int = 0  # MiB
     header_timeout: float = 10.0
     key_grace: float = 86400.0
     log_format: str = "json"
@@ -106,6 +108,8 @@ class NodeConfig:
             max_connections=int(get("max_connections")),
             max_connections_per_key=int(get("max_connections_per_key")),
             max_connections_per_address=int(get("max_connections_per_address")),
+            max_loop_lag=float(get("max_loop_lag")),
+            worker_memory_budget=int(get("worker_memory_budget")),
             header_timeout=float(get("header_timeout")),
             key_grace=float(get("key_grace")),
             log_format=str(get("log_format")),
@@ -309,6 +313,8 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
         "--max-connections", str(cfg.max_connections),
         "--max-connections-per-key", str(cfg.max_connections_per_key),
         "--max-connections-per-address", str(cfg.max_connections_per_address),
+        "--max-loop-lag", str(cfg.max_loop_lag),
+        "--worker-memory-budget", str(cfg.worker_memory_budget),
         "--drain-window", str(cfg.drain_window),
         "--drain-timeout", str(cfg.drain_timeout),
         "--log-format", cfg.log_format,

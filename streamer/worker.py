@@ -34,6 +34,7 @@ from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
+from streamer.load_monitor import LoadBudget, LoadMonitor, run_load_probe
 from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
@@ -58,6 +59,7 @@ class WorkerConfig:
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
     gate: GateLimits = field(default_factory=GateLimits)
+    load: LoadBudget = field(default_factory=LoadBudget)  # saturation: loop lag, memory
     drain_window: float = 5.0  # SIGTERM: streams are closed spread over this many seconds
     drain_timeout: float = 10.0  # ... and the worker exits within this
     metrics_dir: Path | None = None  # per-worker /metrics snapshots (default DATA_DIR/metrics)
@@ -98,6 +100,7 @@ async def run_worker(
     gc_policy.install()
     directory = Directory(heartbeat_interval=config.heartbeat_interval)
     directory.gate.limits = config.gate
+    directory.gate.load = LoadMonitor(config.load)
     metrics = WorkerMetrics(config.worker_id, directory,
                             metrics_dir=config.metrics_dir or config.data_dir / "metrics")
     directory.probe = PropagationProbe(metrics.propagation.observe)
@@ -106,6 +109,7 @@ async def run_worker(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(directory.run)
+            await nursery.start(partial(run_load_probe, directory.gate.load))
             subscriber = BusSubscriber(config.bus, config.bus_snapshot, directory,
                                        heartbeat_timeout=config.bus_heartbeat_timeout)
             await nursery.start(subscriber.run)
@@ -173,12 +177,16 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--max-connections", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
+    p.add_argument("--max-loop-lag", type=float, default=1.0, metavar="S")
+    p.add_argument("--worker-memory-budget", type=int, default=0, metavar="MIB")
     p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--log-format", choices=["json", "text"], default="text")
     a = p.parse_args(argv)
     if min(a.max_connections, a.max_connections_per_key, a.max_connections_per_address) < 0:
         p.error("connection limits must be 0 (none) or more")
+    if a.max_loop_lag < 0 or a.worker_memory_budget < 0:
+        p.error("--max-loop-lag and --worker-memory-budget must be 0 (none) or more")
     if not 0 <= a.drain_window < a.drain_timeout:
         p.error("--drain-window must be 0 or more and shorter than --drain-timeout")
     if not 0 < a.heartbeat_interval < 60:
@@ -196,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
         gate=GateLimits(max_connections=a.max_connections, max_per_key=a.max_connections_per_key,
                         max_per_address=a.max_connections_per_address),
+        load=LoadBudget(max_loop_lag_s=a.max_loop_lag,
+                        max_rss_bytes=a.worker_memory_budget * 1024 * 1024),
         drain_window=a.drain_window, drain_timeout=a.drain_timeout, log_format=a.log_format,
     )
 

@@ -176,3 +176,34 @@ def test_admission_and_graceful_drain(tmp_path: Path) -> None:
         for s in socks:
             s.close()
         node.stop()
+
+
+def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
+    # A 1 MiB memory budget: the worker is over it from its first RSS sample, so it must
+    # refuse every new stream cheaply, with a short jittered Retry-After, and keep serving
+    # polls; /metrics says why.
+    data = tmp_path / "data"
+    node = NodeProcess(serve_argv(data, workers=1, extra=["--worker-memory-budget", "1"]),
+                       data).start()
+    try:
+        env = create_env(node, "sat")
+        waits = set()
+        for _ in range(12):
+            sock, head = open_stream(node, env["sdkKey"])
+            sock.close()
+            status, _, rest = head.partition(b"\r\n")
+            assert b" 503 " in status, head
+            assert b"saturated (memory is over budget)" in rest
+            waits.add(int(rest.lower().split(b"retry-after:")[1].split(b"\r\n")[0]))
+        assert waits <= {1, 2, 3} and len(waits) > 1
+        poll = httpx.get(node.urls["sdk"] + "/sdk/latest-all", timeout=10,
+                         headers={"Authorization": env["sdkKey"]})
+        assert poll.status_code == 200
+        text = httpx.get(node.urls["sdk"] + "/metrics", timeout=10).text
+        refused = dict((s[0]["reason"], s[1])
+                       for s in samples(text, "flagstream_saturated_refusals_total"))
+        assert refused.get("memory", 0) >= 12
+        assert [v for _, v in samples(text, "flagstream_saturated")] == [1.0]
+        assert samples(text, "flagstream_worker_rss_bytes")[0][1] > 1024 * 1024
+    finally:
+        node.stop()

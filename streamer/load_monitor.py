@@ -1,0 +1,128 @@
+"""Is this worker saturated? Event-loop lag and memory against their budgets.
+
+Theory of operation
+-------------------
+A worker is one trio loop. When it has more to do than it can keep up with (a reconnect
+herd's handshakes, cores shared with other processes), every task runs late, the fan-out to
+the streams already open included: taking on more streams makes everyone's propagation
+worse. A worker whose RSS passes its memory budget risks the OOM killer, which would drop all
+of its streams at once. In both cases the right answer to a *new* stream is a cheap 503 with a
+short, jittered ``Retry-After``: the client comes back when the herd has passed, or goes to
+another node.
+
+:class:`LoadMonitor` is the pure core. It is fed samples with the time they were taken: loop
+lag (how late a periodic sleep woke up) and RSS. One sample over budget makes the worker
+saturated until ``hold_s`` after it, so the state does not flap from sample to sample.
+:meth:`LoadMonitor.saturated` answers the reason (``"loop_lag"`` or ``"memory"``) or None.
+Memory is checked first: it is the harder limit.
+
+:func:`run_load_probe` is the shell: one task that sleeps ``interval_s`` in a loop, feeds the
+lateness of each wake-up as lag, and reads ``/proc/self/statm`` once a second for RSS. The
+stream gate (:mod:`streamer.stream_gate`) asks the monitor before it admits a stream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBudget:
+    max_loop_lag_s: float = 0.0  # 0: lag never saturates
+    max_rss_bytes: int = 0  # 0: memory never saturates
+    # Saturated until this long after the last sample over budget; longer than the RSS
+    # sampling interval (1 s), so a worker that stays over its memory budget stays saturated.
+    hold_s: float = 2.0
+    retry_after_s: int = 1  # refusals carry Retry-After drawn from [n, 3 n]
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_loop_lag_s > 0 or self.max_rss_bytes > 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadStatistics:
+    last_lag_s: float
+    max_lag_s: float  # the largest lag sample seen
+    rss_bytes: int
+    saturated: str | None
+    episodes: dict[str, int]  # how often each reason began
+
+
+class LoadMonitor:
+    def __init__(self, budget: LoadBudget | None = None) -> None:
+        self.budget = budget or LoadBudget()
+        self.last_lag_s = 0.0
+        self.max_lag_s = 0.0
+        self.rss_bytes = 0
+        self._until: dict[str, float] = {}  # reason -> saturated until this time
+        self._active: set[str] = set()
+        self.episodes: dict[str, int] = {}
+
+    def observe_lag(self, lag_s: float, now: float) -> None:
+        self.last_lag_s = lag_s
+        self.max_lag_s = max(self.max_lag_s, lag_s)
+        limit = self.budget.max_loop_lag_s
+        if limit > 0 and lag_s >= limit:
+            self._over("loop_lag", now)
+
+    def observe_rss(self, rss_bytes: int, now: float) -> None:
+        self.rss_bytes = rss_bytes
+        limit = self.budget.max_rss_bytes
+        if limit > 0 and rss_bytes >= limit:
+            self._over("memory", now)
+
+    def _over(self, reason: str, now: float) -> None:
+        self._until[reason] = now + self.budget.hold_s
+        if reason not in self._active:
+            self._active.add(reason)
+            self.episodes[reason] = self.episodes.get(reason, 0) + 1
+
+    def saturated(self, now: float) -> str | None:
+        """The reason this worker should refuse new streams at ``now``, or None."""
+        if not self._until:
+            return None
+        for reason in ("memory", "loop_lag"):
+            until = self._until.get(reason)
+            if until is None:
+                continue
+            if now < until:
+                return reason
+            del self._until[reason]
+            self._active.discard(reason)
+        return None
+
+    def statistics(self, now: float) -> LoadStatistics:
+        return LoadStatistics(self.last_lag_s, self.max_lag_s, self.rss_bytes,
+                              self.saturated(now), dict(self.episodes))
+
+
+def read_rss_bytes() -> int:
+    """This process's resident set size (one small read of ``/proc/self/statm``)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE_BYTES
+
+
+async def run_load_probe(
+    monitor: LoadMonitor, *, interval_s: float = 0.05, rss_every_s: float = 1.0,
+    read_rss: Callable[[], int] = read_rss_bytes,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed ``monitor`` until cancelled: loop lag every ``interval_s``, RSS every
+    ``rss_every_s``. Costs one wake-up per interval, nothing per stream."""
+    task_status.started()
+    next_rss = trio.current_time()
+    while True:
+        before = trio.current_time()
+        await trio.sleep(interval_s)
+        now = trio.current_time()
+        monitor.observe_lag(max(0.0, now - before - interval_s), now)
+        if now >= next_rss:
+            monitor.observe_rss(read_rss(), now)
+            next_rss = now + rss_every_s
