@@ -203,6 +203,19 @@ def _url(hostport: tuple[str, int]) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def restart_delay(previous: float | None, ran_for: float) -> float:
+    """Seconds to wait before restarting a worker that ran ``ran_for`` seconds; ``previous``
+    is the delay before its last restart (None: never restarted).
+
+    A worker that crashes after a healthy run is restarted at once: its streams are
+    reconnecting right now and every second the port refuses them pushes their SDK backoff
+    up. A worker that keeps crashing soon after start backs off 1, 2, 4, ... 30 s.
+    """
+    if previous is None or ran_for > HEALTHY_RESET_S:
+        return 0.0
+    return min(max(1.0, previous * 2), RESTART_BACKOFF_MAX_S)
+
+
 class WorkerSupervisor:
     """Starts one worker process, waits for its readiness line and restarts it on failure."""
 
@@ -244,7 +257,7 @@ class WorkerSupervisor:
     async def run(self, *, task_status: trio.TaskStatus[dict[str, Any]]) -> None:
         proc, ready = await self._spawn()
         task_status.started(ready)
-        backoff = 1.0
+        backoff: float | None = None
         while True:
             started_at = trio.current_time()
             async with trio.open_nursery() as nursery:
@@ -252,12 +265,10 @@ class WorkerSupervisor:
                 await proc.wait()
             if self.stopping:
                 return
+            backoff = restart_delay(backoff, trio.current_time() - started_at)
             log.warning("worker %d exited with code %s; restarting in %.0f s",
                         self.worker_id, proc.returncode, backoff)
-            if trio.current_time() - started_at > HEALTHY_RESET_S:
-                backoff = 1.0
             await trio.sleep(backoff)
-            backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
             self.restarts += 1
             try:
                 proc, _ = await self._spawn()
