@@ -92,8 +92,8 @@ _STALLED_RCVBUF = 1024  # the kernel doubles it and applies its minimum (~2.3 KB
 
 
 class _Conn:
-    __slots__ = ("addr", "attempt", "decoder", "got_put", "head", "initial", "last_seq",
-                 "request", "retry_after", "sock", "state")  # fmt: skip
+    __slots__ = ("addr", "attempt", "base_s", "decoder", "got_put", "head", "initial",
+                 "last_seq", "request", "retry_after", "sock", "state")  # fmt: skip
 
     def __init__(self, sock: socket.socket, addr: str, request: bytes, *, initial: bool) -> None:
         self.sock = sock
@@ -107,6 +107,7 @@ class _Conn:
         self.last_seq = -1
         self.attempt = 0  # failed reconnect attempts in a row
         self.retry_after: float | None = None
+        self.base_s: float | None = None  # backoff base from the stream's retry: (as SDKs do)
 
 
 class _Round:
@@ -158,7 +159,8 @@ class Client:
         self._errors: dict[str, int] = {}
         # reconnects: a heap of (due monotonic s, tiebreak, addr, request, attempt)
         self._reconnect: dict[str, float] | None = None
-        self._pending: list[tuple[float, int, str, bytes, int]] = []
+        # (due, tiebreak, address, request, attempt, backoff base from a retry: field)
+        self._pending: list[tuple[float, int, str, bytes, int, float | None]] = []
         self._tiebreak = 0
         self.reconnects = 0
         self.retry_after_seen: list[float] = []
@@ -307,26 +309,30 @@ class Client:
         budget = self._concurrency
         while self._pending and self._pending[0][0] <= now and budget > 0:
             budget -= 1
-            _, _, addr, request, attempt = heapq.heappop(self._pending)
+            _, _, addr, request, attempt, base_s = heapq.heappop(self._pending)
             self.reconnects += 1
             conn = self._open(addr, request, initial=False)
             if conn is None:
-                self._schedule(addr, request, attempt + 1, None, now)
+                self._schedule(addr, request, attempt + 1, None, now, base_s)
             else:
                 conn.attempt = attempt
+                conn.base_s = base_s
 
     def _schedule(
-        self, addr: str, request: bytes, attempt: int, retry_after: float | None, now: float
+        self, addr: str, request: bytes, attempt: int, retry_after: float | None, now: float,
+        base_s: float | None = None,
     ) -> None:
         rec = self._reconnect
         assert rec is not None
         if retry_after is not None:  # the server's hint, plus our own jitter on top
             delay = retry_after + rec.get("jitter", 0.5) * self._rng.random()
         else:
-            delay = reconnect_delay(attempt, self._rng.random(), base_s=rec.get("base_s", 1.0),
+            base = base_s if base_s is not None else rec.get("base_s", 1.0)
+            delay = reconnect_delay(attempt, self._rng.random(), base_s=base,
                                     max_s=rec.get("max_s", 30.0), jitter=rec.get("jitter", 0.5))
         self._tiebreak += 1
-        heapq.heappush(self._pending, (now + delay, self._tiebreak, addr, request, attempt))
+        heapq.heappush(self._pending,
+                       (now + delay, self._tiebreak, addr, request, attempt, base_s))
 
     def _drop(self, fd: int, conn: _Conn, reason: str | None) -> None:
         del self._conns[fd]
@@ -345,7 +351,10 @@ class Client:
             self._fail("reconnect_" + (reason or "closed"))
         if self._reconnect is not None and self._running and (conn.got_put or not conn.initial):
             attempt = 0 if conn.got_put else conn.attempt + 1
-            self._schedule(conn.addr, conn.request, attempt, conn.retry_after, time.monotonic())
+            retry_ms = conn.decoder.retry_ms if conn.decoder is not None else None
+            base_s = retry_ms / 1000 if retry_ms is not None else conn.base_s
+            self._schedule(conn.addr, conn.request, attempt, conn.retry_after, time.monotonic(),
+                           base_s)
 
     def _on_writable(self, fd: int, conn: _Conn) -> None:
         err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -237,17 +237,32 @@ def find_mark(data: bytes) -> tuple[int, int] | None:
 
 
 class StreamDecoder(Protocol):
+    @property
+    def retry_ms(self) -> int | None:
+        """The latest SSE `retry:` field (ms): the SDKs take it as their reconnect base."""
+
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]: ...
+
+
+def parse_retry(block: bytes) -> int | None:
+    """The milliseconds of a `retry:` line in an event block with no data, if any."""
+    for line in block.split(b"\n"):
+        if line.startswith(b"retry:"):
+            value = line[6:].strip()
+            if value.isdigit():
+                return int(value)
+    return None
 
 
 class FastDecoder:
     """Body bytes in, (event name, data) out: the lean path (see `measure_decode`)."""
 
-    __slots__ = ("_dechunk", "_split")
+    __slots__ = ("_dechunk", "_split", "retry_ms")
 
     def __init__(self, *, chunked: bool) -> None:
         self._dechunk = Dechunker() if chunked else None
         self._split = EventSplitter()
+        self.retry_ms: int | None = None
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         d, s = self._dechunk, self._split
@@ -264,6 +279,8 @@ class FastDecoder:
             ev = parse_event(block)
             if ev is not None:
                 out.append(ev)
+            elif (ms := parse_retry(block)) is not None:
+                self.retry_ms = ms
         return out
 
 
@@ -275,6 +292,10 @@ class SharedDecoder:
     def __init__(self, *, chunked: bool) -> None:
         self._dechunk = shared_sse.ChunkedDecoder() if chunked else None
         self._sse = shared_sse.SSEDecoder()
+
+    @property
+    def retry_ms(self) -> int | None:
+        return self._sse.retry
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         if self._dechunk is not None:
@@ -303,7 +324,8 @@ def reconnect_delay(attempt: int, rand: float, *, base_s: float = 1.0, max_s: fl
                     jitter: float = 0.5) -> float:
     """Seconds before reconnect attempt `attempt` (0-based), the way LaunchDarkly SDKs back off
     (PROTOCOL.md §1.3): base·2^attempt capped at max, minus up to `jitter` of it; `rand` in
-    [0, 1) is the caller's random draw, so the function stays pure."""
+    [0, 1) is the caller's random draw, so the function stays pure. A stream's `retry:` field
+    replaces `base_s`, as in the SDKs."""
     delay = min(max_s, base_s * 2.0 ** min(attempt, 30))
     return delay - delay * jitter * rand
 

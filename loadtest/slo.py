@@ -157,8 +157,10 @@ def time_limit(args: argparse.Namespace) -> float:
 
 def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> None:
     n = args.connections
+    budget = ("--worker-memory-budget", str(worker_budget_mib(args)))
     target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0",
-                              extra_args=tuple(args.node_arg or ()), command=args.node_cmd)
+                              extra_args=(*budget, *(args.node_arg or ())),
+                              command=args.node_cmd)
     pool: ClientPool | None = None
     try:
         target.start()
@@ -241,8 +243,16 @@ def stall_fill(pool: ClientPool, target: FlagstreamTarget, args: argparse.Namesp
     return t_first
 
 
-def scrape_metrics(target: FlagstreamTarget) -> list[str]:
-    """Disconnect reasons from the node's /metrics, if it has one yet (lines naming slow)."""
+def worker_budget_mib(args: argparse.Namespace) -> int:
+    """The node's --worker-memory-budget for this run: a worker's own base plus the issue's
+    budget per connection for its share of the streams."""
+    share: int = math.ceil(int(args.connections) / int(args.workers))
+    base, per_conn = float(args.worker_base_mib), float(args.budget_kb_per_conn)
+    return math.ceil(base + share * per_conn / 1024)
+
+
+def scrape_metrics(target: FlagstreamTarget, needle: str = "slow") -> list[str]:
+    """Sample lines of the node's /metrics that contain ``needle`` (if it has one yet)."""
     assert target.node.listeners is not None
     host, port = target.node.listeners.sdk
     try:
@@ -255,7 +265,7 @@ def scrape_metrics(target: FlagstreamTarget) -> list[str]:
         return [f"/metrics: {exc!r}"]
     if resp.status != 200:
         return [f"/metrics answered {resp.status}"]
-    return [line for line in body.splitlines() if "slow" in line and not line.startswith("#")]
+    return [line for line in body.splitlines() if needle in line and not line.startswith("#")]
 
 
 def stall_figures(args: argparse.Namespace, with_stalled: dict[str, Any], clean: dict[str, Any],
@@ -318,6 +328,8 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
         "reconnect_attempts": sum(a["reconnects"] for a in answers),
         "errors": errors, "retry_after": [a["retry_after"] for a in answers],
         "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
+        "worker_memory_budget_mb": worker_budget_mib(args),
+        "saturation_metrics": scrape_metrics(target, "saturat"),
     }  # fmt: skip
     progress(f"storm: {len(rec_ms)}/{live} back, p99 {report['storm']['recover_p99_ms']:.0f} ms,"
              f" max {report['storm']['recover_max_ms']:.0f} ms, errors {errors}")
@@ -456,6 +468,10 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
         row("storm: every client has a fresh put within 15 s",
             f"{sm['within_15s']}/{sm['streams_before']} (max {sm['recover_max_ms'] / 1000:.1f} s)",
             sm["within_15s"] >= sm["streams_before"])
+        peak = max(sm["peak_worker_rss_mb"], default=math.nan)
+        row("storm: no worker over its memory budget",
+            f"peak {peak:.0f} MB of {sm['worker_memory_budget_mb']} MB",
+            peak <= sm["worker_memory_budget_mb"])
         shed = sm["errors"].get("reconnect_http_503", 0)
         ra = [r for r in sm["retry_after"] if r["count"]]
         row("storm: saturated node sheds with 503 + jittered Retry-After",
@@ -557,6 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stall-timeout", type=float, default=60.0,
                     help="the server's stall timeout (ClientLimits.stall_timeout)")
     ap.add_argument("--storm-timeout", type=float, default=60.0)
+    ap.add_argument("--budget-kb-per-conn", type=float, default=10.0,
+                    help="the node's --worker-memory-budget allows this much per stream ...")
+    ap.add_argument("--worker-base-mib", type=float, default=64.0,
+                    help="... on top of this much for the worker itself")
     ap.add_argument("--baseline-connections", type=int, default=15_000)
     ap.add_argument("--baseline-changes", type=int, default=5)
     ap.add_argument("--keep-logs", action="store_true", help="keep the node's data dir and logs")

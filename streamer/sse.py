@@ -59,8 +59,9 @@ HEARTBEAT_CHUNK = chunk(HEARTBEAT)
 
 # The SSE ``retry:`` field each stream starts with: the SDK's reconnect base delay. Every
 # connection gets its own value in [base, base + jitter), so that after a node restart the
-# clients' first reconnect attempts spread out instead of arriving in one burst.
-RETRY_BASE_MS = 1000
+# clients' first reconnect attempts spread out instead of arriving in one burst. The mean is
+# the SDKs' own default base (1 s): spreading must not make the average client wait longer.
+RETRY_BASE_MS = 500
 RETRY_JITTER_MS = 1000
 
 

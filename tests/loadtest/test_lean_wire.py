@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadtest.lean_wire import (
+    DECODERS,
     Dechunker,
     EventSplitter,
     FastDecoder,
@@ -255,3 +256,25 @@ def test_retry_after(raw: bytes, expected: float | None) -> None:
     head = HeadParser().feed(raw)
     assert head is not None
     assert retry_after_s(head) == expected
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize(
+    ("wire", "retry_ms", "events"),
+    [
+        # the fast path's opening: a retry-only chunk, then the put
+        (sse.chunk(sse.encode_retry(1234)) + sse.chunk(b"event: put\ndata: {}\n\n"), 1234,
+         [(b"put", b"{}")]),
+        (sse.chunk(b"event: put\ndata: {}\n\n"), None, [(b"put", b"{}")]),
+        # a later retry: replaces the first; a non-numeric one is ignored
+        (sse.chunk(sse.encode_retry(900)) + sse.chunk(sse.encode_retry(1500))
+         + sse.chunk(b"retry: soon\n\n"), 1500, []),
+    ],
+)
+def test_decoders_keep_the_streams_retry_field(name: str, wire: bytes, retry_ms: int | None,
+                                              events: list[tuple[bytes, bytes]]) -> None:
+    decoder = DECODERS[name](chunked=True)
+    got = []
+    for i in range(len(wire)):  # one byte at a time: the field may arrive split anywhere
+        got += decoder.feed(wire[i:i + 1])
+    assert got == events and decoder.retry_ms == retry_ms
