@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from ldclient import Config, Context, LDClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.node_proc import NodeProcess, bool_flag, create_env
+from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_until
 
 JS = Path(__file__).resolve().parents[1] / "js"
 pytestmark = [
@@ -92,4 +98,93 @@ def test_node_sdk_bad_key_fails_init(node: NodeProcess) -> None:
     try:
         d.expect(10, event="init-failed")
     finally:
+        d.close()
+
+
+def test_node_sdk_survives_worker_restart(node: NodeProcess) -> None:
+    env = create_env(node)
+    with node.admin as admin:
+        admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
+        d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1")
+        try:
+            d.expect(10, event="ready")
+            d.expect(2, event="value", value=False)
+            workers = node.children()
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            # changed while every worker is down: the SDK must get it from its fresh put
+            admin.patch("/api/v1/environments/test/flags/f1",
+                        json={"fallthrough": {"variation": 1}})
+            d.expect(15, event="value", value=True)
+            wait_until(lambda: len(node.children()) == 2, 5.0, "workers restarted")
+            assert set(node.children()).isdisjoint(workers)
+            admin.patch("/api/v1/environments/test/flags/f1", json={"on": False})
+            d.expect(1, event="value", value=False)
+        finally:
+            d.close()
+
+
+def test_node_sdk_survives_node_restart_without_stale_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = NodeProcess(serve_argv(data), data).start()
+    d: Driver | None = None
+    try:
+        env = create_env(node)
+        with node.admin as admin:
+            admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
+        ports = {opt: node.urls[name].rsplit(":", 1)[1] for opt, name in (
+            ("--stream-bind", "stream"), ("--sdk-bind", "sdk"), ("--admin-bind", "admin"))}
+        d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1")
+        d.expect(10, event="ready")
+        d.expect(2, event="value", value=False)
+        node.stop()  # store and workers: the SDK keeps its last data and reconnects
+        argv = serve_argv(data)
+        for opt, port in ports.items():
+            argv[argv.index(opt) + 1] = f"127.0.0.1:{port}"
+        node = NodeProcess(argv, data).start()
+        with node.admin as admin:
+            r = admin.patch("/api/v1/environments/test/flags/f1",
+                            json={"fallthrough": {"variation": 1}})
+            assert r.status_code == 200 and r.json()["version"] == 2
+        d.expect(15, event="value", value=True)
+        with node.admin as admin:
+            admin.patch("/api/v1/environments/test/flags/f1", json={"on": False})
+        d.expect(1, event="value", value=False)
+    finally:
+        if d is not None:
+            d.close()
+        node.stop()
+
+
+def _polls(node: NodeProcess, status: str) -> float:
+    text = httpx.get(node.urls["sdk"] + "/metrics", timeout=10).text
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == "flagstream_polls_total" and s.labels.get("status") == status)
+
+
+def test_polling_sdks_get_304_when_nothing_changed(node: NodeProcess) -> None:
+    # Both official server SDKs in polling mode, side by side: each polls once to start, and
+    # again after its 30 s minimum interval with the ETag it was given; nothing changed in
+    # between, so the node must answer each second poll 304 (and no other client polls it).
+    env = create_env(node)
+    with node.admin as admin:
+        admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
+    d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1", "--polling")
+    py = LDClient(Config(env["sdkKey"], base_uri=node.urls["sdk"], stream=False,
+                         poll_interval=30, send_events=False, diagnostic_opt_out=True),
+                  start_wait=10)
+    try:
+        d.expect(10, event="ready")
+        d.expect(2, event="value", value=False)
+        assert py.is_initialized()
+        assert py.variation("f1", Context.builder("user-1").build(), None) is False
+        started = time.monotonic()
+        assert _polls(node, "304") == 0
+        # second polls at ~30 s; the other worker's figures reach /metrics within 5 s
+        wait_until(lambda: _polls(node, "304") >= 2, 45.0, "both SDKs' second poll", 1.0)
+        assert time.monotonic() - started >= 20
+        time.sleep(6)  # every worker's /metrics snapshot (5 s) is current: the sum is exact
+        assert _polls(node, "304") == 2
+    finally:
+        py.close()
         d.close()
