@@ -64,13 +64,6 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise ValueError(f"must be from 0 to 1, got {value}")
-    return value
-
-
 def _heartbeat(text: str) -> float:
     value = float(text)
     if not 0 < value < 60:
@@ -134,9 +127,6 @@ OPTIONS: dict[str, Option] = {
         Option("max-loop-lag", _nonneg_float, 1.0,
                "a worker whose event loop wakes this many seconds late refuses new streams "
                "(503 + Retry-After) for 2 s; 0: never"),
-        Option("max-accept-queue", _fraction, 0.5,
-               "a worker whose stream accept queue is this full (fraction of the backlog) "
-               "answers new streams 503 + Retry-After; 0: never"),
         Option("worker-memory-budget", _nonneg_int, 0,
                "MiB of RSS per worker past which it refuses new streams; 0: no budget"),
         Option("max-connections-per-key", _nonneg_int, 0,

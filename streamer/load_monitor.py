@@ -1,37 +1,29 @@
-"""Is this worker saturated? Accept queue, event-loop lag and memory against their budgets.
+"""Is this worker saturated? Event-loop lag and memory against their budgets.
 
 Theory of operation
 -------------------
 A worker is one trio loop. When it has more to do than it can keep up with (a reconnect
 herd's handshakes, cores shared with other processes), every task runs late, the fan-out to
 the streams already open included: taking on more streams makes everyone's propagation
-worse. A reconnect herd bigger than the worker can take fills the kernel's accept queue; once
-it overflows, the kernel drops handshakes and resets connections, and requests wait so long
-that they time out: the node falls over in the clients' eyes while it is still working. A
-worker whose RSS passes its memory budget risks the OOM killer, which would drop all of its
-streams at once. In both cases the right answer to a *new* stream is a cheap 503 with a
+worse. A worker whose RSS passes its memory budget risks the OOM killer, which would drop all
+of its streams at once. In both cases the right answer to a *new* stream is a cheap 503 with a
 short, jittered ``Retry-After``: the client comes back when the herd has passed, or goes to
 another node.
 
 :class:`LoadMonitor` is the pure core. It is fed samples with the time they were taken: loop
-lag (how late a periodic sleep woke up), the stream listener's accept queue against its
-backlog, and RSS. One sample over budget makes the worker saturated until ``hold_s`` after
-it, so the state does not flap from sample to sample. :meth:`LoadMonitor.saturated` answers
-the reason (``"memory"``, ``"accept_queue"`` or ``"loop_lag"``, checked in that order) or None.
+lag (how late a periodic sleep woke up) and RSS. One sample over budget makes the worker
+saturated until ``hold_s`` after it, so the state does not flap from sample to sample.
+:meth:`LoadMonitor.saturated` answers the reason (``"loop_lag"`` or ``"memory"``) or None.
+Memory is checked first: it is the harder limit.
 
 :func:`run_load_probe` is the shell: one task that sleeps ``interval_s`` in a loop, feeds the
-lateness of each wake-up as lag and the listener's queue (``TCP_INFO``: one syscall), and
-reads ``/proc/self/statm`` once a second for RSS. The stream gate
-(:mod:`streamer.stream_gate`) asks the monitor before it admits a stream; while the queue is
-over its mark, the connections the worker takes from it get a quick 503 instead of a full
-handshake, so it drains to where the kernel stops dropping.
+lateness of each wake-up as lag, and reads ``/proc/self/statm`` once a second for RSS. The
+stream gate (:mod:`streamer.stream_gate`) asks the monitor before it admits a stream.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,19 +31,11 @@ import trio
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
-# What a refusal tells the client, by reason.
-REASONS = {
-    "memory": "memory is over budget",
-    "accept_queue": "its accept queue is filling up",
-    "loop_lag": "event loop is lagging",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class LoadBudget:
     max_loop_lag_s: float = 0.0  # 0: lag never saturates
     max_rss_bytes: int = 0  # 0: memory never saturates
-    max_accept_queue: float = 0.0  # fraction of the listen backlog; 0: never saturates
     # Saturated until this long after the last sample over budget; longer than the RSS
     # sampling interval (1 s), so a worker that stays over its memory budget stays saturated.
     hold_s: float = 2.0
@@ -59,7 +43,7 @@ class LoadBudget:
 
     @property
     def enabled(self) -> bool:
-        return self.max_loop_lag_s > 0 or self.max_rss_bytes > 0 or self.max_accept_queue > 0
+        return self.max_loop_lag_s > 0 or self.max_rss_bytes > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +51,6 @@ class LoadStatistics:
     last_lag_s: float
     max_lag_s: float  # the largest lag sample seen
     rss_bytes: int
-    accept_queue: int  # connections waiting in the listener's queue, last sample
-    max_accept_queue: int
     saturated: str | None
     episodes: dict[str, int]  # how often each reason began
 
@@ -79,8 +61,6 @@ class LoadMonitor:
         self.last_lag_s = 0.0
         self.max_lag_s = 0.0
         self.rss_bytes = 0
-        self.accept_queue = 0
-        self.max_accept_queue = 0
         self._until: dict[str, float] = {}  # reason -> saturated until this time
         self._active: set[str] = set()
         self.episodes: dict[str, int] = {}
@@ -98,13 +78,6 @@ class LoadMonitor:
         if limit > 0 and rss_bytes >= limit:
             self._over("memory", now)
 
-    def observe_accept_queue(self, queued: int, backlog: int, now: float) -> None:
-        self.accept_queue = queued
-        self.max_accept_queue = max(self.max_accept_queue, queued)
-        mark = self.budget.max_accept_queue
-        if mark > 0 and backlog > 0 and queued >= mark * backlog:
-            self._over("accept_queue", now)
-
     def _over(self, reason: str, now: float) -> None:
         self._until[reason] = now + self.budget.hold_s
         if reason not in self._active:
@@ -115,7 +88,7 @@ class LoadMonitor:
         """The reason this worker should refuse new streams at ``now``, or None."""
         if not self._until:
             return None
-        for reason in ("memory", "accept_queue", "loop_lag"):
+        for reason in ("memory", "loop_lag"):
             until = self._until.get(reason)
             if until is None:
                 continue
@@ -127,8 +100,7 @@ class LoadMonitor:
 
     def statistics(self, now: float) -> LoadStatistics:
         return LoadStatistics(self.last_lag_s, self.max_lag_s, self.rss_bytes,
-                              self.accept_queue, self.max_accept_queue, self.saturated(now),
-                              dict(self.episodes))
+                              self.saturated(now), dict(self.episodes))
 
 
 def read_rss_bytes() -> int:
@@ -137,21 +109,13 @@ def read_rss_bytes() -> int:
         return int(f.read().split()[1]) * _PAGE_BYTES
 
 
-def read_accept_queue(listener: socket.socket) -> tuple[int, int]:
-    """(connections waiting to be accepted, the listen backlog) of a listening TCP socket:
-    for a listener, Linux reports them in ``TCP_INFO``'s ``unacked`` and ``sacked`` fields."""
-    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    queued, backlog = struct.unpack_from("=2I", info, 24)
-    return queued, backlog
-
-
 async def run_load_probe(
     monitor: LoadMonitor, *, interval_s: float = 0.05, rss_every_s: float = 1.0,
-    read_rss: Callable[[], int] = read_rss_bytes, listener: socket.socket | None = None,
+    read_rss: Callable[[], int] = read_rss_bytes,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Feed ``monitor`` until cancelled: loop lag and ``listener``'s accept queue every
-    ``interval_s``, RSS every ``rss_every_s``. One wake-up per interval, nothing per stream."""
+    """Feed ``monitor`` until cancelled: loop lag every ``interval_s``, RSS every
+    ``rss_every_s``. Costs one wake-up per interval, nothing per stream."""
     task_status.started()
     next_rss = trio.current_time()
     while True:
@@ -159,13 +123,6 @@ async def run_load_probe(
         await trio.sleep(interval_s)
         now = trio.current_time()
         monitor.observe_lag(max(0.0, now - before - interval_s), now)
-        if listener is not None:
-            try:
-                queued, backlog = read_accept_queue(listener)
-            except OSError:  # closed during shutdown
-                listener = None
-            else:
-                monitor.observe_accept_queue(queued, backlog, now)
         if now >= next_rss:
             monitor.observe_rss(read_rss(), now)
             next_rss = now + rss_every_s

@@ -153,7 +153,7 @@ class WorkerCollector(Collector):
             saturated = CounterMetricFamily(
                 "flagstream_saturated_refusals",
                 "streams refused with 503 because the worker was saturated, by reason "
-                "(accept_queue, loop_lag, memory)", labels=["worker", "reason"])
+                "(loop_lag, memory)", labels=["worker", "reason"])
             for why, n in sorted(self.gate.saturated_refusals.items()):
                 saturated.add_metric([w, why], n)
             yield saturated
@@ -166,10 +166,6 @@ class WorkerCollector(Collector):
                          load.max_lag_s)
             yield _gauge("flagstream_worker_rss_bytes", "the worker's resident memory", w,
                          load.rss_bytes)
-            yield _gauge("flagstream_accept_queue", "connections waiting in the stream "
-                         "listener's accept queue, last sample", w, load.accept_queue)
-            yield _gauge("flagstream_accept_queue_max", "the longest accept queue seen", w,
-                         load.max_accept_queue)
             yield _gauge("flagstream_saturated", "1 while the worker refuses new streams for "
                          "saturation", w, 0 if load.saturated is None else 1)
             yield _counter("flagstream_rotated_key_closes",

@@ -5,12 +5,11 @@ Theory of operation
 -------------------
 Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
 ends (the client actor calls both). ``enter`` refuses, in this order: a draining worker (503),
-a worker at ``max_connections`` (503), a saturated worker (503: its accept queue fills up, its
-event loop lags or its RSS is over budget, see :mod:`streamer.load_monitor`), a key at
-``max_per_key`` or an address at ``max_per_address`` (429). Each refusal carries a
-``Retry-After`` drawn uniformly from ``[retry_after_s, 2 * retry_after_s]`` (from ``[n, 3 n]``
-with the load budget's shorter ``n`` for saturation, which passes within seconds), so refused
-clients do not come back in step.
+a worker at ``max_connections`` (503), a saturated worker (503: its event loop lags or its RSS
+is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or an address at
+``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
+``[retry_after_s, 2 * retry_after_s]`` (from ``[n, 3 n]`` with the load budget's shorter ``n``
+for saturation, which passes within seconds), so refused clients do not come back in step.
 
 The gate remembers which credential each stream authenticated with. When the directory
 indexes new credentials for an environment (:meth:`credentials_changed`), every stream on a
@@ -36,7 +35,7 @@ from typing import Protocol
 
 import trio
 
-from streamer.load_monitor import REASONS, LoadMonitor
+from streamer.load_monitor import LoadMonitor
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,8 @@ class StreamGate:
         if saturated is not None:
             self.saturated_refusals[saturated] = self.saturated_refusals.get(saturated, 0) + 1
             n = self.load.budget.retry_after_s
-            return Refusal(503, f"this worker is saturated ({REASONS[saturated]}); reconnect later",
+            what = "event loop is lagging" if saturated == "loop_lag" else "memory is over budget"
+            return Refusal(503, f"this worker is saturated ({what}); reconnect later",
                            self._rng.randint(n, 3 * n))
         if lim.max_per_key and len(self._by_key.get(credential, ())) >= lim.max_per_key:
             return Refusal(429, "too many streams for this key", self._retry_after())

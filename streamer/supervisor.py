@@ -73,7 +73,6 @@ class NodeConfig:
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
     max_loop_lag: float = 1.0
-    max_accept_queue: float = 0.5
     worker_memory_budget: int = 0  # MiB
     header_timeout: float = 10.0
     key_grace: float = 86400.0
@@ -110,7 +109,6 @@ class NodeConfig:
             max_connections_per_key=int(get("max_connections_per_key")),
             max_connections_per_address=int(get("max_connections_per_address")),
             max_loop_lag=float(get("max_loop_lag")),
-            max_accept_queue=float(get("max_accept_queue")),
             worker_memory_budget=int(get("worker_memory_budget")),
             header_timeout=float(get("header_timeout")),
             key_grace=float(get("key_grace")),
@@ -327,7 +325,6 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
         "--max-connections-per-key", str(cfg.max_connections_per_key),
         "--max-connections-per-address", str(cfg.max_connections_per_address),
         "--max-loop-lag", str(cfg.max_loop_lag),
-        "--max-accept-queue", str(cfg.max_accept_queue),
         "--worker-memory-budget", str(cfg.worker_memory_budget),
         "--drain-window", str(cfg.drain_window),
         "--drain-timeout", str(cfg.drain_timeout),

@@ -109,8 +109,7 @@ async def run_worker(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(directory.run)
-            await nursery.start(partial(run_load_probe, directory.gate.load,
-                                        listener=stream_sock))
+            await nursery.start(partial(run_load_probe, directory.gate.load))
             subscriber = BusSubscriber(config.bus, config.bus_snapshot, directory,
                                        heartbeat_timeout=config.bus_heartbeat_timeout)
             await nursery.start(subscriber.run)
@@ -179,7 +178,6 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
     p.add_argument("--max-loop-lag", type=float, default=1.0, metavar="S")
-    p.add_argument("--max-accept-queue", type=float, default=0.5, metavar="FRACTION")
     p.add_argument("--worker-memory-budget", type=int, default=0, metavar="MIB")
     p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
@@ -189,8 +187,6 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         p.error("connection limits must be 0 (none) or more")
     if a.max_loop_lag < 0 or a.worker_memory_budget < 0:
         p.error("--max-loop-lag and --worker-memory-budget must be 0 (none) or more")
-    if not 0 <= a.max_accept_queue <= 1:
-        p.error("--max-accept-queue must be from 0 (never) to 1")
     if not 0 <= a.drain_window < a.drain_timeout:
         p.error("--drain-window must be 0 or more and shorter than --drain-timeout")
     if not 0 < a.heartbeat_interval < 60:
@@ -208,7 +204,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
         gate=GateLimits(max_connections=a.max_connections, max_per_key=a.max_connections_per_key,
                         max_per_address=a.max_connections_per_address),
-        load=LoadBudget(max_loop_lag_s=a.max_loop_lag, max_accept_queue=a.max_accept_queue,
+        load=LoadBudget(max_loop_lag_s=a.max_loop_lag,
                         max_rss_bytes=a.worker_memory_budget * 1024 * 1024),
         drain_window=a.drain_window, drain_timeout=a.drain_timeout, log_format=a.log_format,
     )

@@ -4,20 +4,13 @@ MockClock and on the real clock, and the stream gate's 503 for a saturated worke
 from __future__ import annotations
 
 import random
-import socket
 import time
 
 import pytest
 import trio
 import trio.testing
 
-from streamer.load_monitor import (
-    LoadBudget,
-    LoadMonitor,
-    read_accept_queue,
-    read_rss_bytes,
-    run_load_probe,
-)
+from streamer.load_monitor import LoadBudget, LoadMonitor, read_rss_bytes, run_load_probe
 from streamer.stream_gate import GateLimits, StreamGate
 
 MIB = 1024 * 1024
@@ -53,40 +46,6 @@ def test_monitor(budget: LoadBudget, samples: list[tuple[str, float, float]],
         else:
             monitor.observe_rss(int(value), at)
     assert [monitor.saturated(t) for t in asks] == expect
-
-
-@pytest.mark.parametrize(
-    ("mark", "samples", "ask", "expect"),
-    [
-        (0.5, [(2047, 4096, 1.0)], 1.0, None),
-        (0.5, [(2048, 4096, 1.0)], 1.0, "accept_queue"),
-        (0.5, [(2048, 4096, 1.0)], 3.0, None),  # the hold (2 s) is over
-        (0.5, [(4000, 4096, 1.0), (10, 4096, 1.5)], 2.9, "accept_queue"),  # held after it drains
-        (0.0, [(4096, 4096, 1.0)], 1.0, None),  # 0: the queue never saturates
-        (0.5, [(0, 0, 1.0)], 1.0, None),  # no backlog figure (not a listener)
-    ],
-)
-def test_accept_queue(mark: float, samples: list[tuple[int, int, float]], ask: float,
-                      expect: str | None) -> None:
-    monitor = LoadMonitor(LoadBudget(max_accept_queue=mark, hold_s=2.0))
-    for queued, backlog, at in samples:
-        monitor.observe_accept_queue(queued, backlog, at)
-    assert monitor.saturated(ask) == expect
-    assert monitor.max_accept_queue == max(q for q, _, _ in samples)
-
-
-def test_reasons_in_order_memory_queue_lag() -> None:
-    monitor = LoadMonitor(LoadBudget(max_loop_lag_s=0.1, max_rss_bytes=MIB,
-                                     max_accept_queue=0.5, hold_s=1.0))
-    monitor.observe_lag(0.2, 0.0)
-    monitor.observe_accept_queue(60, 100, 0.5)
-    monitor.observe_rss(2 * MIB, 1.0)
-    assert [monitor.saturated(t) for t in (0.9, 1.4, 1.9, 2.1)] == [
-        "memory", "memory", "memory", None]
-    monitor.observe_lag(0.2, 3.0)
-    monitor.observe_accept_queue(60, 100, 3.2)
-    assert [monitor.saturated(t) for t in (3.5, 4.1, 4.3)] == ["accept_queue", "accept_queue",
-                                                                None]
 
 
 def test_episodes_are_counted_once_per_episode() -> None:
@@ -139,36 +98,6 @@ async def test_probe_sees_a_blocked_loop() -> None:
         assert monitor.saturated(trio.current_time()) == "loop_lag"
         assert monitor.max_lag_s >= 0.25
         nursery.cancel_scope.cancel()
-
-
-async def test_probe_reads_a_real_listeners_accept_queue() -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(100)
-    listener.setblocking(False)
-    monitor = LoadMonitor(LoadBudget(max_accept_queue=0.5, hold_s=0.2))
-    clients: list[socket.socket] = []
-    try:
-        assert read_accept_queue(listener) == (0, 100)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(lambda task_status: run_load_probe(
-                monitor, interval_s=0.01, listener=listener, task_status=task_status))
-            for _ in range(60):  # connected by the kernel, never accepted
-                clients.append(socket.create_connection(listener.getsockname()))
-            assert read_accept_queue(listener) == (60, 100)
-            await trio.sleep(0.05)
-            assert monitor.saturated(trio.current_time()) == "accept_queue"
-            assert monitor.accept_queue == 60
-            for _ in range(60):
-                listener.accept()[0].close()
-            await trio.sleep(0.3)
-            assert monitor.saturated(trio.current_time()) is None
-            assert monitor.accept_queue == 0 and monitor.max_accept_queue == 60
-            nursery.cancel_scope.cancel()
-    finally:
-        for c in clients:
-            c.close()
-        listener.close()
 
 
 class _Conn:
