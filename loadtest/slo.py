@@ -329,7 +329,8 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
         "errors": errors, "retry_after": [a["retry_after"] for a in answers],
         "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
         "worker_memory_budget_mb": worker_budget_mib(args),
-        "saturation_metrics": scrape_metrics(target, "saturat"),
+        "saturation_metrics": [line for needle in ("saturat", "loop_lag")
+                               for line in scrape_metrics(target, needle)],
     }  # fmt: skip
     progress(f"storm: {len(rec_ms)}/{live} back, p99 {report['storm']['recover_p99_ms']:.0f} ms,"
              f" max {report['storm']['recover_max_ms']:.0f} ms, errors {errors}")

@@ -124,9 +124,9 @@ OPTIONS: dict[str, Option] = {
                "close a stream after this many seconds (jittered down by a quarter); 0: never"),
         Option("max-connections", _nonneg_int, 0,
                "streams per worker before new ones get 503 + Retry-After; 0: no limit"),
-        Option("max-loop-lag", _nonneg_float, 1.0,
+        Option("max-loop-lag", _nonneg_float, 0.0,
                "a worker whose event loop wakes this many seconds late refuses new streams "
-               "(503 + Retry-After) for 2 s; 0: never"),
+               "(503 + Retry-After) for 2 s; 0: never (the default)"),
         Option("worker-memory-budget", _nonneg_int, 0,
                "MiB of RSS per worker past which it refuses new streams; 0: no budget"),
         Option("max-connections-per-key", _nonneg_int, 0,

@@ -72,7 +72,7 @@ class NodeConfig:
     max_connections: int = 0
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
-    max_loop_lag: float = 1.0
+    max_loop_lag: float = 0.0
     worker_memory_budget: int = 0  # MiB
     header_timeout: float = 10.0
     key_grace: float = 86400.0

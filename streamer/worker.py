@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--max-connections", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
-    p.add_argument("--max-loop-lag", type=float, default=1.0, metavar="S")
+    p.add_argument("--max-loop-lag", type=float, default=0.0, metavar="S")
     p.add_argument("--worker-memory-budget", type=int, default=0, metavar="MIB")
     p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
