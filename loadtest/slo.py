@@ -374,7 +374,9 @@ def scenario_locust(args: argparse.Namespace, report: dict[str, Any]) -> None:
         target.start()
         assert target.node.listeners is not None
         ls = target.node.listeners
-        run_s = int(n / 1500) + 10 + int(args.changes * args.pace)
+        # connects at >= 700/s even on a slow box, then at least 2 x the changes' pacing with
+        # every stream held (the writer changes the flag every --pace s all along)
+        run_s = int(n / 700) + 15 + int(2 * args.changes * args.pace)
         argv = [
             sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
             "--processes", str(procs), "-u", str(procs + 1), "-r", str(procs + 1),

@@ -41,10 +41,6 @@ class LoadBudget:
     hold_s: float = 2.0
     retry_after_s: int = 1  # refusals carry Retry-After drawn from [n, 3 n]
 
-    @property
-    def enabled(self) -> bool:
-        return self.max_loop_lag_s > 0 or self.max_rss_bytes > 0
-
 
 @dataclass(frozen=True, slots=True)
 class LoadStatistics:

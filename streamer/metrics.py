@@ -168,6 +168,12 @@ class WorkerCollector(Collector):
                          load.rss_bytes)
             yield _gauge("flagstream_saturated", "1 while the worker refuses new streams for "
                          "saturation", w, 0 if load.saturated is None else 1)
+            episodes = CounterMetricFamily(
+                "flagstream_saturation_episodes", "times the worker became saturated, by reason",
+                labels=["worker", "reason"])
+            for why, n in sorted(load.episodes.items()):
+                episodes.add_metric([w, why], n)
+            yield episodes
             yield _counter("flagstream_rotated_key_closes",
                            "streams closed because their rotated key expired", w,
                            self.gate.rotated_closed)

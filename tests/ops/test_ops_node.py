@@ -204,6 +204,8 @@ def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
                        for s in samples(text, "flagstream_saturated_refusals_total"))
         assert refused.get("memory", 0) >= 12
         assert [v for _, v in samples(text, "flagstream_saturated")] == [1.0]
+        assert [(s[0]["reason"], s[1]) for s in samples(
+            text, "flagstream_saturation_episodes_total")] == [("memory", 1.0)]
         assert samples(text, "flagstream_worker_rss_bytes")[0][1] > 1024 * 1024
     finally:
         node.stop()
