@@ -114,6 +114,18 @@ def serve_argv(data_dir: Path, *, workers: int = 2, token: str = "test-admin-tok
     ]  # fmt: skip
 
 
+def restart_on_same_ports(node: NodeProcess, data_dir: Path) -> NodeProcess:
+    """Stop ``node`` (store and workers) and start a new one on the same data dir and ports,
+    so connected SDKs reconnect to it as they would to a restarted server."""
+    ports = {opt: node.urls[name].rsplit(":", 1)[1] for opt, name in (
+        ("--stream-bind", "stream"), ("--sdk-bind", "sdk"), ("--admin-bind", "admin"))}
+    node.stop()
+    argv = serve_argv(data_dir)
+    for opt, port in ports.items():
+        argv[argv.index(opt) + 1] = f"127.0.0.1:{port}"
+    return NodeProcess(argv, data_dir).start()
+
+
 def create_env(node: NodeProcess, key: str = "test") -> dict[str, Any]:
     with node.admin as c:
         r = c.post("/api/v1/environments", json={"key": key, "name": key.title()})

@@ -18,7 +18,14 @@ import pytest
 from ldclient import Config, Context, LDClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_until
+from tests.e2e.node_proc import (
+    NodeProcess,
+    bool_flag,
+    create_env,
+    restart_on_same_ports,
+    serve_argv,
+    wait_until,
+)
 
 JS = Path(__file__).resolve().parents[1] / "js"
 pytestmark = [
@@ -63,14 +70,24 @@ class Driver:
         self.proc.stdout.close()
 
 
+def ready_driver(node: NodeProcess, sdk_key: str, value: Any, *argv: str) -> Driver:
+    """The Node SDK streaming flag ``f1`` from ``node``, initialised and showing ``value``."""
+    d = Driver(sdk_key, node.urls["stream"], node.urls["sdk"], "f1", *argv)
+    try:
+        d.expect(10, event="ready")
+        d.expect(2, event="value", value=value)
+    except BaseException:
+        d.close()
+        raise
+    return d
+
+
 def test_node_sdk_streams_patch_and_delete(node: NodeProcess) -> None:
     env = create_env(node)
     with node.admin as admin:
         admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
-        d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1")
+        d = ready_driver(node, env["sdkKey"], False)
         try:
-            d.expect(10, event="ready")
-            d.expect(2, event="value", value=False)
             admin.patch("/api/v1/environments/test/flags/f1",
                         json={"fallthrough": {"variation": 1}})
             d.expect(1, event="value", value=True)
@@ -105,10 +122,8 @@ def test_node_sdk_survives_worker_restart(node: NodeProcess) -> None:
     env = create_env(node)
     with node.admin as admin:
         admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
-        d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1")
+        d = ready_driver(node, env["sdkKey"], False)
         try:
-            d.expect(10, event="ready")
-            d.expect(2, event="value", value=False)
             workers = node.children()
             for pid in workers:
                 os.kill(pid, signal.SIGKILL)
@@ -132,16 +147,8 @@ def test_node_sdk_survives_node_restart_without_stale_data(tmp_path: Path) -> No
         env = create_env(node)
         with node.admin as admin:
             admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
-        ports = {opt: node.urls[name].rsplit(":", 1)[1] for opt, name in (
-            ("--stream-bind", "stream"), ("--sdk-bind", "sdk"), ("--admin-bind", "admin"))}
-        d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1")
-        d.expect(10, event="ready")
-        d.expect(2, event="value", value=False)
-        node.stop()  # store and workers: the SDK keeps its last data and reconnects
-        argv = serve_argv(data)
-        for opt, port in ports.items():
-            argv[argv.index(opt) + 1] = f"127.0.0.1:{port}"
-        node = NodeProcess(argv, data).start()
+        d = ready_driver(node, env["sdkKey"], False)
+        node = restart_on_same_ports(node, data)  # the SDK keeps its last data and reconnects
         with node.admin as admin:
             r = admin.patch("/api/v1/environments/test/flags/f1",
                             json={"fallthrough": {"variation": 1}})
@@ -169,13 +176,11 @@ def test_polling_sdks_get_304_when_nothing_changed(node: NodeProcess) -> None:
     env = create_env(node)
     with node.admin as admin:
         admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
-    d = Driver(env["sdkKey"], node.urls["stream"], node.urls["sdk"], "f1", "--polling")
+    d = ready_driver(node, env["sdkKey"], False, "--polling")
     py = LDClient(Config(env["sdkKey"], base_uri=node.urls["sdk"], stream=False,
                          poll_interval=30, send_events=False, diagnostic_opt_out=True),
                   start_wait=10)
     try:
-        d.expect(10, event="ready")
-        d.expect(2, event="value", value=False)
         assert py.is_initialized()
         assert py.variation("f1", Context.builder("user-1").build(), None) is False
         started = time.monotonic()

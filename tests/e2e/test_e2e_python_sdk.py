@@ -13,7 +13,14 @@ import httpx
 import pytest
 from ldclient import Config, Context, LDClient
 
-from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_until
+from tests.e2e.node_proc import (
+    NodeProcess,
+    bool_flag,
+    create_env,
+    restart_on_same_ports,
+    serve_argv,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 CTX = Context.builder("user-1").build()
@@ -121,18 +128,10 @@ def test_survives_node_restart_without_stale_data(tmp_path: Path) -> None:
         env = create_env(node)
         with node.admin as admin:
             admin.put("/api/v1/environments/test/flags/f1", json=bool_flag())
-        stream_port = node.urls["stream"].rsplit(":", 1)[1]
-        sdk_port = node.urls["sdk"].rsplit(":", 1)[1]
-        admin_port = node.urls["admin"].rsplit(":", 1)[1]
         with sdk_client(node, env["sdkKey"]) as client:
             assert client.variation("f1", CTX, None) is False
-            node.stop()
             # same ports, same data dir: the SDK reconnects to the restarted store and workers
-            argv = serve_argv(data)
-            for opt, port in (("--stream-bind", stream_port), ("--sdk-bind", sdk_port),
-                              ("--admin-bind", admin_port)):
-                argv[argv.index(opt) + 1] = f"127.0.0.1:{port}"
-            node = NodeProcess(argv, data).start()
+            node = restart_on_same_ports(node, data)
             with node.admin as admin:
                 r = admin.patch("/api/v1/environments/test/flags/f1",
                                 json={"fallthrough": {"variation": 1}})
