@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,9 @@ class StaticResolver:
 
     def env_key_for_client_side_id(self, env_id: str) -> str | None:
         return self.env_ids.get(env_id)
+
+    async def await_known(self, find: Callable[[], str | None]) -> str | None:
+        return find()  # static: nothing is on its way
 
 
 def _pairs(values: list[str]) -> dict[str, str]:

@@ -154,7 +154,7 @@ def register_event_routes(
     ) -> Callable[[], Awaitable[Response]]:
         async def view() -> Response:
             key = _bare_key(request.headers.get("Authorization"))
-            env = lookup(key) if key is not None else None
+            env = None if key is None else await resolver.await_known(lambda: lookup(key))
             if env is None:
                 await _drain_quietly(lim)
                 return _json_error(401, "unauthorized", "unknown or missing SDK credential")
@@ -166,7 +166,7 @@ def register_event_routes(
         async def view(env_id: str) -> Response:
             if request.method == "OPTIONS":
                 return _cors(Response(b"", status=200), "POST,OPTIONS")
-            env = resolver.env_key_for_client_side_id(env_id)
+            env = await resolver.await_known(lambda: resolver.env_key_for_client_side_id(env_id))
             if env is None:
                 await _drain_quietly(lim)
                 return _cors(_json_error(404, "not_found", "unknown environment ID"), "POST")
@@ -177,7 +177,7 @@ def register_event_routes(
     async def gif(env_id: str) -> Response:
         if request.method == "OPTIONS":
             return _cors(Response(b"", status=200), "GET,OPTIONS")
-        env = resolver.env_key_for_client_side_id(env_id)
+        env = await resolver.await_known(lambda: resolver.env_key_for_client_side_id(env_id))
         if env is None:
             return _cors(_json_error(404, "not_found", "unknown environment ID"), "GET")
         try:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,12 @@ class CredentialResolver(Protocol):
     def env_key_for_mobile_key(self, credential: str) -> str | None: ...
 
     def env_key_for_client_side_id(self, env_id: str) -> str | None: ...
+
+    async def await_known(self, find: Callable[[], str | None]) -> str | None:
+        """``find()``, looked up again for a moment while it is None: a credential created
+        a moment ago may still be on its way to this process. An SDK told 401/404 for its
+        events stops sending them for good, so the answer must not be early."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from store.admin_http import (
 )
 from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.db import FlagDB
+from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
 from store.writer import WriteError, Writer
 
@@ -70,6 +71,7 @@ def create_admin_app(
     """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth."""
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    finish_unread_bodies(app)
 
     def require_env(env: str) -> EnvironmentInfo:
         info = db.get_environment(check_key(env, "environment key"))

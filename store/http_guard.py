@@ -20,10 +20,12 @@ answers (which wait on ``http.disconnect``) are unaffected.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import trio
+from quart import Quart, Response, request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,3 +96,24 @@ class RequestGuard:
             if not state["started"]:
                 await respond(send, 408, f"request body not received within "
                                          f"{self.body_timeout:g} s")
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "REPORT"})
+
+
+def finish_unread_bodies(app: Quart) -> None:
+    """Read the rest of a request body that the answer was decided without.
+
+    An answer decided from the head alone (a 415, 401 or 404 to a POST or REPORT) leaves the
+    body unread. If the body reaches hypercorn after that answer, the keep-alive
+    connection's next request is never answered (reproduced on both hypercorn listeners: a
+    body sent 50 ms after its head, then any request, timed out every time). Reading the
+    rest before the answer goes out lets hypercorn start the connection's next cycle.
+    """
+
+    @app.after_request
+    async def _finish_body(response: Response) -> Response:
+        if request.method in BODY_METHODS:
+            with contextlib.suppress(Exception):  # too large or too slow: it closes anyway
+                await request.get_data(cache=False)
+        return response

@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -55,6 +56,7 @@ from streamer.http_head import (
 )
 from streamer.sse import END_OF_BODY
 
+T = TypeVar("T")
 FAST, SLOW, CLOSED = 0, 1, 2
 PUT_KEY = ("", "put")
 HEARTBEAT_KEY = ("", "heartbeat")
@@ -254,6 +256,8 @@ class StreamDirectory(Protocol):
 
     def stream_target(self, credential: str) -> EnvLink | None: ...
 
+    async def await_known(self, find: Callable[[], T | None]) -> T | None: ...
+
     def client_stream_target(
         self, kind: StreamKind, credential: str
     ) -> tuple[EnvLink, EnvironmentInfo] | None: ...
@@ -372,7 +376,8 @@ class ClientActor:
     async def _serve(self, route: StreamRoute) -> None:
         if not await self._wait_loaded():
             return
-        link = self._directory.stream_target(route.credential)
+        directory = self._directory
+        link = await directory.await_known(lambda: directory.stream_target(route.credential))
         if link is None:
             await self._reject(ErrorAnswer(401, "unknown SDK key"))
             return
@@ -384,7 +389,9 @@ class ClientActor:
     async def _serve_client(self, req: ClientStreamRequest, body: bytes | None) -> None:
         if not await self._wait_loaded():
             return
-        found = self._directory.client_stream_target(req.kind, req.credential)
+        directory = self._directory
+        found = await directory.await_known(
+            lambda: directory.client_stream_target(req.kind, req.credential))
         if found is None:
             await self._reject(unknown_credential(req.kind))
             return

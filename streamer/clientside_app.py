@@ -70,23 +70,30 @@ def register_clientside_routes(app: QuartTrio) -> None:
         if not directory.loaded:
             raise _Answer(503, "no flag data yet")
 
-    def by_env_id(env_id: str) -> EnvironmentInfo:
+    async def by_env_id(env_id: str) -> EnvironmentInfo:
         loaded()
-        env = directory.env_key_for_client_side_id(env_id)
-        info = None if env is None else directory.environment(env)
+
+        def find() -> EnvironmentInfo | None:
+            env = directory.env_key_for_client_side_id(env_id)
+            return None if env is None else directory.environment(env)
+
+        info = await directory.await_known(find)  # one created a moment ago: see there
         if info is None:
             raise _Answer(404, "unknown environment ID")
         return info
 
-    def by_key(mobile: bool) -> EnvironmentInfo:
+    async def by_key(mobile: bool) -> EnvironmentInfo:
         loaded()
-        header = request.headers.get("Authorization")
-        key = strip_credential(header)
-        env = None
-        if key is not None:
+        key = strip_credential(request.headers.get("Authorization"))
+
+        def find() -> EnvironmentInfo | None:
+            if key is None:
+                return None
             env = (directory.env_key_for_mobile_key(key) if mobile
                    else directory.env_key_for_sdk_key(key))
-        info = None if env is None else directory.environment(env)
+            return None if env is None else directory.environment(env)
+
+        info = None if key is None else await directory.await_known(find)
         if info is None:
             raise _Answer(401, f"unknown or malformed {'mobile' if mobile else 'SDK'} key")
         return info
@@ -127,21 +134,21 @@ def register_clientside_routes(app: QuartTrio) -> None:
         if request.method == "OPTIONS":
             return preflight()
         try:
-            info = by_env_id(env_id)
+            info = await by_env_id(env_id)
             return _json(200, await evaluate(info, b64, mobile=False, secure=True), JS_METHODS)
         except _Answer as exc:
             return _error(exc, JS_METHODS)
 
     async def mobile_eval(b64: str | None = None) -> Response:
         try:
-            info = by_key(mobile=True)
+            info = await by_key(mobile=True)
             return _json(200, await evaluate(info, b64, mobile=True, secure=False), None)
         except _Answer as exc:
             return _error(exc, None)
 
     async def server_eval(b64: str | None = None) -> Response:
         try:
-            info = by_key(mobile=False)
+            info = await by_key(mobile=False)
             return _json(200, await evaluate(info, b64, mobile=None, secure=False), None)
         except _Answer as exc:
             return _error(exc, None)
@@ -151,7 +158,7 @@ def register_clientside_routes(app: QuartTrio) -> None:
             return Response(b"", status=200, headers=dict(
                 cors_headers(request.headers.get("Origin"), GOALS_METHODS)))
         try:
-            by_env_id(env_id)
+            await by_env_id(env_id)
         except _Answer as exc:
             return _error(exc, GOALS_METHODS)
         return _json(200, b"[]", GOALS_METHODS)

@@ -10,7 +10,8 @@ that the stream acceptor, the polling app and the ingest package use.
 
 ``loaded`` becomes true when the first snapshot has been applied: before that, polls get 503
 and streams wait. ``ready`` additionally asks an optional probe (the worker passes "the bus
-subscriber is synced").
+subscriber is synced"). A credential this worker does not know yet is looked up again as
+new ones arrive, for a moment, before it is refused (:meth:`Directory.await_known`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -29,6 +30,11 @@ from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
 from streamer.http_head import StreamKind, sdk_credential
 from streamer.stream_gate import StreamGate
+
+T = TypeVar("T")
+# How long a request with an unknown credential waits for the bus to bring it (a key the admin
+# API has just created) before it is refused.
+UNKNOWN_CREDENTIAL_HOLD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,9 @@ class Directory:
         self._by_client_id: dict[str, str] = {}
         self._old: dict[str, tuple[str, int]] = {}  # rotated credential -> (env, expires_at_ms)
         self._loaded = trio.Event()
+        # Set (and replaced) whenever credentials become usable: see await_known.
+        self._learned = trio.Event()
+        self.unknown_credential_hold_s = UNKNOWN_CREDENTIAL_HOLD_S
         self._probe: Callable[[], bool] = lambda: True
         self._nursery: trio.Nursery | None = None
         # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py); the worker
@@ -98,6 +107,7 @@ class Directory:
             case EnvChange(_, info):
                 self._index(info)
                 await self._ensure(info.key)
+                self._notify_learned()
 
     async def apply_snapshot(self, snapshot: Snapshot, *, full: bool) -> None:
         named = set()
@@ -111,6 +121,7 @@ class Directory:
             for key in [k for k in self._actors if k not in named]:
                 await self._remove(key)
         self._loaded.set()
+        self._notify_learned()
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -140,6 +151,28 @@ class Directory:
 
     def environment(self, env_key: str) -> EnvironmentInfo | None:
         return self._envs.get(env_key)
+
+    async def await_known(self, find: Callable[[], T | None]) -> T | None:
+        """``find()``, or, while it finds nothing, ``find()`` again each time this worker
+        learns new credentials, for up to ``unknown_credential_hold_s``.
+
+        The admin API answers as soon as the store has committed a new environment or key;
+        the bus brings it to each worker a moment later. An SDK that connects in that moment
+        must not be told 401: several SDKs then give up for good (PROTOCOL.md §1.3). A key
+        that is really unknown gets its 401 after the hold.
+        """
+        found = find()
+        if found is not None or self.unknown_credential_hold_s <= 0:
+            return found
+        with trio.move_on_after(self.unknown_credential_hold_s):
+            while found is None:
+                await self._learned.wait()
+                found = find()
+        return found
+
+    def _notify_learned(self) -> None:
+        self._learned.set()
+        self._learned = trio.Event()
 
     def stream_target(self, credential: str) -> EnvActor | None:
         """The environment actor a stream with this SDK key attaches to."""

@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from store.bus.envelope import ItemKind
+from store.http_guard import finish_unread_bodies
 from streamer.directory import Directory
 from streamer.envstate import EnvView, Item, etag_matches, item_etag
 
@@ -47,11 +48,16 @@ def create_sdk_app(
         allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
         return _text(exc.code or 500, exc.description or exc.name, allow)
 
-    def env_view() -> EnvView | Response:
+    async def env_view() -> EnvView | Response:
         if not directory.loaded:
             return _text(503, "no flag data yet", {"Retry-After": "5"})
-        env = directory.env_key_for_sdk_key(request.headers.get("Authorization", ""))
-        view = None if env is None else directory.view(env)
+        key = request.headers.get("Authorization", "")
+
+        def find() -> EnvView | None:
+            env = directory.env_key_for_sdk_key(key)
+            return None if env is None else directory.view(env)
+
+        view = await directory.await_known(find)  # a key created a moment ago: see there
         if view is None:
             return _text(401, "unknown or malformed SDK key")
         return view
@@ -66,16 +72,16 @@ def create_sdk_app(
             body = gzipped()
         return Response(body, status=200, content_type=JSON, headers=headers)
 
-    def whole(which: str) -> Response:
-        view = env_view()
+    async def whole(which: str) -> Response:
+        view = await env_view()
         if isinstance(view, Response):
             return view
         if which == "all_json":
             return cacheable(view.all_json, view.etag_all, lambda: view.gzipped("all_json"))
         return cacheable(view.flags_json, view.etag_flags, lambda: view.gzipped("flags_json"))
 
-    def single(kind: ItemKind, key: str) -> Response:
-        view = env_view()
+    async def single(kind: ItemKind, key: str) -> Response:
+        view = await env_view()
         if isinstance(view, Response):
             return view
         item: Item | None = view.item(kind, key)
@@ -88,25 +94,26 @@ def create_sdk_app(
         if request.path.startswith("/sdk/"):
             directory.counters.polled(response.status_code)
         return response
+    finish_unread_bodies(app)
 
     @app.get("/sdk/latest-all")
     async def latest_all() -> Response:
-        return whole("all_json")
+        return await whole("all_json")
 
     @app.get("/sdk/latest-flags")
     @app.get("/sdk/flags")
     async def latest_flags() -> Response:
-        return whole("flags_json")
+        return await whole("flags_json")
 
     @app.get("/sdk/latest-flags/<path:key>")
     @app.get("/sdk/flags/<path:key>")
     async def one_flag(key: str) -> Response:
-        return single("flags", key)
+        return await single("flags", key)
 
     @app.get("/sdk/latest-segments/<path:key>")
     @app.get("/sdk/segments/<path:key>")
     async def one_segment(key: str) -> Response:
-        return single("segments", key)
+        return await single("segments", key)
 
     @app.get("/healthz")
     async def healthz() -> Response:

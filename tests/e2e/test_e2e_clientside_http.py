@@ -298,3 +298,44 @@ def test_preflight_on_stream_listener(world: dict[str, Any], path: str) -> None:
         assert s.body() == b""
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("path", "ctype", "status"), [
+    ("/sdk/evalx/{cid}/context", "text/plain", 415),  # refused from the head alone
+    ("/sdk/evalx/nope/context", "application/json", 404),
+    ("/bulk", "application/json", 401),
+])
+def test_keep_alive_survives_a_body_sent_after_the_answer(
+        world: dict[str, Any], path: str, ctype: str, status: int) -> None:
+    # Regression: when a refused request's body reached hypercorn after the answer, the
+    # connection's next request was never answered.
+    cid = world["envs"]["test"]["clientSideId"]
+    host, port = world["node"].urls["sdk"].split("//")[1].rsplit(":", 1)
+    method = "POST" if path == "/bulk" else "REPORT"
+    body = json.dumps(BOB).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"{method} {path.replace('{cid}', cid)} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.05)  # the answer is decided before the body arrives
+        sock.sendall(body)
+        first = _read_response(sock)
+        assert first.startswith(f"HTTP/1.1 {status} ".encode()), first
+        sock.sendall(f"GET /sdk/evalx/{cid}/contexts/{b64(BOB)} HTTP/1.1\r\nHost: x\r\n\r\n"
+                     .encode())
+        second = _read_response(sock)  # a socket timeout (5 s) here is the regression
+        assert second.startswith(b"HTTP/1.1 200 "), second
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length body, from a raw socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        assert data, f"connection closed after {buf!r}"
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head

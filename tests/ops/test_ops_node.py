@@ -209,3 +209,29 @@ def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
         assert samples(text, "flagstream_worker_rss_bytes")[0][1] > 1024 * 1024
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize(("ctype", "token", "status"), [
+    ("text/plain", "test-admin-token", 415), ("application/json", "wrong", 401)])
+def test_admin_keep_alive_survives_a_body_sent_after_the_answer(
+        node: NodeProcess, ctype: str, token: str, status: int) -> None:
+    # Regression: a refused request whose body reached hypercorn after the answer left the
+    # keep-alive connection's next request unanswered.
+    body = b'{"key": "late", "name": "Late"}'
+    with socket.create_connection(_addr(node.urls["admin"]), timeout=5) as sock:
+        sock.sendall(f"POST /api/v1/environments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     f"{token}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode())
+        time.sleep(0.05)
+        sock.sendall(body)
+        buf = b""
+        while buf.count(b"HTTP/1.1 ") < 1 or b"}" not in buf:
+            buf += sock.recv(65536)
+        assert buf.startswith(f"HTTP/1.1 {status} ".encode()), buf
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:  # a socket timeout (5 s) here is the regression
+            data = sock.recv(65536)
+            assert data, "closed"
+            buf += data
+        assert buf.startswith(b"HTTP/1.1 200 "), buf

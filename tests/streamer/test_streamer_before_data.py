@@ -131,3 +131,63 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     await trio.testing.wait_all_tasks_blocked()
     assert directory.counters.disconnects == {"env_removed": 1}
     assert directory.env_key_for_sdk_key("sdk-new") is None
+
+
+async def test_a_key_created_a_moment_ago_is_served_not_refused(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # The admin API answers once the store has committed a new environment; the bus brings it
+    # a moment later. A stream with its key that arrives in between must wait for it (up to
+    # the hold), not get a 401, which several SDKs take as final.
+    from store.bus.envelope import EnvChange
+
+    directory = Directory()
+    await nursery.start(directory.run)
+    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    newer = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
+                    client_side_id="cid-newer")
+    early_server, early = tcp_pair()
+    bogus_server, bogus = tcp_pair()
+    early.send(request(key="sdk-newer"))
+    bogus.send(request(key="sdk-never-made"))
+    started = trio.current_time()
+    for server in (early_server, bogus_server):
+        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+    await trio.sleep(0.3)
+    await directory.apply_change(EnvChange(2, newer))
+    reader = StreamReader()
+    with trio.fail_after(5):
+        items = await reader.read_until(early, 1)
+    assert isinstance(items[0], SSEEvent) and items[0].event == "put"
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(bogus)
+    assert bogus.recv(100).startswith(b"HTTP/1.1 401 ")
+    # the unknown key is refused exactly when the hold ends
+    assert trio.current_time() - started == pytest.approx(directory.unknown_credential_hold_s)
+
+
+async def test_unknown_key_polls_wait_for_a_new_environment(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    from store.bus.envelope import EnvChange
+
+    directory = Directory()
+    await nursery.start(directory.run)
+    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    newer = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
+                    client_side_id="cid-newer")
+
+    async def arrive_later() -> None:
+        await trio.sleep(0.2)
+        await directory.apply_change(EnvChange(2, newer))
+
+    nursery.start_soon(arrive_later)
+    found = await directory.await_known(lambda: directory.env_key_for_sdk_key("sdk-newer"))
+    assert found == "newer" and trio.current_time() == pytest.approx(0.2)
+    started = trio.current_time()
+    assert await directory.await_known(lambda: directory.env_key_for_sdk_key("sdk-x")) is None
+    assert trio.current_time() - started == pytest.approx(1.0)
+    directory.unknown_credential_hold_s = 0
+    started = trio.current_time()
+    assert await directory.await_known(lambda: directory.env_key_for_sdk_key("sdk-x")) is None
+    assert trio.current_time() == started
