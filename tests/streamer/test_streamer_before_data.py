@@ -18,6 +18,7 @@ from streamer_testkit import (
     tcp_pair,
 )
 
+from store.bus.envelope import EnvChange
 from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
@@ -133,19 +134,24 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     assert directory.env_key_for_sdk_key("sdk-new") is None
 
 
+NEWER = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
+                client_side_id="cid-newer")
+
+
+async def loaded_directory(nursery: trio.Nursery) -> Directory:
+    directory = Directory()
+    await nursery.start(directory.run)
+    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    return directory
+
+
 async def test_a_key_created_a_moment_ago_is_served_not_refused(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     # The admin API answers once the store has committed a new environment; the bus brings it
     # a moment later. A stream with its key that arrives in between must wait for it (up to
     # the hold), not get a 401, which several SDKs take as final.
-    from store.bus.envelope import EnvChange
-
-    directory = Directory()
-    await nursery.start(directory.run)
-    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
-    newer = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
-                    client_side_id="cid-newer")
+    directory = await loaded_directory(nursery)
     early_server, early = tcp_pair()
     bogus_server, bogus = tcp_pair()
     early.send(request(key="sdk-newer"))
@@ -154,7 +160,7 @@ async def test_a_key_created_a_moment_ago_is_served_not_refused(
     for server in (early_server, bogus_server):
         nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
     await trio.sleep(0.3)
-    await directory.apply_change(EnvChange(2, newer))
+    await directory.apply_change(EnvChange(2, NEWER))
     reader = StreamReader()
     with trio.fail_after(5):
         items = await reader.read_until(early, 1)
@@ -169,17 +175,11 @@ async def test_a_key_created_a_moment_ago_is_served_not_refused(
 async def test_unknown_key_polls_wait_for_a_new_environment(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    from store.bus.envelope import EnvChange
-
-    directory = Directory()
-    await nursery.start(directory.run)
-    await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
-    newer = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
-                    client_side_id="cid-newer")
+    directory = await loaded_directory(nursery)
 
     async def arrive_later() -> None:
         await trio.sleep(0.2)
-        await directory.apply_change(EnvChange(2, newer))
+        await directory.apply_change(EnvChange(2, NEWER))
 
     nursery.start_soon(arrive_later)
     found = await directory.await_known(lambda: directory.env_key_for_sdk_key("sdk-newer"))
