@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -30,6 +31,17 @@ def _new() -> HdrHistogram:
     return HdrHistogram(1, 120_000_000, 3)  # µs, up to 2 minutes
 
 
+# 3 significant digits on a lowest value of 1: 2048 sub-buckets, so a value keeps its top 11
+# bits; the rest is below the histogram's resolution (HdrHistogram's own bucketing).
+_KEPT_BITS = 11
+
+
+def lowest_equivalent(value: int) -> int:
+    """The smallest value the histogram stores ``value`` as (same bucket, same count)."""
+    drop = value.bit_length() - _KEPT_BITS
+    return value if drop <= 0 else (value >> drop) << drop
+
+
 class Propagation:
     def __init__(self) -> None:
         self.by_seq: dict[int, HdrHistogram] = {}  # all seen here (on the master: merged)
@@ -40,6 +52,18 @@ class Propagation:
         if h is None:
             h = self._since_report[seq] = _new()
         h.record_value(max(1, latency_us))
+
+    def record_batch(self, deliveries: Iterable[tuple[int, int]]) -> None:
+        """Many (seq, latency µs) deliveries at once, with the same result as ``record`` for
+        each. Equal values are recorded once with their count: hdrh's ``record_value`` is
+        about 2.4 µs of Python a call, while deliveries that arrive together mostly fall into
+        a few of the histogram's buckets."""
+        counts = Counter((seq, lowest_equivalent(max(1, us))) for seq, us in deliveries)
+        for (seq, value), n in counts.items():
+            h = self._since_report.get(seq)
+            if h is None:
+                h = self._since_report[seq] = _new()
+            h.record_value(value, n)
 
     def export(self) -> dict[str, str]:
         """The deliveries since the last export, encoded (and forgotten here)."""

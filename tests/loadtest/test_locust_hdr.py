@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtest.locust_hdr import Propagation
+import pytest
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loadtest.locust_hdr import Propagation, lowest_equivalent
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,3 +86,30 @@ def test_batch_logging_matches_one_log_request_per_delivery() -> None:
         batch, single = out[key]
         assert batch == single
         assert batch[0] == 12
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(0, 119_000_000)), max_size=400))
+@settings(max_examples=150, deadline=None)
+def test_batch_recording_equals_one_by_one(deliveries: list[tuple[int, int]]) -> None:
+    one, batch = Propagation(), Propagation()
+    for seq, us in deliveries:
+        one.record(seq, us)
+    batch.record_batch(deliveries)
+    one.flush()
+    batch.flush()
+    assert one.by_seq.keys() == batch.by_seq.keys()
+    for seq, h in one.by_seq.items():
+        b = batch.by_seq[seq]
+        assert b.get_total_count() == h.get_total_count()
+        assert (b.get_min_value(), b.get_max_value()) == (h.get_min_value(), h.get_max_value())
+        for pct in (0, 1, 10, 50, 90, 99, 99.9, 100):
+            assert b.get_value_at_percentile(pct) == h.get_value_at_percentile(pct)
+
+
+@pytest.mark.parametrize(("value", "lowest"), [
+    (1, 1), (2047, 2047), (2048, 2048), (2049, 2048), (4095, 4094), (4096, 4096),
+    (1_000_003, 999_936), (119_999_999, 119_996_416)])
+def test_lowest_equivalent_matches_the_histogram(value: int, lowest: int) -> None:
+    assert lowest_equivalent(value) == lowest
+    h = HdrHistogram(1, 120_000_000, 3)
+    assert h.get_lowest_equivalent_value(value) == lowest
