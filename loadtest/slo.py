@@ -251,8 +251,8 @@ def worker_budget_mib(args: argparse.Namespace) -> int:
     return math.ceil(base + share * per_conn / 1024)
 
 
-def scrape_metrics(target: FlagstreamTarget, needle: str = "slow") -> list[str]:
-    """Sample lines of the node's /metrics that contain ``needle`` (if it has one yet)."""
+def scrape_metrics(target: FlagstreamTarget, needles: tuple[str, ...] = ("slow",)) -> list[str]:
+    """Sample lines of the node's /metrics that contain one of ``needles`` (one scrape)."""
     assert target.node.listeners is not None
     host, port = target.node.listeners.sdk
     try:
@@ -265,7 +265,8 @@ def scrape_metrics(target: FlagstreamTarget, needle: str = "slow") -> list[str]:
         return [f"/metrics: {exc!r}"]
     if resp.status != 200:
         return [f"/metrics answered {resp.status}"]
-    return [line for line in body.splitlines() if needle in line and not line.startswith("#")]
+    return [line for line in body.splitlines()
+            if not line.startswith("#") and any(n in line for n in needles)]
 
 
 def stall_figures(args: argparse.Namespace, with_stalled: dict[str, Any], clean: dict[str, Any],
@@ -329,8 +330,7 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
         "errors": errors, "retry_after": [a["retry_after"] for a in answers],
         "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
         "worker_memory_budget_mb": worker_budget_mib(args),
-        "saturation_metrics": [line for needle in ("saturat", "loop_lag")
-                               for line in scrape_metrics(target, needle)],
+        "saturation_metrics": scrape_metrics(target, ("saturat", "loop_lag")),
     }  # fmt: skip
     progress(f"storm: {len(rec_ms)}/{live} back, p99 {report['storm']['recover_p99_ms']:.0f} ms,"
              f" max {report['storm']['recover_max_ms']:.0f} ms, errors {errors}")

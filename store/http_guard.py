@@ -16,6 +16,10 @@ and this wrapper closes them:
 
 After the body is complete, ``receive`` passes straight through, so long-lived streaming
 answers (which wait on ``http.disconnect``) are unaffected.
+
+A third gap sits in hypercorn's keep-alive handling and needs the app's help: an answer
+decided before the body arrived leaves the connection unable to take its next request.
+:func:`finish_unread_bodies` installs the Quart hook both apps use against it.
 """
 
 from __future__ import annotations

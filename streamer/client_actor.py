@@ -377,7 +377,10 @@ class ClientActor:
         if not await self._wait_loaded():
             return
         directory = self._directory
-        link = await directory.await_known(lambda: directory.stream_target(route.credential))
+        link = directory.stream_target(route.credential)
+        if link is None:  # maybe a key created a moment ago, still on its way over the bus
+            link = await directory.await_known(
+                lambda: directory.stream_target(route.credential))
         if link is None:
             await self._reject(ErrorAnswer(401, "unknown SDK key"))
             return
@@ -390,8 +393,10 @@ class ClientActor:
         if not await self._wait_loaded():
             return
         directory = self._directory
-        found = await directory.await_known(
-            lambda: directory.client_stream_target(req.kind, req.credential))
+        found = directory.client_stream_target(req.kind, req.credential)
+        if found is None:  # maybe created a moment ago, still on its way over the bus
+            found = await directory.await_known(
+                lambda: directory.client_stream_target(req.kind, req.credential))
         if found is None:
             await self._reject(unknown_credential(req.kind))
             return

@@ -85,17 +85,18 @@ def register_clientside_routes(app: QuartTrio) -> None:
     async def by_key(mobile: bool) -> EnvironmentInfo:
         loaded()
         key = strip_credential(request.headers.get("Authorization"))
+        refusal = _Answer(401, f"unknown or malformed {'mobile' if mobile else 'SDK'} key")
+        if key is None:
+            raise refusal
+        lookup = directory.env_key_for_mobile_key if mobile else directory.env_key_for_sdk_key
 
         def find() -> EnvironmentInfo | None:
-            if key is None:
-                return None
-            env = (directory.env_key_for_mobile_key(key) if mobile
-                   else directory.env_key_for_sdk_key(key))
+            env = lookup(key)
             return None if env is None else directory.environment(env)
 
-        info = None if key is None else await directory.await_known(find)
+        info = await directory.await_known(find)  # one created a moment ago: see there
         if info is None:
-            raise _Answer(401, f"unknown or malformed {'mobile' if mobile else 'SDK'} key")
+            raise refusal
         return info
 
     async def evaluate(info: EnvironmentInfo, b64: str | None, *, mobile: bool | None,

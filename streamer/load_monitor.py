@@ -23,6 +23,7 @@ stream gate (:mod:`streamer.stream_gate`) asks the monitor before it admits a st
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +59,6 @@ class LoadMonitor:
         self.max_lag_s = 0.0
         self.rss_bytes = 0
         self._until: dict[str, float] = {}  # reason -> saturated until this time
-        self._active: set[str] = set()
         self.episodes: dict[str, int] = {}
 
     def observe_lag(self, lag_s: float, now: float) -> None:
@@ -75,23 +75,15 @@ class LoadMonitor:
             self._over("memory", now)
 
     def _over(self, reason: str, now: float) -> None:
-        self._until[reason] = now + self.budget.hold_s
-        if reason not in self._active:
-            self._active.add(reason)
+        if self._until.get(reason, -math.inf) <= now:  # not saturated for it: a new episode
             self.episodes[reason] = self.episodes.get(reason, 0) + 1
+        self._until[reason] = now + self.budget.hold_s
 
     def saturated(self, now: float) -> str | None:
         """The reason this worker should refuse new streams at ``now``, or None."""
-        if not self._until:
-            return None
         for reason in ("memory", "loop_lag"):
-            until = self._until.get(reason)
-            if until is None:
-                continue
-            if now < until:
+            if now < self._until.get(reason, -math.inf):
                 return reason
-            del self._until[reason]
-            self._active.discard(reason)
         return None
 
     def statistics(self, now: float) -> LoadStatistics:

@@ -94,6 +94,7 @@ def create_sdk_app(
         if request.path.startswith("/sdk/"):
             directory.counters.polled(response.status_code)
         return response
+
     finish_unread_bodies(app)
 
     @app.get("/sdk/latest-all")

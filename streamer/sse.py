@@ -65,9 +65,13 @@ RETRY_BASE_MS = 500
 RETRY_JITTER_MS = 1000
 
 
+# Every possible block, framed once (about 20 KB): a stream's opening costs one index.
+_RETRY_CHUNKS = tuple(chunk(encode_retry(RETRY_BASE_MS + i)) for i in range(RETRY_JITTER_MS))
+
+
 def retry_chunk(unit: float) -> bytes:
     """The chunk-framed ``retry:`` block for a jitter draw ``unit`` in [0, 1)."""
-    return chunk(encode_retry(RETRY_BASE_MS + int(unit * RETRY_JITTER_MS)))
+    return _RETRY_CHUNKS[int(unit * RETRY_JITTER_MS)]
 
 
 class FramingError(ValueError):

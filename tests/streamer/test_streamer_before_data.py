@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -31,6 +32,18 @@ def _close_sockets() -> Iterator[None]:
     close_client_sockets()
 
 
+async def expect_put(client: socket.socket) -> None:
+    with trio.fail_after(5):
+        items = await StreamReader().read_until(client, 1)
+    assert isinstance(items[0], SSEEvent) and items[0].event == "put"
+
+
+async def expect_refused(client: socket.socket, status: int) -> None:
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(client)
+    assert client.recv(100).startswith(f"HTTP/1.1 {status} ".encode())
+
+
 async def test_streams_wait_for_data_then_get_put_or_401(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
@@ -47,13 +60,8 @@ async def test_streams_wait_for_data_then_get_put_or_401(
         with pytest.raises(BlockingIOError):
             client.recv(100)
     await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
-    reader = StreamReader()
-    with trio.fail_after(5):
-        items = await reader.read_until(known, 1)
-    assert isinstance(items[0], SSEEvent) and items[0].event == "put"
-    with trio.fail_after(5):
-        await trio.lowlevel.wait_readable(unknown)
-    assert unknown.recv(100).startswith(b"HTTP/1.1 401 ")
+    await expect_put(known)
+    await expect_refused(unknown, 401)
 
 
 async def test_streams_get_503_when_no_data_arrives_in_time(
@@ -161,13 +169,8 @@ async def test_a_key_created_a_moment_ago_is_served_not_refused(
         nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
     await trio.sleep(0.3)
     await directory.apply_change(EnvChange(2, NEWER))
-    reader = StreamReader()
-    with trio.fail_after(5):
-        items = await reader.read_until(early, 1)
-    assert isinstance(items[0], SSEEvent) and items[0].event == "put"
-    with trio.fail_after(5):
-        await trio.lowlevel.wait_readable(bogus)
-    assert bogus.recv(100).startswith(b"HTTP/1.1 401 ")
+    await expect_put(early)
+    await expect_refused(bogus, 401)
     # the unknown key is refused exactly when the hold ends
     assert trio.current_time() - started == pytest.approx(directory.unknown_credential_hold_s)
 
