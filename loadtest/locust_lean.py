@@ -5,11 +5,23 @@ Theory of operation
 Locust runs on gevent, and one greenlet per stream costs 18-31 µs of CPU per received event
 (research/fanout.md). A :class:`StreamSet` instead owns thousands of plain (unpatched) non-
 blocking sockets and one real ``epoll`` (taken from before gevent's monkey-patching, which hides
-it). The owning greenlet sleeps in gevent on the epoll fd's readability, so the rest of Locust
-keeps running, then drains ready sockets in a tight loop through `loadtest.lean_wire` (about
-2-3 µs per event). When only a trickle is ready it sleeps 2 ms first, so one loop turn serves
-many sockets (on shared cores each wake-up also takes CPU from the server under test).
-Latencies are handed back in batches: one call per loop turn, not per event.
+it), and drains ready sockets in a tight loop through `loadtest.lean_wire` (about 2-3 µs per
+event of Python). Latencies are handed back in batches: one call per loop turn, not per event.
+
+The owning greenlet polls that epoll without blocking and, when little or nothing is ready,
+sleeps in gevent for ``coalesce_s`` (2 ms) before looking again, so the rest of Locust keeps
+running and one loop turn serves many sockets (on shared cores each wake-up also takes CPU
+from the server under test). After about 0.1 s with nothing at all it naps ``idle_nap_s``
+(10 ms) instead: an idle worker wakes 100 times a second, and only the first events of a
+change can wait that long, since the loop stays awake through the rest of it.
+
+It does not wait on the epoll fd through gevent. That nests an epoll of thousands of sockets
+inside libev's, and every ``EPOLL_CTL_ADD`` of an epoll fd makes the kernel walk the whole
+nested set to check for loops; gevent adds the fd again on every wait, so at 12,500 streams a
+worker spent about 4 ms of kernel time per wait, 88-96 ms of CPU per second with no event
+arriving (perf and strace, 2026-12-01). Nor does the loop run on its own thread: with more
+Locust processes than cores, every hand-over of the GIL between it and the gevent hub waited
+for a scheduler slice, and the connect rate fell to tens per second.
 
 Connections open at a bounded concurrency, round-robin over destination addresses; a stream
 that drops is reopened after the SDKs' jittered backoff (`lean_wire.reconnect_delay`).
@@ -17,7 +29,6 @@ that drops is reopened after the SDKs' jittered backoff (`lean_wire.reconnect_de
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import random
 import struct
@@ -27,7 +38,6 @@ from typing import Any
 
 import gevent
 from gevent import monkey
-from gevent.socket import wait_read
 
 from loadtest.lean_wire import (
     DECODERS,
@@ -66,10 +76,13 @@ Deliveries = Callable[[list[tuple[int, int]]], None]  # [(seq, latency µs), ...
 class StreamSet:
     """`n` streams to `port` on `addresses`; call :meth:`run` from one greenlet."""
 
+    IDLE_POLLS = 50  # empty polls in a row (about 0.1 s) before the loop naps for idle_nap_s
+
     def __init__(self, *, n: int, addresses: list[str], port: int, path: str,
                  headers: dict[str, str], on_deliveries: Deliveries,
                  clock: Callable[[], int] = time.monotonic_ns, concurrency: int = 128,
-                 decoder: str = "fast", coalesce_s: float = 0.002) -> None:
+                 decoder: str = "fast", coalesce_s: float = 0.002,
+                 idle_nap_s: float = 0.01) -> None:
         self.n = n
         self.addresses = addresses
         self.port = port
@@ -78,6 +91,7 @@ class StreamSet:
         self.clock = clock
         self.concurrency = concurrency
         self.coalesce_s = coalesce_s
+        self.idle_nap_s = idle_nap_s
         self.decoder_cls = DECODERS[decoder]
         self.ep = _epoll()
         self.streams: dict[int, _Stream] = {}
@@ -185,18 +199,22 @@ class StreamSet:
         self.ep.modify(fd, _EPOLLIN)
 
     def run(self) -> None:
-        """Until :meth:`stop`: wait in gevent for the epoll fd, then drain it without yielding."""
-        streams = self.streams
+        """Until :meth:`stop`: poll the epoll, drain what is ready, sleep in gevent when idle."""
+        streams, ep = self.streams, self.ep
+        nap = self.coalesce_s or 0.002
+        empty = 0  # polls in a row that found nothing
         while self.running:
             self._start()
-            # gevent raises socket.timeout, an alias of TimeoutError
-            with contextlib.suppress(TimeoutError):
-                wait_read(self.ep.fileno(), timeout=0.05)
+            ready = ep.poll(0, 1024)
+            empty = 0 if ready else empty + 1
+            if not ready or (len(ready) < 64 and self.coalesce_s and self.started >= self.n):
+                # nothing, or a trickle: wait for company (lean_client); quiet for a while:
+                # wake less often (a first event waits at most idle_nap_s, the rest none)
+                gevent.sleep(self.idle_nap_s if empty > self.IDLE_POLLS else nap)
+                if self._stopped():
+                    break  # stopped meanwhile: the epoll is closed
+                ready = ep.poll(0, 1024)
             out: list[tuple[int, int]] = []
-            ready = self.ep.poll(0, 1024)
-            if 0 < len(ready) < 64 and self.coalesce_s and self.started >= self.n:
-                gevent.sleep(self.coalesce_s)  # a trickle: wait for company (lean_client)
-                ready = self.ep.poll(0, 1024)
             for fd, _mask in ready:
                 st = streams.get(fd)
                 if st is None:
@@ -207,6 +225,11 @@ class StreamSet:
                     self._on_event(fd, st, out)
             if out:
                 self.on_deliveries(out)
+            if ready:
+                gevent.idle()  # busy: let the hub poll its I/O and timers (sleep(0) would not)
+
+    def _stopped(self) -> bool:
+        return not self.running  # a call, so a type checker does not narrow across the sleep
 
     def stop(self) -> None:
         self.running = False
