@@ -17,7 +17,9 @@ Scenarios run in this order, each against fresh processes except where noted:
    killed at once; the supervisor restarts them; time until every stream has a fresh `put`,
    503s and their `Retry-After` values, peak RSS per worker while it lasts.
 4. ``floor``: the raw send-loop server (`loadtest.baselines.raw_floor`, W processes) with the
-   same N and clients; flagstream's per-change P99 as a ratio to it.
+   same N and clients; flagstream's per-change P99 as a ratio to it. With ``storm`` too, the
+   floor's processes are killed and started again at once before flagstream's storm, and the
+   time until all its streams are back is the storm's floor on this box (a ratio).
 5. ``baselines``: at B connections (15k), flagstream with one worker, sse-starlette on uvicorn,
    and Node `http`, each with the same clients; flagstream's P99 as a ratio to each.
 
@@ -36,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +171,7 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
         pool = ClientPool(clients_for(n, args), time_limit_s=time_limit(args),
                           coalesce_ms=args.coalesce_ms)
         stalled = "stalled" in args.scenarios and args.stalled > 0
-        floor: Paired | None = None
+        floor: tuple[ClientPool, BaselineTarget] | None = None
         floor_connect: dict[str, Any] = {}
         rounds: list[RoundResult] = []
         with_stalled: dict[str, Any] = {}
@@ -185,7 +188,8 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
                           coalesce_ms=args.coalesce_ms),
                      floor_target)
             floor_connect = connect_with_progress(floor[0], floor_target, n,
-                                                  addresses_for(n, args), args, "floor")
+                                                  addresses_for(n, args), args, "floor",
+                                                  reconnect=RECONNECT)  # for its storm
         time.sleep(1.0)
         seq = 1
         count = args.warmup + args.changes
@@ -211,6 +215,9 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
             report["stalled"] = stall_figures(args, with_stalled, fan, checks,
                                               scrape_metrics(target))
         if floor is not None:
+            if "storm" in args.scenarios:  # the same storm against the floor's processes
+                report["storm_floor"] = storm_recovery(
+                    floor[0], floor[1].crash_restart, floor[1].server_pids, args, "storm/floor")
             floor[0].close()
             floor[1].stop()
             floor = None
@@ -288,17 +295,17 @@ def stall_figures(args: argparse.Namespace, with_stalled: dict[str, Any], clean:
     }  # fmt: skip
 
 
-def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
-                   args: argparse.Namespace, report: dict[str, Any]) -> None:
-    target.refresh_workers()
-    workers = target.worker_pids()
+def storm_recovery(pool: ClientPool, kill: Callable[[], list[int]],
+                   sample_pids: Callable[[], list[int]], args: argparse.Namespace,
+                   label: str) -> dict[str, Any]:
+    """Kill the server's processes (`kill` returns their pids) while `pool` holds its streams,
+    and time each stream's way back to a fresh `put`; peak RSS of `sample_pids` meanwhile."""
     shares = [s["live"] for s in pool.ask({"cmd": "stats"}, "stats", 10)]
     live = sum(shares)
     t_kill = time.monotonic_ns()
     pool.ask({"cmd": "storm_mark", "t_ns": t_kill}, "storm_marked", 10)
-    progress(f"storm: killing workers {workers} holding {live} streams")
-    for pid in workers:  # our own node's workers, by pid
-        os.kill(pid, signal.SIGKILL)
+    progress(f"{label}: killing the server's processes holding {live} streams")
+    killed = kill()
     for c, n in zip(pool.clients, shares, strict=True):  # each waits for all it held
         c.send({"cmd": "await_live", "n": n, "timeout_s": args.storm_timeout})
     peak: dict[int, int] = {}
@@ -306,7 +313,7 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
     deadline = time.monotonic() + args.storm_timeout + 15
     pending = list(pool.clients)
     while pending and time.monotonic() < deadline:
-        for pid in target.find_workers():
+        for pid in sample_pids():
             peak[pid] = max(peak.get(pid, 0), procstats.sample_pids([pid]).rss_kb)
         still = []
         for c in pending:
@@ -320,8 +327,8 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
     for a in answers:
         for k, v in a["errors"].items():
             errors[k] = errors.get(k, 0) + v
-    report["storm"] = {
-        "workers_killed": len(workers), "streams_before": live, "recovered": len(rec_ms),
+    out = {
+        "workers_killed": len(killed), "streams_before": live, "recovered": len(rec_ms),
         "all_back": len(answers) == len(pool.clients) and all(a["reached"] for a in answers),
         "recover_p50_ms": _pct(rec_ms, 50), "recover_p99_ms": _pct(rec_ms, 99),
         "recover_max_ms": rec_ms[-1] if rec_ms else math.nan,
@@ -329,11 +336,26 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
         "reconnect_attempts": sum(a["reconnects"] for a in answers),
         "errors": errors, "retry_after": [a["retry_after"] for a in answers],
         "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
+    }  # fmt: skip
+    progress(f"{label}: {len(rec_ms)}/{live} back, p99 {out['recover_p99_ms']:.0f} ms,"
+             f" max {out['recover_max_ms']:.0f} ms, errors {errors}")
+    return out
+
+
+def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
+                   args: argparse.Namespace, report: dict[str, Any]) -> None:
+    target.refresh_workers()
+    workers = target.worker_pids()
+
+    def kill() -> list[int]:
+        for pid in workers:  # our own node's workers, by pid
+            os.kill(pid, signal.SIGKILL)
+        return workers
+
+    report["storm"] = storm_recovery(pool, kill, target.find_workers, args, "storm") | {
         "worker_memory_budget_mb": worker_budget_mib(args),
         "saturation_metrics": scrape_metrics(target, ("saturat", "loop_lag")),
-    }  # fmt: skip
-    progress(f"storm: {len(rec_ms)}/{live} back, p99 {report['storm']['recover_p99_ms']:.0f} ms,"
-             f" max {report['storm']['recover_max_ms']:.0f} ms, errors {errors}")
+    }
     target.refresh_workers()
     after = run_rounds(pool, target, seq, 2, args, "storm/after")
     report["storm"]["delivered_after"] = all(r.received == r.expected for r in after)
@@ -475,6 +497,13 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
         row("storm: no worker over its memory budget",
             f"peak {peak:.0f} MB of {sm['worker_memory_budget_mb']} MB",
             peak <= sm["worker_memory_budget_mb"])
+        sf = report.get("storm_floor")
+        if sf and sf["recovered"]:
+            ratio = sm["recover_max_ms"] / sf["recover_max_ms"]
+            report["storm_ratio_to_floor"] = ratio
+            rows.append(("storm: time until all are back / the floor's", f"{ratio:.2f} ("
+                         f"{sm['recover_max_ms'] / 1000:.1f} s / {sf['recover_max_ms'] / 1000:.1f}"
+                         " s)", "(ratio)"))
         shed = sm["errors"].get("reconnect_http_503", 0)
         ra = [r for r in sm["retry_after"] if r["count"]]
         row("storm: saturated node sheds with 503 + jittered Retry-After",
@@ -528,7 +557,7 @@ def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
                                report["floor"])
     for name, fan in report.get("baselines", {}).items():
         lines += render_fanout(f"baseline {name} at {report['baseline_connections']}", fan)
-    for key in ("stalled", "storm", "locust"):
+    for key in ("stalled", "storm", "storm_floor", "locust"):
         if key in report:
             lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
     width = max((len(r[0]) for r in rows), default=10)

@@ -155,6 +155,25 @@ class BaselineTarget:
             self._spawn(self.port)
         time.sleep(0.3)
 
+    def crash_restart(self) -> list[int]:
+        """SIGKILL every process, then start as many again on the same port at once (the
+        floor of a reconnect storm: what a supervisor that restarts instantly could do).
+        Returns the killed pids."""
+        killed = self.server_pids()
+        old, self.procs = self.procs, []
+        for p in old:
+            p.kill()
+        for p in old:
+            p.wait(10)
+            if p.stdout is not None:
+                p.stdout.close()
+            if p.stdin is not None:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    p.stdin.close()
+        for _ in range(self.procs_n):
+            self._spawn(self.port)
+        return killed
+
     def server_pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 

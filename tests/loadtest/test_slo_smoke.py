@@ -34,10 +34,14 @@ def test_small_slo_run_delivers_everything(tmp_path: Path) -> None:
     assert storm["delivered_after"] is True
     floor = report["floor"]
     assert floor["connect"]["held"] == 2000 and floor["all_delivered"] is True
+    floor_storm = report["storm_floor"]  # the floor's processes killed and started again
+    assert floor_storm["workers_killed"] == 2
+    assert floor_storm["recovered"] == floor_storm["streams_before"] == 2000
     for name, fig in report.get("baselines", {}).items():
         assert fig["connect"]["held"] == 300, name
         assert fig["all_delivered"] is True, name
     assert "fan-out P99 / floor P99" in text
+    assert "storm: time until all are back / the floor's" in text
     names = sorted(p.name for p in tmp_path.iterdir())
     assert {"report.txt", "report.hgrm", "report.html", "report.json", "floor.hgrm"} <= set(names)
     assert "<svg" in (tmp_path / "report.html").read_text()
