@@ -274,6 +274,10 @@ class ClientLimits:
     mailbox_bytes: int = 4 * 1024 * 1024
 
 
+class _HeadTimeout(Exception):
+    """The request head (or a REPORT's body) did not arrive within ``header_timeout``."""
+
+
 class ClientActor:
     def __init__(
         self,
@@ -314,8 +318,9 @@ class ClientActor:
             | None):
         """The routed request (and a REPORT's body), all within ``header_timeout``."""
         reader = HeadReader(max_head_bytes=self._limits.max_head_bytes)
-        with trio.move_on_after(self._limits.header_timeout):
-            route = await self._read_route(reader)
+        deadline = trio.current_time() + self._limits.header_timeout
+        try:
+            route = await self._read_route(reader, deadline)
             if route is None or isinstance(route, ErrorAnswer | Preflight):
                 return route
             if not isinstance(route, ClientStreamRequest) or not route.report:
@@ -323,31 +328,40 @@ class ClientActor:
             try:
                 body = reader.feed_body(None, max_bytes=MAX_BODY_BYTES)
                 while body is None:
-                    data = await self._recv_some()
+                    data = await self._recv_some(deadline)
                     if data is None:
                         return None
                     body = reader.feed_body(data, max_bytes=MAX_BODY_BYTES)
             except HeadError as exc:
                 return exc.answer
             return route, body
-        return ErrorAnswer(408, "request not received in time")
+        except _HeadTimeout:
+            return ErrorAnswer(408, "request not received in time")
 
-    async def _recv_some(self) -> bytes | None:
-        """Bytes from the socket (``b""`` at EOF); None when it failed."""
+    async def _recv_some(self, deadline: float) -> bytes | None:
+        """Bytes from the socket (``b""`` at EOF); None when it failed.
+
+        The deadline's cancel scope is entered only to wait: a head that is already there
+        (the common case, since a client writes it right after connecting and an accept burst
+        finds it waiting) is read with no scope at all.
+        """
         while True:
             try:
                 return self._sock.recv(65536)
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._sock)
+                with trio.move_on_at(deadline) as waited:
+                    await trio.lowlevel.wait_readable(self._sock)
+                if waited.cancelled_caught:
+                    raise _HeadTimeout from None
             except OSError:
                 return None
 
     async def _read_route(
-        self, reader: HeadReader
+        self, reader: HeadReader, deadline: float
     ) -> StreamRoute | ClientStreamRequest | Preflight | ErrorAnswer | None:
         received = False
         while True:
-            data = await self._recv_some()
+            data = await self._recv_some(deadline)
             if data is None or (not data and not received):
                 return None  # failed, or connected and left without a request
             received = True

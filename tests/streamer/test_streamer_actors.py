@@ -291,3 +291,72 @@ async def test_slow_client_that_catches_up_ends_in_the_right_state(
     assert (counters.slow_resyncs > 0) == (mailbox_items == 4)
     assert not ended.is_set()
     client.close()
+
+
+async def _run_actor(nursery: trio.Nursery, directory: Directory, server: socket.socket,
+                     limits: ClientLimits) -> Ended:
+    ended = Ended()
+
+    async def run() -> None:
+        await ClientActor(server, directory, directory.counters, limits).run()
+        ended.set()
+
+    nursery.start_soon(run)
+    return ended
+
+
+async def _read_all(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    out = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        if not data:
+            return out
+        out += data
+
+
+async def _send_in_pieces(client: socket.socket, data: bytes, pieces: int, gap: float) -> None:
+    size = -(-len(data) // pieces)
+    for i in range(0, len(data), size):
+        if i:
+            await trio.sleep(gap)
+        client.send(data[i:i + size])
+
+
+async def test_head_in_pieces_within_the_deadline_is_served(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
+) -> None:
+    server, client = tcp_pair()
+    await _run_actor(nursery, directory, server, ClientLimits(header_timeout=7.0))
+    await _send_in_pieces(client, request("/all"), pieces=3, gap=3.0)  # whole after 6 s
+    reader = StreamReader()
+    with trio.fail_after(5):
+        await reader.read_until(client, 1)
+    assert reader.head is not None and reader.head.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize(("pieces", "gap"), [
+    (1, 0.0),  # a head that never ends (its blank line is never sent)
+    (5, 3.0),  # each gap is short, all four are not: the deadline is for the whole head
+])
+async def test_head_not_whole_by_the_header_deadline_gets_408_then(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory,
+    pieces: int, gap: float,
+) -> None:
+    server, client = tcp_pair()
+    t0 = trio.current_time()
+    ended = await _run_actor(nursery, directory, server, ClientLimits(header_timeout=7.0))
+    head = request("/all") if pieces > 1 else b"GET /all HTTP/1.1\r\nHost: x\r\n"
+    async with trio.open_nursery() as sender:
+        sender.start_soon(_send_in_pieces, client, head, pieces, gap)
+        with trio.fail_after(30):
+            answer = await _read_all(client)
+            await ended.wait()
+        sender.cancel_scope.cancel()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert ended.at is not None and ended.at - t0 == pytest.approx(7.0)
+    assert directory.counters.rejects == {408: 1}
