@@ -5,18 +5,22 @@ Theory of operation
 The supervisor checks the data dir and the listen addresses first, so a taken port or an
 unusable directory is one clear message and a non-zero exit, before anything starts. It then
 runs the store in its own process (SQLite, admin API, bus publisher, snapshot server) and
-starts N streamer workers as child processes (``python -m streamer.worker``). Each worker opens
+starts N streamer workers as child processes (``python -m streamer.worker``). Each worker has
 its own ``SO_REUSEPORT`` listeners on the stream and SDK ports, so the kernel spreads
 connections over them and no process needs more than its share of the 20,000 file descriptors.
+The supervisor opens each worker slot's pair and the worker inherits them (:class:`HeldListeners`),
+so they outlive a worker that is restarted at once: connections made in between wait in the
+kernel's queue for the new worker instead of being refused.
 
 The supervisor keeps one bound but not listening ``SO_REUSEPORT`` socket per SDK-facing port.
 It reserves the port (port 0 is resolved once, then every worker and every restarted worker
 binds the same number) while taking no connections itself: the kernel only hands connections
 to listening sockets.
 
-A worker announces readiness with one JSON line on stdout. A worker that dies is restarted
-with exponential backoff (1 s doubling to 30 s, reset after a minute of health); its clients
-reconnect to the other workers meanwhile. A worker that dies before its first readiness line
+A worker announces readiness with one JSON line on stdout. A worker that dies after a healthy
+run is restarted at once; one that keeps dying soon after start backs off 1 s doubling to 30 s,
+with its listeners closed meanwhile (see :func:`restart_delay`); its clients reconnect to the
+other workers. A worker that dies before its first readiness line
 ends the node: that is a configuration problem, not a crash to retry.
 
 SIGTERM or SIGINT drains: workers get SIGTERM (they stop accepting and close their streams),
@@ -216,12 +220,54 @@ def restart_delay(previous: float | None, ran_for: float) -> float:
     return min(max(1.0, previous * 2), RESTART_BACKOFF_MAX_S)
 
 
+class HeldListeners:
+    """One worker slot's two listening sockets (stream, SDK), opened and kept by the supervisor.
+
+    The worker inherits them (``--stream-fd``/``--sdk-fd``). While a worker that died after a
+    healthy run is restarted, they stay open: the kernel keeps queueing the slot's new
+    connections (up to the backlog) for the next worker instead of refusing them, so a
+    reconnect herd does not build up SDK backoff against a closed port while the new process
+    starts (about 1.3 s here). They are closed while a crashing worker backs off (nobody would
+    serve the queue) and at shutdown before the worker drains, so the port refuses as before.
+    """
+
+    def __init__(self, stream: tuple[str, int], sdk: tuple[str, int]) -> None:
+        self.stream = stream
+        self.sdk = sdk
+        self._socks: tuple[socket.socket, socket.socket] | None = None
+
+    def open(self) -> tuple[int, int]:
+        """The two file descriptors, opening the sockets if they are not open."""
+        from streamer.reuseport import open_reuseport_listener
+
+        if self._socks is None:
+            first = open_reuseport_listener(*self.stream)
+            try:
+                self._socks = (first, open_reuseport_listener(*self.sdk))
+            except BaseException:
+                first.close()
+                raise
+        return self._socks[0].fileno(), self._socks[1].fileno()
+
+    @property
+    def is_open(self) -> bool:
+        return self._socks is not None
+
+    def close(self) -> None:
+        if self._socks is not None:
+            for sock in self._socks:
+                sock.close()
+            self._socks = None
+
+
 class WorkerSupervisor:
     """Starts one worker process, waits for its readiness line and restarts it on failure."""
 
-    def __init__(self, worker_id: int, argv: list[str]) -> None:
+    def __init__(self, worker_id: int, argv: list[str],
+                 listeners: HeldListeners | None = None) -> None:
         self.worker_id = worker_id
         self.argv = argv
+        self.listeners = listeners
         self.process: trio.Process | None = None
         self.restarts = 0
         self.stopping = False
@@ -231,7 +277,16 @@ class WorkerSupervisor:
         # kill -9, the worker reads EOF and exits, so no orphan keeps the ports.
         # (PR_SET_PDEATHSIG would not do: trio spawns from a cached thread, and the signal
         # fires when that thread exits.)
-        proc = await trio.lowlevel.open_process(self.argv, stdout=sys_pipe(), stdin=sys_pipe())
+        argv, fds = self.argv, tuple[int, ...]()
+        if self.listeners is not None:
+            try:
+                stream_fd, sdk_fd = self.listeners.open()
+            except OSError as exc:
+                raise StartError(f"worker {self.worker_id}: {exc}") from None
+            argv = [*argv, "--stream-fd", str(stream_fd), "--sdk-fd", str(sdk_fd)]
+            fds = (stream_fd, sdk_fd)
+        proc = await trio.lowlevel.open_process(argv, stdout=sys_pipe(), stdin=sys_pipe(),
+                                                pass_fds=fds)
         self.process = proc
         assert proc.stdout is not None
         buf = b""
@@ -268,6 +323,8 @@ class WorkerSupervisor:
             backoff = restart_delay(backoff, trio.current_time() - started_at)
             log.warning("worker %d exited with code %s; restarting in %.0f s",
                         self.worker_id, proc.returncode, backoff)
+            if backoff > 0 and self.listeners is not None:
+                self.listeners.close()  # refuse rather than queue for nobody while it waits
             await trio.sleep(backoff)
             self.restarts += 1
             try:
@@ -278,6 +335,8 @@ class WorkerSupervisor:
 
     async def terminate(self, grace: float) -> None:
         self.stopping = True
+        if self.listeners is not None:
+            self.listeners.close()  # once the worker has drained, the port refuses as before
         if self.process is not None:
             await self._stop(self.process, grace)
 
@@ -391,7 +450,8 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                         out(f"flagstream: bus publishing on {bus} (snapshots on {snap})")
                 if stream is not None and sdk is not None:
                     for i in range(cfg.workers):
-                        sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap))
+                        sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap),
+                                               HeldListeners(stream, sdk))
                         supervisors.append(sup)
                         await nursery.start(sup.run)
                     out(f"flagstream: stream listening on {_url(stream)}")
@@ -405,6 +465,9 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                         stopper.start_soon(sup.terminate, cfg.drain_timeout)
                 nursery.cancel_scope.cancel()
     finally:
+        for sup in supervisors:
+            if sup.listeners is not None:
+                sup.listeners.close()
         for s in reserved:
             s.close()
 

@@ -8,6 +8,10 @@ When both listeners are up it prints exactly one JSON line on stdout (the superv
 it): ``{"event": "ready", "worker": N, "pid": P, "stream": "HOST:PORT", "sdk": "HOST:PORT"}``.
 Logs go to stderr. SIGTERM or SIGINT: stop accepting, close every stream, exit 0. A taken port
 or a bad argument: a message on stderr and exit code 2.
+
+``--stream-fd N --sdk-fd M``: serve listening sockets inherited from the supervisor (which
+keeps them open across a restart, see `streamer.supervisor.HeldListeners`) instead of opening
+them; the ``--*-bind`` addresses are then only what the readiness line reports.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -56,6 +61,8 @@ class WorkerConfig:
     bus_heartbeat_timeout: float = 3.0
     limits: ClientLimits = field(default_factory=ClientLimits)
     backlog: int = DEFAULT_BACKLOG
+    stream_fd: int | None = None  # inherited listening sockets (from the supervisor)
+    sdk_fd: int | None = None
     kinesis_stream: str | None = None
     kinesis_endpoint: str | None = None
     gate: GateLimits = field(default_factory=GateLimits)
@@ -90,9 +97,9 @@ async def run_worker(
 
     if not 0 < config.heartbeat_interval < 60:
         raise ValueError("heartbeat interval must be between 0 and 60 seconds")
-    stream_sock = open_reuseport_listener(*config.stream_bind, backlog=config.backlog)
+    stream_sock = _listener(config.stream_fd, config.stream_bind, config.backlog)
     try:
-        sdk_sock = open_reuseport_listener(*config.sdk_bind, backlog=config.backlog)
+        sdk_sock = _listener(config.sdk_fd, config.sdk_bind, config.backlog)
     except BaseException:
         stream_sock.close()
         raise
@@ -161,6 +168,18 @@ async def run_worker(
         sdk_sock.close()
 
 
+def _listener(fd: int | None, bind: tuple[str, int], backlog: int) -> socket.socket:
+    """The inherited listening socket ``fd``, or a new one on ``bind``."""
+    if fd is None:
+        return open_reuseport_listener(*bind, backlog=backlog)
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(exc.errno, f"inherited listener fd {fd}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
 def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p = argparse.ArgumentParser(prog="python3 -m streamer.worker", description=__doc__)
     p.add_argument("--worker-id", type=int, required=True)
@@ -169,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--bus", required=True, metavar="ADDR")
     p.add_argument("--bus-snapshot", required=True, metavar="ADDR")
     p.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--stream-fd", type=int, default=None, metavar="N",
+                   help="an inherited listening socket for --stream-bind")
+    p.add_argument("--sdk-fd", type=int, default=None, metavar="N",
+                   help="an inherited listening socket for --sdk-bind")
     p.add_argument("--heartbeat-interval", type=float, default=20.0, metavar="S")
     p.add_argument("--max-connection-age", type=float, default=None, metavar="S")
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="S")
@@ -198,6 +221,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     return WorkerConfig(
         worker_id=a.worker_id, stream_bind=a.stream_bind, sdk_bind=a.sdk_bind, bus=a.bus,
         bus_snapshot=a.bus_snapshot, data_dir=a.data_dir,
+        stream_fd=a.stream_fd, sdk_fd=a.sdk_fd,
         heartbeat_interval=a.heartbeat_interval,
         limits=ClientLimits(max_age=a.max_connection_age or None,
                             header_timeout=a.header_timeout),
