@@ -318,6 +318,7 @@ class WorkerSupervisor:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_drain, proc)
                 await proc.wait()
+            await _close_pipes(proc)  # each restart would otherwise leak two fds
             if self.stopping:
                 return
             backoff = restart_delay(backoff, trio.current_time() - started_at)
@@ -357,6 +358,12 @@ def sys_pipe() -> int:
     import subprocess
 
     return subprocess.PIPE
+
+
+async def _close_pipes(proc: trio.Process) -> None:
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            await stream.aclose()
 
 
 async def _drain(proc: trio.Process) -> None:

@@ -17,8 +17,10 @@ from streamer.supervisor import HeldListeners, WorkerSupervisor
 FAKE_WORKER = r"""
 import json, socket, sys, time
 fds = [int(sys.argv[sys.argv.index(o) + 1]) for o in ("--stream-fd", "--sdk-fd")]
-ok = all(socket.socket(fileno=fd).getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-         for fd in fds)
+socks = [socket.socket(fileno=fd) for fd in fds]
+ok = all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) for s in socks)
+for s in socks:
+    s.detach()
 try:
     print(json.dumps({"event": "ready" if ok else "bad fds"}), flush=True)
     time.sleep(0.3)
@@ -59,8 +61,7 @@ async def test_kept_across_an_immediate_restart_and_closed_during_backoff() -> N
             while sup.restarts < 2:  # first restart at once, the second after 1 s of backoff
                 seen.append((sup.restarts, _connect_errno(port)))
                 await trio.sleep(0.02)
-        await sup.terminate(1.0)
-        nursery.cancel_scope.cancel()
+        await sup.terminate(1.0)  # and run() returns: the nursery ends by itself
     assert {e for r, e in seen if r == 0} == {0}  # first worker and the gap after it: queued
     assert errno.ECONNREFUSED in {e for r, e in seen if r == 1}  # closed while backing off
     assert not held.is_open  # and closed at shutdown
