@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
+from loadtest.lean_wire import destination_count
 from loadtest.rounds import (  # re-exported: bench_eval_streams
     MAX_PER_CLIENT,
     ClientPool,
@@ -54,7 +55,7 @@ __all__ = ["ClientProc", "build_parser", "main", "render", "run", "split_connect
 def run(args: argparse.Namespace) -> dict[str, Any]:
     n, workers = args.connections, args.workers
     clients_n = args.clients or max(1, math.ceil(n / MAX_PER_CLIENT))
-    addresses_n = args.addresses or max(1, math.ceil(n / 20_000))
+    addresses_n = args.addresses or destination_count(n, procstats.ephemeral_port_range())
     if n / clients_n > MAX_PER_CLIENT:
         raise SystemExit(f"{n} connections need at least {math.ceil(n / MAX_PER_CLIENT)} clients")
     addresses = [f"127.0.0.{i + 1}" for i in range(addresses_n)]
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--changes", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured first changes")
     ap.add_argument("--clients", type=int, default=0, help="default: ceil(N / 15000)")
-    ap.add_argument("--addresses", type=int, default=0, help="default: ceil(N / 20000)")
+    ap.add_argument("--addresses", type=int, default=0, help="default: lean_wire.destination_count")
     ap.add_argument("--concurrency", type=int, default=256, help="connects in flight per client")
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--round-timeout", type=float, default=20.0)

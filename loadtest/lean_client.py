@@ -10,9 +10,10 @@ one `recv` is reported again on the next `poll`. The bytes go through the pure s
 
 Connections are opened at a bounded concurrency (a connection is "in flight" from `connect()`
 until its first `put` event arrives), round-robin over destination addresses 127.0.0.x so each
-destination gets its own ~28k ephemeral ports, and round-robin over request paths (one `/all`
-path, or many `/eval/...` paths with different contexts). Every socket has `SO_LINGER 0`, so
-closing it sends RST and leaves no TIME_WAIT behind between runs.
+destination gets its own ephemeral ports (the runners give each at most 60 % of the half of
+the range that `connect()` searches first: `lean_wire.destination_count`), and round-robin
+over request paths (one `/all` path, or many `/eval/...` paths with different contexts). Every
+socket has `SO_LINGER 0`, so closing it sends RST and leaves no TIME_WAIT behind between runs.
 
 Each `patch` event carries a marker the writer embedded in the flag (`fsmark:<seq>:<t0>:…`, t0 =
 `time.monotonic_ns()` in the writer just before its write); the client records

@@ -105,6 +105,16 @@ def machine_cpu(proc_root: Path = PROC) -> MachineCpu:
     return parse_proc_stat_cpu((proc_root / "stat").read_text())
 
 
+def ephemeral_port_range(proc_root: Path = PROC) -> tuple[int, int]:
+    """`net.ipv4.ip_local_port_range` (low, high); Linux's default when it cannot be read."""
+    text = _read(proc_root / "sys" / "net" / "ipv4" / "ip_local_port_range")
+    try:
+        low, high = (int(v) for v in (text or "").split())
+    except ValueError:
+        return 32768, 60999
+    return low, high
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()

@@ -45,6 +45,7 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
+from loadtest.lean_wire import destination_count
 from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
 from loadtest.rounds import MAX_PER_CLIENT, REPO, ClientPool, RoundResult, histogram
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
@@ -150,7 +151,7 @@ def clients_for(n: int, args: argparse.Namespace) -> int:
 
 
 def addresses_for(n: int, args: argparse.Namespace) -> list[str]:
-    count = args.addresses or max(2, math.ceil(n / 20_000))
+    count = args.addresses or destination_count(n, procstats.ephemeral_port_range(), minimum=2)
     return [f"127.0.0.{i + 1}" for i in range(count)]
 
 
@@ -591,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help=f"comma-separated subset of {','.join(SCENARIOS)}")
     ap.add_argument("--clients", type=int, default=0, help="default: ceil(N / 15000)")
-    ap.add_argument("--addresses", type=int, default=0, help="default: max(2, ceil(N / 20000))")
+    ap.add_argument("--addresses", type=int, default=0, help="default: lean_wire.destination_count")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--round-timeout", type=float, default=20.0)

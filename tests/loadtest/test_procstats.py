@@ -123,3 +123,18 @@ def test_parse_proc_stat_cpu(text: str, busy: int, idle: int) -> None:
 def test_parse_proc_stat_without_cpu_line() -> None:
     with pytest.raises(ValueError):
         procstats.parse_proc_stat_cpu("cpu0 1 2 3 4\n")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("32768\t60999\n", (32768, 60999)),
+    ("1024 65535\n", (1024, 65535)),
+    ("garbage\n", (32768, 60999)),  # unreadable: Linux's default
+    (None, (32768, 60999)),
+])
+def test_ephemeral_port_range(tmp_path: Path, text: str | None, expected: tuple[int, int]
+                              ) -> None:
+    if text is not None:
+        d = tmp_path / "sys" / "net" / "ipv4"
+        d.mkdir(parents=True)
+        (d / "ip_local_port_range").write_text(text)
+    assert procstats.ephemeral_port_range(tmp_path) == expected
