@@ -161,7 +161,8 @@ def time_limit(args: argparse.Namespace) -> float:
 
 def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> None:
     n = args.connections
-    budget = ("--worker-memory-budget", str(worker_budget_mib(args)))
+    budget = ("--worker-memory-budget", str(worker_budget_mib(args)),
+              "--max-loop-lag", str(args.max_loop_lag))  # the limits a worker sheds at
     target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0",
                               extra_args=(*budget, *(args.node_arg or ())),
                               command=args.node_cmd)
@@ -613,6 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline-connections", type=int, default=15_000)
     ap.add_argument("--baseline-changes", type=int, default=5)
     ap.add_argument("--keep-logs", action="store_true", help="keep the node's data dir and logs")
+    ap.add_argument("--max-loop-lag", type=float, default=0.0,
+                    help="the node's --max-loop-lag in the fan-out/stalled/storm scenarios "
+                         "(s; 0, the node's default: off): a worker whose loop lags more "
+                         "sheds new streams, which the storm then shows")
     ap.add_argument("--node-arg", action="append")
     ap.add_argument("--node-cmd")
     ap.add_argument("--out", type=Path, default=Path("slo-report"))
