@@ -37,12 +37,12 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
-from loadtest.lean_wire import destination_count
 from loadtest.rounds import (  # re-exported: bench_eval_streams
     MAX_PER_CLIENT,
     ClientPool,
     ClientProc,
     RoundResult,
+    destination_addresses,
     histogram,
     split_connections,
     ticks_ms,
@@ -55,16 +55,15 @@ __all__ = ["ClientProc", "build_parser", "main", "render", "run", "split_connect
 def run(args: argparse.Namespace) -> dict[str, Any]:
     n, workers = args.connections, args.workers
     clients_n = args.clients or max(1, math.ceil(n / MAX_PER_CLIENT))
-    addresses_n = args.addresses or destination_count(n, procstats.ephemeral_port_range())
     if n / clients_n > MAX_PER_CLIENT:
         raise SystemExit(f"{n} connections need at least {math.ceil(n / MAX_PER_CLIENT)} clients")
-    addresses = [f"127.0.0.{i + 1}" for i in range(addresses_n)]
-    host = "0.0.0.0" if addresses_n > 1 else "127.0.0.1"
+    addresses = destination_addresses(n, count=args.addresses)
+    host = "0.0.0.0" if len(addresses) > 1 else "127.0.0.1"
     target = FlagstreamTarget(workers=workers, stream_host=host,
                               extra_args=tuple(args.node_arg or ()), command=args.node_cmd)
     pool: ClientPool | None = None
     out: dict[str, Any] = {"connections": n, "workers": workers, "clients": clients_n,
-                           "addresses": addresses_n, "changes": args.changes}  # fmt: skip
+                           "addresses": len(addresses), "changes": args.changes}  # fmt: skip
     try:
         target.start()
         tree = target.server_pids()
@@ -193,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--changes", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured first changes")
     ap.add_argument("--clients", type=int, default=0, help="default: ceil(N / 15000)")
-    ap.add_argument("--addresses", type=int, default=0, help="default: lean_wire.destination_count")
+    ap.add_argument("--addresses", type=int, default=0, help="default: rounds.destination_count")
     ap.add_argument("--concurrency", type=int, default=256, help="connects in flight per client")
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--round-timeout", type=float, default=20.0)

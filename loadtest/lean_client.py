@@ -11,7 +11,7 @@ one `recv` is reported again on the next `poll`. The bytes go through the pure s
 Connections are opened at a bounded concurrency (a connection is "in flight" from `connect()`
 until its first `put` event arrives), round-robin over destination addresses 127.0.0.x so each
 destination gets its own ephemeral ports (the runners give each at most 60 % of the half of
-the range that `connect()` searches first: `lean_wire.destination_count`), and round-robin
+the range that `connect()` searches first: `rounds.destination_count`), and round-robin
 over request paths (one `/all` path, or many `/eval/...` paths with different contexts). Every
 socket has `SO_LINGER 0`, so closing it sends RST and leaves no TIME_WAIT behind between runs.
 

@@ -10,7 +10,6 @@ process, epoll) and by the Locust users in `loadtest.locustfile`.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -329,21 +328,6 @@ def reconnect_delay(attempt: int, rand: float, *, base_s: float = 1.0, max_s: fl
     replaces `base_s`, as in the SDKs."""
     delay = min(max_s, base_s * 2.0 ** min(attempt, 30))
     return delay - delay * jitter * rand
-
-
-def destination_count(n: int, port_range: tuple[int, int], *, minimum: int = 1,
-                      fill: float = 0.6) -> int:
-    """How many destination addresses (127.0.0.x) `n` client connections to one port need.
-
-    Linux's `connect()` looks for a free ephemeral port among the ports of one parity first
-    (half the range: 14,116 of 32768-60999) and scans all of that half before it tries the
-    other: past half the range per destination every connect walks ~14k ports (measured at
-    50k on 3 destinations: 81 % of the machine's CPU in `__inet_hash_connect` and
-    `__inet_check_established`). Keeping each destination at `fill` of that half keeps the
-    search to a few ports."""
-    low, high = port_range
-    per_destination = max(1, int((high - low + 1) // 2 * fill))
-    return max(minimum, math.ceil(n / per_destination))
 
 
 def retry_after_s(head: ResponseHead) -> float | None:

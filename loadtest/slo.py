@@ -45,9 +45,15 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
-from loadtest.lean_wire import destination_count
 from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
-from loadtest.rounds import MAX_PER_CLIENT, REPO, ClientPool, RoundResult, histogram
+from loadtest.rounds import (
+    MAX_PER_CLIENT,
+    REPO,
+    ClientPool,
+    RoundResult,
+    destination_addresses,
+    histogram,
+)
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
 
 SLO_MS = 500.0
@@ -151,8 +157,7 @@ def clients_for(n: int, args: argparse.Namespace) -> int:
 
 
 def addresses_for(n: int, args: argparse.Namespace) -> list[str]:
-    count = args.addresses or destination_count(n, procstats.ephemeral_port_range(), minimum=2)
-    return [f"127.0.0.{i + 1}" for i in range(count)]
+    return destination_addresses(n, count=args.addresses, minimum=2)
 
 
 def time_limit(args: argparse.Namespace) -> float:
@@ -161,10 +166,10 @@ def time_limit(args: argparse.Namespace) -> float:
 
 def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> None:
     n = args.connections
-    budget = ("--worker-memory-budget", str(worker_budget_mib(args)),
+    limits = ("--worker-memory-budget", str(worker_budget_mib(args)),
               "--max-loop-lag", str(args.max_loop_lag))  # the limits a worker sheds at
     target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0",
-                              extra_args=(*budget, *(args.node_arg or ())),
+                              extra_args=(*limits, *(args.node_arg or ())),
                               command=args.node_cmd)
     pool: ClientPool | None = None
     try:
@@ -593,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help=f"comma-separated subset of {','.join(SCENARIOS)}")
     ap.add_argument("--clients", type=int, default=0, help="default: ceil(N / 15000)")
-    ap.add_argument("--addresses", type=int, default=0, help="default: lean_wire.destination_count")
+    ap.add_argument("--addresses", type=int, default=0, help="default: rounds.destination_count")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--round-timeout", type=float, default=20.0)

@@ -17,7 +17,6 @@ from loadtest.lean_wire import (
     ProtocolError,
     SharedDecoder,
     build_request,
-    destination_count,
     find_mark,
     mark_value,
     one_event_chunk,
@@ -280,19 +279,3 @@ def test_decoders_keep_the_streams_retry_field(name: str, wire: bytes, retry_ms:
         got += decoder.feed(wire[i:i + 1])
     assert got == events and decoder.retry_ms == retry_ms
 
-
-@pytest.mark.parametrize(
-    ("n", "port_range", "minimum", "expected"),
-    [
-        (50_000, (32768, 60999), 2, 6),  # 8,469 per destination: 60 % of the 14,116 even ports
-        (8_469, (32768, 60999), 1, 1),
-        (8_470, (32768, 60999), 1, 2),
-        (2_000, (32768, 60999), 2, 2),  # the minimum
-        (50_000, (1024, 65535), 1, 3),  # a wide range needs fewer
-        (10, (40000, 40000), 1, 10),  # one port: one connection per destination
-    ],
-)
-def test_destination_count_keeps_each_under_the_parity_half(
-    n: int, port_range: tuple[int, int], minimum: int, expected: int
-) -> None:
-    assert destination_count(n, port_range, minimum=minimum) == expected
