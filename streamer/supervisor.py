@@ -44,6 +44,8 @@ from typing import Any
 
 import trio
 
+from streamer.reuseport import open_reuseport_listener
+
 log = logging.getLogger("flagstream.supervisor")
 
 READY_TIMEOUT_S = 60.0
@@ -238,8 +240,6 @@ class HeldListeners:
 
     def open(self) -> tuple[int, int]:
         """The two file descriptors, opening the sockets if they are not open."""
-        from streamer.reuseport import open_reuseport_listener
-
         if self._socks is None:
             first = open_reuseport_listener(*self.stream)
             try:
@@ -280,11 +280,10 @@ class WorkerSupervisor:
         argv, fds = self.argv, tuple[int, ...]()
         if self.listeners is not None:
             try:
-                stream_fd, sdk_fd = self.listeners.open()
+                fds = self.listeners.open()
             except OSError as exc:
                 raise StartError(f"worker {self.worker_id}: {exc}") from None
-            argv = [*argv, "--stream-fd", str(stream_fd), "--sdk-fd", str(sdk_fd)]
-            fds = (stream_fd, sdk_fd)
+            argv = [*argv, "--stream-fd", str(fds[0]), "--sdk-fd", str(fds[1])]
         proc = await trio.lowlevel.open_process(argv, stdout=sys_pipe(), stdin=sys_pipe(),
                                                 pass_fds=fds)
         self.process = proc
