@@ -44,19 +44,25 @@ async def directory(nursery: trio.Nursery) -> AsyncIterator[Directory]:
     yield d
 
 
+async def _run_actor(nursery: trio.Nursery, directory: Directory, server: socket.socket,
+                     limits: ClientLimits, ended: Ended | None = None) -> Ended:
+    """Start a client actor on ``server``; the returned event is set when it returns."""
+    ended = Ended() if ended is None else ended
+
+    async def run() -> None:
+        await ClientActor(server, directory, directory.counters, limits).run()
+        ended.set()
+
+    nursery.start_soon(run)
+    return ended
+
+
 async def connect(nursery: trio.Nursery, directory: Directory, limits: ClientLimits,
                   path: str = "/all", ended: Ended | None = None,
                   ) -> tuple[socket.socket, StreamReader]:
     server, client = tcp_pair()
     client.send(request(path))
-    actor = ClientActor(server, directory, directory.counters, limits)
-
-    async def run() -> None:
-        await actor.run()
-        if ended is not None:
-            ended.set()
-
-    nursery.start_soon(run)
+    await _run_actor(nursery, directory, server, limits, ended)
     reader = StreamReader()
     with trio.fail_after(5):
         await reader.read_until(client, 1)
@@ -291,18 +297,6 @@ async def test_slow_client_that_catches_up_ends_in_the_right_state(
     assert (counters.slow_resyncs > 0) == (mailbox_items == 4)
     assert not ended.is_set()
     client.close()
-
-
-async def _run_actor(nursery: trio.Nursery, directory: Directory, server: socket.socket,
-                     limits: ClientLimits) -> Ended:
-    ended = Ended()
-
-    async def run() -> None:
-        await ClientActor(server, directory, directory.counters, limits).run()
-        ended.set()
-
-    nursery.start_soon(run)
-    return ended
 
 
 async def _read_all(sock: socket.socket) -> bytes:
