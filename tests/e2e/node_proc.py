@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -150,3 +151,23 @@ def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.02) -> 
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def addr(url: str) -> tuple[str, int]:
+    """(host, port) of a listener URL such as ``node.urls["stream"]``."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def open_stream(node: NodeProcess, key: str) -> tuple[socket.socket, bytes]:
+    """A raw `/all` stream and what came within 10 s: the head, and the `put` after a 200."""
+    sock = socket.create_connection(addr(node.urls["stream"]), timeout=10)
+    sock.sendall(f"GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: {key}\r\n\r\n".encode())
+    buf = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    if b" 200 " in buf.split(b"\r\n", 1)[0]:
+        while b"event: put" not in buf and time.monotonic() < deadline:
+            buf += sock.recv(65536)
+    return sock, buf

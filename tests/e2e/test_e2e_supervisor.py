@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import httpx
 import pytest
 
-from tests.e2e.node_proc import NodeProcess, create_env, wait_until
+from tests.e2e.node_proc import NodeProcess, create_env, open_stream, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -58,17 +57,10 @@ def test_a_stream_opened_while_every_worker_is_dead_waits_for_the_restarted_one(
     # made while the old worker is gone and the new one is starting is queued, not refused.
     env = create_env(node)
     workers = node.children()
-    stream_port = int(node.urls["stream"].rsplit(":", 1)[1])
     for pid in workers:
         os.kill(pid, 9)
     wait_until(lambda: not any(alive(p) for p in workers), 5, "the workers to die")
-    request = (f"GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: {env['sdkKey']}\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", stream_port), timeout=30) as sock:
-        sock.sendall(request.encode())  # the listener took it while no worker was running
-        got = b""
-        while b"event: put" not in got:
-            data = sock.recv(65536)
-            assert data, got
-            got += data
-    assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+    sock, got = open_stream(node, env["sdkKey"])  # taken by the listener while none runs
+    sock.close()
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"event: put" in got, got
     assert not set(node.children()) & set(workers)  # served by a new worker

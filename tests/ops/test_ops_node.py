@@ -14,25 +14,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_until
-
-
-def _addr(url: str) -> tuple[str, int]:
-    host, port = url.split("//", 1)[1].rsplit(":", 1)
-    return host, int(port)
-
-
-def open_stream(node: NodeProcess, key: str) -> tuple[socket.socket, bytes]:
-    sock = socket.create_connection(_addr(node.urls["stream"]), timeout=10)
-    sock.sendall(f"GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: {key}\r\n\r\n".encode())
-    buf = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"\r\n\r\n" not in buf:
-        buf += sock.recv(65536)
-    if b" 200 " in buf.split(b"\r\n", 1)[0]:
-        while b"event: put" not in buf and time.monotonic() < deadline:
-            buf += sock.recv(65536)
-    return sock, buf
+from tests.e2e.node_proc import (
+    NodeProcess,
+    addr,
+    bool_flag,
+    create_env,
+    open_stream,
+    serve_argv,
+    wait_until,
+)
 
 
 def closed_within(sock: socket.socket, timeout: float, since: float | None = None
@@ -218,7 +208,7 @@ def test_admin_keep_alive_survives_a_body_sent_after_the_answer(
     # Regression: a refused request whose body reached hypercorn after the answer left the
     # keep-alive connection's next request unanswered.
     body = b'{"key": "late", "name": "Late"}'
-    with socket.create_connection(_addr(node.urls["admin"]), timeout=5) as sock:
+    with socket.create_connection(addr(node.urls["admin"]), timeout=5) as sock:
         sock.sendall(f"POST /api/v1/environments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                      f"{token}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
                      .encode())
