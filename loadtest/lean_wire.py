@@ -4,8 +4,11 @@ events, propagation markers and the reconnect backoff.
 Bytes flow through these stages in order. Two decoders give the same (event, data) pairs:
 `FastDecoder`, specialised for the one-chunk-per-event shape a fan-out writes (about 2-3 µs per
 event), and `SharedDecoder`, the project's full WHATWG decoder `streamer.sse` (about 2x the CPU,
-and the oracle the fast one is tested against). Both are used by `loadtest.lean_client` (one
-process, epoll) and by the Locust users in `loadtest.locustfile`.
+and the oracle the fast one is tested against). Before either, the clients try
+`patch_mark` (`one_patch_mark`): a whole marked patch, the fan-out's usual piece, read in one
+pass of a few C calls, about 1 µs less than decoding it and then finding its marker. All are
+used by `loadtest.lean_client` (one process, epoll) and by the Locust users in
+`loadtest.locustfile`.
 """
 
 from __future__ import annotations
@@ -221,6 +224,32 @@ def one_event_chunk(data: bytes) -> tuple[bytes, bytes] | None:
 
 
 _MARK = re.compile(rb"fsmark:(\d+):(\d+)")
+_PATCH_LINE = b"event: patch\ndata: "
+
+
+def one_patch_mark(data: bytes) -> tuple[int, int] | None:
+    """(seq, t0) when `data` is exactly one chunk holding one `event: patch` whose one data line
+    has a marker: the fan-out's shape, checked and read in one pass of a few C calls (about
+    1 µs less per event than `one_event_chunk` then `find_mark`). None otherwise, and the
+    caller takes the general path; for the bytes this accepts, that path finds the same mark."""
+    if not data.endswith(b"\n\n\r\n"):
+        return None
+    nl = data.find(b"\r\n", 0, 10)
+    if nl <= 0 or not data.startswith(_PATCH_LINE, nl + 2):
+        return None
+    end = len(data) - 2  # the chunk's data ends here, before its CRLF
+    start = nl + 2 + len(_PATCH_LINE)  # the event's data begins here
+    if data.find(b"\n", start) != end - 2 or data.find(b"\r", nl + 2, end) >= 0:
+        return None  # more than one line of data, or CR line ends (the general path's work)
+    try:
+        if int(data[:nl], 16) != end - nl - 2:
+            return None
+    except ValueError:  # an extension or garbage in the size line
+        return None
+    m = _MARK.search(data, start, end - 2)
+    if m is None:
+        return None
+    return int(m[1]), int(m[2])
 
 
 def mark_value(seq: int, t0_ns: int, suffix: str) -> str:
@@ -243,6 +272,10 @@ class StreamDecoder(Protocol):
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]: ...
 
+    def patch_mark(self, data: bytes) -> tuple[int, int] | None:
+        """The mark of `data` when it is a whole marked patch and nothing is buffered (the
+        fan-out's shape), else None: then `feed` it. Counts as having fed it."""
+
 
 def parse_retry(block: bytes) -> int | None:
     """The milliseconds of a `retry:` line in an event block with no data, if any."""
@@ -263,6 +296,12 @@ class FastDecoder:
         self._dechunk = Dechunker() if chunked else None
         self._split = EventSplitter()
         self.retry_ms: int | None = None
+
+    def patch_mark(self, data: bytes) -> tuple[int, int] | None:
+        d, s = self._dechunk, self._split
+        if d is None or d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf:
+            return None
+        return one_patch_mark(data)
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         d, s = self._dechunk, self._split
@@ -296,6 +335,9 @@ class SharedDecoder:
     @property
     def retry_ms(self) -> int | None:
         return self._sse.retry
+
+    def patch_mark(self, data: bytes) -> tuple[int, int] | None:
+        return None  # the oracle takes every byte through the full decoder
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         if self._dechunk is not None:

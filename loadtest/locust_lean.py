@@ -160,6 +160,13 @@ class StreamSet:
             self._drop(fd, st, "eof")
             return
         now = self.clock()
+        if st.decoder is not None:
+            mark = st.decoder.patch_mark(data)
+            if mark is not None:  # the fan-out's shape: one whole marked patch
+                if mark[0] > st.last_seq:
+                    st.last_seq = mark[0]
+                    out.append((mark[0], (now - mark[1]) // 1000))
+                return
         try:
             if st.decoder is None:
                 assert st.head is not None

@@ -20,6 +20,7 @@ from loadtest.lean_wire import (
     find_mark,
     mark_value,
     one_event_chunk,
+    one_patch_mark,
     parse_event,
     reconnect_delay,
     retry_after_s,
@@ -154,21 +155,24 @@ def test_event_buffer_is_bounded() -> None:
         splitter.feed(b"data: " + b"x" * 200)
 
 
-@given(
-    frames=st.lists(
-        st.sampled_from(
-            [
-                sse.HEARTBEAT,
-                sse.encode_event("put", b'{"path":"/","data":{}}'),
-                sse.encode_event("patch", b'{"path":"/flags/f","data":{"v":"fsmark:1:2:a"}}'),
-                sse.encode_event("delete", b"line1\nline2"),
-                sse.encode_comment(b"keepalive"),
-            ]
-        ),
-        max_size=8,
+# what a stream may carry, marked patches included (one of them with two data lines)
+FRAMES = st.lists(
+    st.sampled_from(
+        [
+            sse.HEARTBEAT,
+            sse.encode_event("put", b'{"path":"/","data":{}}'),
+            sse.encode_event("patch", b'{"path":"/flags/f","data":{"v":"fsmark:1:2:a"}}'),
+            sse.encode_event("patch", b'{"data":{"v":"fsmark:2:5:a"}}'),
+            sse.encode_event("patch", b"fsmark:3:7\nfsmark:4:8"),
+            sse.encode_event("delete", b"line1\nline2"),
+            sse.encode_comment(b"keepalive"),
+        ]
     ),
-    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6),
+    max_size=8,
 )
+
+
+@given(frames=FRAMES, cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=6))
 @settings(max_examples=150, deadline=None)
 def test_fast_decoder_agrees_with_shared_decoder(frames: list[bytes], cuts: list[int]) -> None:
     wire = b"".join(sse.chunk(f) for f in frames)
@@ -198,6 +202,59 @@ def test_one_event_chunk_takes_only_its_exact_shape(
     wire: bytes, expected: tuple[bytes, bytes] | None
 ) -> None:
     assert one_event_chunk(wire) == expected
+
+
+MARKED = b'{"path":"/flags/f","data":{"variations":["fsmark:3:123456789:a","fsmark:3:1:b"]}}'
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (sse.event_chunk("patch", MARKED), (3, 123456789)),
+        (sse.event_chunk("patch", b'{"path":"/flags/f","data":{"version":4}}'), None),  # no mark
+        (sse.event_chunk("put", MARKED), None),  # not a patch
+        (sse.event_chunk("patchy", MARKED), None),
+        (sse.chunk(sse.encode_event("patch", MARKED) * 2), None),  # two events
+        (sse.event_chunk("patch", b"fsmark:1:2\nfsmark:3:4"), None),  # two data lines
+        (sse.chunk(b"event: patch\r\ndata: " + MARKED + b"\r\n\r\n"), None),  # CRLF inside
+        (sse.event_chunk("patch", MARKED)[:-1], None),  # incomplete
+        (sse.event_chunk("patch", MARKED) + b"1\r\n", None),  # more than one chunk
+        (b"ff" + sse.event_chunk("patch", MARKED), None),  # size line disagrees with the data
+        (b"zz\r\nevent: patch\ndata: fsmark:1:2\n\n\r\n", None),  # size is not hex
+        (b"15;x=1\r\nevent: patch\ndata: fsmark:1:2\n\n\r\n", None),  # extension
+        (sse.HEARTBEAT_CHUNK, None),
+    ],
+)
+def test_one_patch_mark_takes_only_a_whole_marked_patch(
+    wire: bytes, expected: tuple[int, int] | None
+) -> None:
+    assert one_patch_mark(wire) == expected
+    if expected is not None:  # the general path reads the same mark from the same bytes
+        assert [find_mark(d) for n, d in FastDecoder(chunked=True).feed(wire)] == [expected]
+
+
+@given(frames=FRAMES, cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_patch_mark_first_gives_the_marks_feed_gives(frames: list[bytes], cuts: list[int]) -> None:
+    """The clients try `patch_mark` on each piece and `feed` it only on None: whatever the
+    pieces, the marks they see are the ones the full decoder sees."""
+    pieces = [sse.chunk(f) for f in frames]  # one chunk per frame, as a fan-out writes
+    wire = b"".join(pieces)
+    for cut in cuts:  # some pieces also cut anywhere
+        i = cut % (len(pieces) + 1)
+        if i < len(pieces) and len(pieces[i]) > 1:
+            j = 1 + cut % (len(pieces[i]) - 1)
+            pieces[i : i + 1] = [pieces[i][:j], pieces[i][j:]]
+    fast, oracle = FastDecoder(chunked=True), SharedDecoder(chunked=True)
+    got: list[tuple[int, int] | None] = []
+    for p in pieces:
+        mark = fast.patch_mark(p)
+        if mark is not None:
+            got.append(mark)
+        else:
+            got += [find_mark(d) for n, d in fast.feed(p) if n == b"patch"]
+    assert got == [find_mark(d) for n, d in oracle.feed(wire) if n == b"patch"]
+    assert SharedDecoder(chunked=True).patch_mark(sse.chunk(frames[0]) if frames else b"") is None
 
 
 # -- markers -------------------------------------------------------------------------------
