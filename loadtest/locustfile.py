@@ -34,6 +34,7 @@ import itertools
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from locust import FastHttpUser, User, between, constant, events, task
@@ -67,8 +68,13 @@ def _options(parser: Any) -> None:
     g.add_argument("--fs-json", default="", help="write per-change figures here (master/local)")
 
 
+def _clock() -> Callable[[], int]:
+    """The clock the writer's marks use: `--fs-clock realtime` across machines, else monotonic."""
+    return time.time_ns if _config.get("clock") == "realtime" else time.monotonic_ns
+
+
 def _now_ns() -> int:
-    return time.time_ns() if _config.get("clock") == "realtime" else time.monotonic_ns()
+    return _clock()()
 
 
 def _admin(opts: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -222,7 +228,7 @@ class LeanStreamUser(User):
             n=opts.fs_lean_streams if opts else 1000, addresses=_config["addresses"],
             port=_config["stream_port"], path="/all",
             headers={"Authorization": _config["sdk_key"]},
-            on_deliveries=lambda d: _deliver(self.environment, d, 0), clock=_now_ns,
+            on_deliveries=lambda d: _deliver(self.environment, d, 0), clock=_clock(),
         )  # fmt: skip
 
     @task
