@@ -18,8 +18,11 @@ The :class:`Conn` is the only thing the two actors share, and it works like a ch
 * ``state`` CLOSED: set by this actor on exit; the environment actor drops the record lazily.
 
 A connection is one task: it sleeps until the peer closes (``recv() == b""``) or the
-environment actor wakes it for the slow path; the scope's deadline is the optional max
-connection age, and the environment actor can end it too (``Conn.request_close``).
+environment actor wakes it for the slow path. The environment actor (or the stream gate) can
+end it too: ``Conn.request_close`` sets ``close_reason`` and cancels the wait the task is in,
+and the task checks ``close_reason`` around every wait. Only an optional max connection age
+gives the stream a cancel scope of its own (its deadline): without one, an accepted stream
+enters one scope fewer, which on a 2-vCPU VM is about 10 µs of the 300 µs an accept costs.
 """
 
 from __future__ import annotations
@@ -211,9 +214,13 @@ class Conn:
         self.env_key = env_key
         self.mailbox = mailbox
         self.state = FAST
-        self.idle: trio.CancelScope | None = None  # set while the client actor sleeps
-        self.scope: trio.CancelScope | None = None
+        self.idle: trio.CancelScope | None = None  # set while the client actor waits
+        self.scope: trio.CancelScope | None = None  # the whole stream's, with max_age only
         self.close_reason: str | None = None
+
+    def closing(self) -> bool:
+        """Asked to close (a call, so a type checker does not narrow it across an await)."""
+        return self.close_reason is not None
 
     def enter_slow(self) -> None:
         self.state = SLOW
@@ -221,11 +228,17 @@ class Conn:
             self.idle.cancel()
 
     def request_close(self, reason: str) -> None:
-        """Ask the client actor to end the connection (called by the environment actor)."""
+        """Ask the client actor to end the connection (called by the environment actor).
+
+        The client actor checks ``close_reason`` before and after each wait; cancelling the
+        wait it is in (``idle``) wakes it at once.
+        """
         if self.close_reason is None:
             self.close_reason = reason
         if self.scope is not None:
             self.scope.cancel()
+        if self.idle is not None:
+            self.idle.cancel()
 
 
 class ClientConn(Conn):
@@ -440,18 +453,15 @@ class ClientActor:
         self._counters.opened(conn.env_key, conn.kind.value)
         reason = "shutdown"
         try:
+            if limits.max_age is None:  # no scope of its own: request_close wakes its waits
+                await self._attached(link, conn)
+                return
             with trio.CancelScope() as scope:
                 conn.scope = scope
-                if limits.max_age is not None:
-                    scope.deadline = trio.current_time() + limits.max_age * (
-                        1.0 - 0.25 * random.random()
-                    )
-                try:
-                    await link.attach(conn)
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    conn.close_reason = "env_removed"
-                    return
-                await self._live(conn)
+                scope.deadline = trio.current_time() + limits.max_age * (
+                    1.0 - 0.25 * random.random()
+                )
+                await self._attached(link, conn)
             if conn.close_reason is None and scope.cancelled_caught:
                 conn.close_reason = "max_age"
                 if conn.state == FAST:
@@ -464,6 +474,14 @@ class ClientActor:
             if gate is not None:
                 gate.leave(conn)
 
+    async def _attached(self, link: EnvLink, conn: Conn) -> None:
+        try:
+            await link.attach(conn)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            conn.close_reason = "env_removed"
+            return
+        await self._live(conn)
+
     async def _live(self, conn: Conn) -> None:
         """Watch the peer and serve the slow path, in this one task.
 
@@ -475,6 +493,8 @@ class ClientActor:
         """
         sock = conn.sock
         while True:
+            if conn.closing():
+                return
             if conn.state == SLOW:
                 if not await self._drain(conn):
                     return
@@ -484,7 +504,7 @@ class ClientActor:
                 await trio.lowlevel.wait_readable(sock)
             conn.idle = None
             if idle.cancelled_caught:
-                continue  # woken for the slow path
+                continue  # woken: for the slow path, or to close
             try:
                 data = sock.recv(4096)  # anything a client sends on a stream is ignored
             except BlockingIOError:
@@ -514,8 +534,14 @@ class ClientActor:
             if sent:
                 mailbox.consumed(sent)
                 continue
+            if conn.closing():
+                return False
             with trio.move_on_after(self._limits.stall_timeout) as stall:
+                conn.idle = stall  # request_close cancels it
                 await trio.lowlevel.wait_writable(sock)
+            conn.idle = None
+            if conn.closing():
+                return False
             if stall.cancelled_caught:
                 conn.request_close("slow_client")
                 return False

@@ -245,18 +245,26 @@ async def test_slow_client_coalesces_then_resyncs_then_is_dropped(
     client.close()
 
 
-async def test_stalled_reader_is_dropped_after_stall_timeout(
-    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
+@pytest.mark.parametrize(("env_goes", "after", "reason"),
+                         [(False, 30.0, "slow_client"), (True, 0.0, "env_removed")])
+async def test_slow_stream_ends_at_the_stall_timeout_or_at_once_when_asked(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory,
+    env_goes: bool, after: float, reason: str,
 ) -> None:
+    # The stream waits on a full socket in the slow path. A request_close (here: its
+    # environment removed) must wake that wait, though the stream has no cancel scope of its
+    # own (only max_age gives it one).
     limits = ClientLimits(stall_timeout=30.0, mailbox_items=10_000)
     ended = Ended()
     client = await stalled_client(nursery, directory, limits, ended)
     await change_until(directory, 10, lambda: directory.counters.slow_entries == 1)
     t_slow = trio.current_time()
+    if env_goes:
+        await directory.apply_snapshot(snapshot(50), full=True)
     with trio.fail_after(100):
         await ended.wait()
-    assert ended.at == t_slow + 30.0
-    assert directory.counters.disconnects == {"slow_client": 1}
+    assert ended.at == t_slow + after
+    assert directory.counters.disconnects == {reason: 1}
     client.close()
 
 
