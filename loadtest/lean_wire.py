@@ -297,16 +297,19 @@ class FastDecoder:
         self._split = EventSplitter()
         self.retry_ms: int | None = None
 
-    def patch_mark(self, data: bytes) -> tuple[int, int] | None:
+    def _between_chunks(self) -> bool:
+        """Chunked, and nothing half-read in either stage: a whole chunk may skip both."""
         d, s = self._dechunk, self._split
-        if d is None or d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf:
-            return None
-        return one_patch_mark(data)
+        return d is not None and not (
+            d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf)
+
+    def patch_mark(self, data: bytes) -> tuple[int, int] | None:
+        return one_patch_mark(data) if self._between_chunks() else None
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         d, s = self._dechunk, self._split
         if d is not None:
-            if not (d._buf or d._remaining or d._crlf or d.finished or s._buf or s._skip_lf):
+            if self._between_chunks():
                 ev = one_event_chunk(data)  # the fan-out's shape: skip both stages
                 if ev is not None:
                     return [ev]
