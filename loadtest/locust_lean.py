@@ -69,6 +69,14 @@ class _Stream:
         self.attempt = 0
         self.sent = False  # the request is out; from now on only readability matters
 
+    def deliver(self, mark: tuple[int, int], now_ns: int, out: list[tuple[int, int]]) -> None:
+        """Add (seq, latency µs) to `out`, unless this stream already had this change or a
+        newer one."""
+        seq, t0 = mark
+        if seq > self.last_seq:
+            self.last_seq = seq
+            out.append((seq, (now_ns - t0) // 1000))
+
 
 Deliveries = Callable[[list[tuple[int, int]]], None]  # [(seq, latency µs), ...]
 
@@ -163,9 +171,7 @@ class StreamSet:
         if st.decoder is not None:
             mark = st.decoder.patch_mark(data)
             if mark is not None:  # the fan-out's shape: one whole marked patch
-                if mark[0] > st.last_seq:
-                    st.last_seq = mark[0]
-                    out.append((mark[0], (now - mark[1]) // 1000))
+                st.deliver(mark, now, out)
                 return
         try:
             if st.decoder is None:
@@ -182,9 +188,8 @@ class StreamSet:
             for name, payload in st.decoder.feed(data) if data else ():
                 if name == b"patch":
                     mark = find_mark(payload)
-                    if mark is not None and mark[0] > st.last_seq:
-                        st.last_seq = mark[0]
-                        out.append((mark[0], (now - mark[1]) // 1000))
+                    if mark is not None:
+                        st.deliver(mark, now, out)
                 elif name == b"put" and not st.got_put:
                     st.got_put = True
                     st.attempt = 0
