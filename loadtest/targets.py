@@ -165,11 +165,7 @@ class BaselineTarget:
             p.kill()
         for p in old:
             p.wait(10)
-            if p.stdout is not None:
-                p.stdout.close()
-            if p.stdin is not None:
-                with contextlib.suppress(BrokenPipeError, OSError):
-                    p.stdin.close()
+            _close_pipes(p)
         for _ in range(self.procs_n):
             self._spawn(self.port)
         return killed
@@ -192,14 +188,23 @@ class BaselineTarget:
     def stop(self) -> dict[str, Any]:
         codes = []
         for p in self.procs:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                assert p.stdin is not None
-                p.stdin.close()  # EOF: every baseline exits on it
+            _close_stdin(p)  # EOF: every baseline exits on it
             try:
                 codes.append(p.wait(10))
             except subprocess.TimeoutExpired:
                 p.kill()
                 codes.append(p.wait(5))
-            if p.stdout is not None:
-                p.stdout.close()
+            _close_pipes(p)
         return {"exit_codes": codes}
+
+
+def _close_stdin(p: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError):
+        if p.stdin is not None:
+            p.stdin.close()
+
+
+def _close_pipes(p: subprocess.Popen[bytes]) -> None:
+    _close_stdin(p)
+    if p.stdout is not None:
+        p.stdout.close()
