@@ -185,15 +185,9 @@ async def stalled_client(nursery: trio.Nursery, directory: Directory, limits: Cl
     server, client = tcp_pair()
     shrink(server, client)
     client.send(request())
-    nursery.start_soon(_run_recording, ClientActor(server, directory, directory.counters, limits),
-                       ended)
+    await _run_actor(nursery, directory, server, limits, ended)
     await settle()
     return client
-
-
-async def _run_recording(actor: ClientActor, ended: Ended) -> None:
-    await actor.run()
-    ended.set()
 
 
 async def change_until(directory: Directory, seq: int, done: object, *, pad: int = 2000,
