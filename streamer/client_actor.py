@@ -13,7 +13,7 @@ The :class:`Conn` is the only thing the two actors share, and it works like a ch
 * ``state`` FAST: the environment actor may ``send()`` directly.
 * ``state`` SLOW: a send would have blocked. The environment actor stores the unsent remainder
   and later frames in ``conn.mailbox`` (bounded, coalescing, see :class:`Mailbox`) and cancels
-  ``conn.idle``, the scope this actor sleeps in; the actor drains the mailbox as the socket
+  ``conn.wait``, the scope this actor sleeps in; the actor drains the mailbox as the socket
   becomes writable and sets FAST again once it is empty, so per-client order is kept.
 * ``state`` CLOSED: set by this actor on exit; the environment actor drops the record lazily.
 
@@ -204,7 +204,7 @@ class StreamCounters:
 class Conn:
     """The record of one attached stream, shared by its client actor and environment actor."""
 
-    __slots__ = ("close_reason", "env_key", "idle", "kind", "mailbox", "scope", "sock", "state")
+    __slots__ = ("close_reason", "env_key", "kind", "mailbox", "scope", "sock", "state", "wait")
 
     def __init__(
         self, sock: socket.socket, kind: StreamKind, env_key: str, mailbox: Mailbox
@@ -214,7 +214,7 @@ class Conn:
         self.env_key = env_key
         self.mailbox = mailbox
         self.state = FAST
-        self.idle: trio.CancelScope | None = None  # set while the client actor waits
+        self.wait: trio.CancelScope | None = None  # the scope the client actor waits in
         self.scope: trio.CancelScope | None = None  # the whole stream's, with max_age only
         self.close_reason: str | None = None
 
@@ -224,21 +224,21 @@ class Conn:
 
     def enter_slow(self) -> None:
         self.state = SLOW
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.wait is not None:
+            self.wait.cancel()
 
     def request_close(self, reason: str) -> None:
         """Ask the client actor to end the connection (called by the environment actor).
 
         The client actor checks ``close_reason`` before and after each wait; cancelling the
-        wait it is in (``idle``) wakes it at once.
+        wait it is in (``wait``: idle, or the slow path's) wakes it at once.
         """
         if self.close_reason is None:
             self.close_reason = reason
         if self.scope is not None:
             self.scope.cancel()
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.wait is not None:
+            self.wait.cancel()
 
 
 class ClientConn(Conn):
@@ -487,7 +487,7 @@ class ClientActor:
 
         On the common path the task sleeps in ``wait_readable`` (the client never sends
         anything on a stream, so readable means closed or reset). When the environment actor
-        puts the connection into SLOW, it cancels ``conn.idle``; the task then drains the
+        puts the connection into SLOW, it cancels ``conn.wait``; the task then drains the
         mailbox and goes back to sleep. No nursery and no second task per connection: they
         were most of the Python cost of accepting a connection.
         """
@@ -500,9 +500,9 @@ class ClientActor:
                     return
                 continue
             with trio.CancelScope() as idle:
-                conn.idle = idle
+                conn.wait = idle
                 await trio.lowlevel.wait_readable(sock)
-            conn.idle = None
+            conn.wait = None
             if idle.cancelled_caught:
                 continue  # woken: for the slow path, or to close
             try:
@@ -537,9 +537,9 @@ class ClientActor:
             if conn.closing():
                 return False
             with trio.move_on_after(self._limits.stall_timeout) as stall:
-                conn.idle = stall  # request_close cancels it
+                conn.wait = stall  # request_close cancels it
                 await trio.lowlevel.wait_writable(sock)
-            conn.idle = None
+            conn.wait = None
             if conn.closing():
                 return False
             if stall.cancelled_caught:
