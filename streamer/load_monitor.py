@@ -112,5 +112,9 @@ async def run_load_probe(
         now = trio.current_time()
         monitor.observe_lag(max(0.0, now - before - interval_s), now)
         if now >= next_rss:
-            monitor.observe_rss(read_rss(), now)
             next_rss = now + rss_every_s
+            try:
+                rss = read_rss()
+            except OSError:  # e.g. EMFILE: keep the last reading rather than end the worker
+                continue
+            monitor.observe_rss(rss, now)

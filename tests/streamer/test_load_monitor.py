@@ -82,6 +82,29 @@ async def test_probe_feeds_rss_on_the_mock_clock(autojump_clock: trio.testing.Mo
         nursery.cancel_scope.cancel()
 
 
+async def test_probe_outlives_a_failed_rss_read(autojump_clock: trio.testing.MockClock) -> None:
+    # A worker at its open-file limit cannot open /proc/self/statm: the probe keeps its last
+    # reading and goes on (it used to end the worker, and with it every stream it held).
+    readings: list[int | OSError] = [50 * MIB, OSError(24, "Too many open files"), 150 * MIB]
+
+    def read() -> int:
+        got = readings.pop(0) if len(readings) > 1 else readings[0]
+        if isinstance(got, OSError):
+            raise got
+        return got
+
+    monitor = LoadMonitor(BUDGET)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: run_load_probe(
+            monitor, interval_s=0.05, read_rss=read, task_status=task_status))
+        await trio.sleep(1.5)  # the first reading and the failed one
+        assert monitor.rss_bytes == 50 * MIB
+        await trio.sleep(1.0)
+        assert monitor.rss_bytes == 150 * MIB
+        assert monitor.saturated(trio.current_time()) == "memory"
+        nursery.cancel_scope.cancel()
+
+
 def _block(seconds: float) -> None:
     time.sleep(seconds)  # stands in for a loop too busy to wake its tasks on time
 
