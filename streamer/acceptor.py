@@ -11,6 +11,16 @@ stdlib sockets for their whole life: trio's public ``wait_readable``/``wait_writ
 them, and the environment actor's fan-out can call their C ``send()`` directly, with no wrapper
 object in between (the cheapest correct way to reach the raw socket; no private attribute).
 
+**Shedding at accept.** While the worker's stream gate would refuse every new stream (it is
+draining, at ``--max-connections``, or saturated: see :mod:`streamer.stream_gate`), a
+connection whose request is already in its socket is answered right here: one ``recv`` takes
+the request, one ``send`` the gate's 503 with its jittered ``Retry-After``, then the socket is
+closed (FIN, since nothing is left unread). No actor, no head parse, no cancel scope: a 503 then
+costs a small part of what an admitted stream costs, which is what makes shedding worth doing
+in a reconnect herd (a 503 that cost as much as an admission only moved the work later). A
+connection whose request has not arrived yet goes to a :class:`ClientActor` as usual, which
+reads it under the head deadline and asks the gate again.
+
 When the process runs out of file descriptors or memory, accept fails with one of
 :data:`ACCEPT_CAPACITY_ERRNOS`; the loop logs that once per episode and backs off 100 ms
 (as ``trio.serve_listeners`` does) instead of spinning.
@@ -25,7 +35,9 @@ reclaimed by the periodic maintenance pass (unfreeze, collect, freeze; default e
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import gc
 import logging
 import socket
@@ -34,6 +46,8 @@ import time
 import trio
 
 from streamer.client_actor import ClientActor, ClientLimits, StreamCounters, StreamDirectory
+from streamer.http_head import ErrorAnswer, error_response
+from streamer.stream_gate import StreamGate
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +111,8 @@ class Acceptor:
         self._limits = limits or ClientLimits()
         self._gc = gc_policy
         self._batch = batch
+        gate = getattr(directory, "gate", None)
+        self._gate: StreamGate | None = gate if isinstance(gate, StreamGate) else None
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -127,6 +143,9 @@ class Acceptor:
                         break
                     capacity_episode = False
                     sock.setblocking(False)
+                    if self._gate is not None and self._shed(sock, self._gate):
+                        taken += 1  # counts toward the batch: a herd of 503s yields too
+                        continue
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     actor = ClientActor(sock, self._directory, self._counters, self._limits)
                     connections.start_soon(actor.run)
@@ -134,3 +153,28 @@ class Acceptor:
                 self._counters.accepted += taken
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
+
+    def _shed(self, sock: socket.socket, gate: StreamGate) -> bool:
+        """Answer ``sock`` with the gate's refusal now if it refuses everyone and the request
+        is already here; False: hand the connection to an actor as usual."""
+        refusal = gate.refusal_for_all()
+        if refusal is None:
+            return False
+        try:
+            request = sock.recv(65536)
+        except BlockingIOError:
+            return False  # nothing to read yet: the actor waits for it under the deadline
+        except OSError:
+            request = b""
+        if request:  # a head cut over segments gets the 503 all the same; its rest, an RST
+            gate.count_refusal(refusal)
+            self._counters.rejected(refusal.status)
+            with contextlib.suppress(OSError):  # a peer gone already needs no answer
+                sock.send(_refusal_bytes(refusal.status, refusal.message, refusal.retry_after))
+        sock.close()
+        return True
+
+
+@functools.lru_cache(maxsize=64)  # a few messages times a few Retry-After values
+def _refusal_bytes(status: int, message: str, retry_after: int) -> bytes:
+    return error_response(ErrorAnswer(status, message), retry_after=retry_after)

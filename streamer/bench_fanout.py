@@ -1,6 +1,6 @@
 """Quick in-process measurement of the stream fan-out cost per client (not a test).
 
-``python3 -m streamer.bench_fanout --clients 10000 --rounds 5``
+``python3 -m streamer.bench_fanout --clients 10000 --rounds 5 [--refused 10000]``
 
 The server side (directory, environment actor, acceptor) runs in this process with no bus:
 changes are applied to the directory directly. A child process opens ``--clients`` raw
@@ -8,6 +8,10 @@ connections to ``/all`` (non-blocking sockets and epoll, no framework), waits fo
 then reads and discards. Each round publishes one flag change; the environment actor measures
 its own fan-out loop (wall and thread CPU time, user + sys, which on loopback includes the
 receiving socket's TCP work) and this script prints them per round and per client.
+
+With ``--refused N``, the worker is then put at its connection limit and a second child opens N
+more streams, each reading its answer to the end: the server's CPU per refused stream (the
+503 with ``Retry-After``), beside the per-connection figure of the admitted ones.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import trio
 
@@ -67,6 +72,63 @@ while True:
 """
 
 
+REFUSED_CLIENT = r"""
+import select, socket, sys
+n, host, port, key = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+req = ("GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n" % key).encode()
+ep = select.epoll()
+socks, got, status = {}, {}, {}
+opened = done = 0
+while done < n:
+    while opened < n and opened - done < 256:
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks[s.fileno()] = s
+        got[s.fileno()] = b""
+        ep.register(s.fileno(), select.EPOLLOUT)
+        opened += 1
+    for fd, ev in ep.poll(1.0):
+        s = socks[fd]
+        if ev & select.EPOLLOUT:
+            s.send(req)
+            ep.modify(fd, select.EPOLLIN)
+            continue
+        try:
+            part = s.recv(1 << 16)
+        except OSError:
+            part = b""
+        got[fd] += part
+        if not part:
+            code = got.pop(fd)[9:12].decode() or "none"
+            status[code] = status.get(code, 0) + 1
+            ep.unregister(fd)
+            del socks[fd]
+            s.close()
+            done += 1
+print("done", " ".join(f"{k}={v}" for k, v in sorted(status.items())), flush=True)
+"""
+
+
+async def refused(directory: Directory, n: int, port: int) -> None:
+    """Open n more streams while the gate is at its limit: server CPU per refusal."""
+    gate = directory.gate
+    gate.limits = replace(gate.limits, max_connections=len(gate))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", REFUSED_CLIENT, str(n), "127.0.0.1", str(port), ENV.sdk_key],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    with trio.fail_after(120):
+        line = await proc.stdout.receive_some(256)
+    elapsed = time.perf_counter() - started
+    cpu_us = (time.process_time() - cpu_started) * 1e6 / n
+    await proc.wait()
+    print(f"{n} refused streams in {elapsed:.2f} s ({n / elapsed:.0f}/s); answers "
+          f"{line.decode().split(' ', 1)[1].strip()}; server CPU {cpu_us:.0f} us per refusal")
+
+
 def flag(version: int) -> ItemChange:
     data = (
         b'{"key":"f","version":%d,"on":true,"salt":"s","variations":[false,true],'
@@ -76,7 +138,7 @@ def flag(version: int) -> ItemChange:
     return ItemChange("flags", "f", version, data)
 
 
-async def bench(clients: int, rounds: int) -> None:
+async def bench(clients: int, rounds: int, refused_n: int = 0) -> None:
     GcPolicy().install()
     directory = Directory(heartbeat_interval=59.0)
     listener = open_reuseport_listener("127.0.0.1", 0)
@@ -122,6 +184,8 @@ async def bench(clients: int, rounds: int) -> None:
         stats = directory.statistics().streams
         print(f"median {statistics.median(per_client):.2f} us/client over {rounds} rounds; "
               f"slow-path entries {stats.slow_entries}")
+        if refused_n:
+            await refused(directory, refused_n, port)
         await proc.stdin.aclose()
         with trio.move_on_after(10):
             await proc.wait()
@@ -136,8 +200,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--refused", type=int, default=0,
+                   help="then this many more streams at the connection limit (503s)")
     a = p.parse_args()
-    trio.run(bench, a.clients, a.rounds)
+    trio.run(bench, a.clients, a.rounds, a.refused)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or a
 ``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
 ``[retry_after_s, 2 * retry_after_s]`` (from ``[n, 3 n]`` with the load budget's shorter ``n``
 for saturation, which passes within seconds), so refused clients do not come back in step.
+The first three refuse everyone alike: :meth:`refusal_for_all` answers them alone, so the
+acceptor can shed a connection before any actor or head parse (:mod:`streamer.acceptor`).
 
 The gate remembers which credential each stream authenticated with. When the directory
 indexes new credentials for an environment (:meth:`credentials_changed`), every stream on a
@@ -56,6 +58,7 @@ class Refusal:
     status: int
     message: str
     retry_after: int
+    saturated: str | None = None  # "loop_lag" or "memory" for a saturated worker's 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +97,9 @@ class StreamGate:
     # -- admission ----------------------------------------------------------------------------
 
     def enter(self, conn: Closable, credential: str, address: str, env: str) -> Refusal | None:
-        refusal = self._check(credential, address)
+        refusal = self.refusal_for_all() or self._refusal_for(credential, address)
         if refusal is not None:
-            self.refused[refusal.status] = self.refused.get(refusal.status, 0) + 1
-            if not self._refusing and not self.draining:
-                self._refusing = True  # logged once per episode, not once per client
-                log.warning("refusing new streams: %s (%d open)", refusal.message,
-                            len(self._open))
+            self.count_refusal(refusal)
             return refusal
         if self._refusing:
             self._refusing = False
@@ -109,6 +108,31 @@ class StreamGate:
         self._by_key.setdefault(credential, set()).add(conn)
         self._by_address[address] = self._by_address.get(address, 0) + 1
         return None
+
+    def refusal_for_all(self) -> Refusal | None:
+        """The refusal every new stream would get now, whoever it is (draining, at capacity,
+        saturated), or None. Not counted: the caller that acts on it calls count_refusal."""
+        lim = self.limits
+        if self.draining:
+            return Refusal(503, "this worker is shutting down; reconnect", self._retry_after())
+        if lim.max_connections and len(self._open) >= lim.max_connections:
+            return Refusal(503, "this worker is at its connection limit", self._retry_after())
+        saturated = self.load.saturated(trio.current_time())
+        if saturated is not None:
+            n = self.load.budget.retry_after_s
+            what = "event loop is lagging" if saturated == "loop_lag" else "memory is over budget"
+            return Refusal(503, f"this worker is saturated ({what}); reconnect later",
+                           self._rng.randint(n, 3 * n), saturated)
+        return None
+
+    def count_refusal(self, refusal: Refusal) -> None:
+        self.refused[refusal.status] = self.refused.get(refusal.status, 0) + 1
+        if refusal.saturated is not None:
+            why = refusal.saturated
+            self.saturated_refusals[why] = self.saturated_refusals.get(why, 0) + 1
+        if not self._refusing and not self.draining:
+            self._refusing = True  # logged once per episode, not once per client
+            log.warning("refusing new streams: %s (%d open)", refusal.message, len(self._open))
 
     def leave(self, conn: Closable) -> None:
         entry = self._open.pop(conn, None)
@@ -132,19 +156,8 @@ class StreamGate:
         base = self.limits.retry_after_s
         return self._rng.randint(base, 2 * base)
 
-    def _check(self, credential: str, address: str) -> Refusal | None:
+    def _refusal_for(self, credential: str, address: str) -> Refusal | None:
         lim = self.limits
-        if self.draining:
-            return Refusal(503, "this worker is shutting down; reconnect", self._retry_after())
-        if lim.max_connections and len(self._open) >= lim.max_connections:
-            return Refusal(503, "this worker is at its connection limit", self._retry_after())
-        saturated = self.load.saturated(trio.current_time())
-        if saturated is not None:
-            self.saturated_refusals[saturated] = self.saturated_refusals.get(saturated, 0) + 1
-            n = self.load.budget.retry_after_s
-            what = "event loop is lagging" if saturated == "loop_lag" else "memory is over budget"
-            return Refusal(503, f"this worker is saturated ({what}); reconnect later",
-                           self._rng.randint(n, 3 * n))
         if lim.max_per_key and len(self._by_key.get(credential, ())) >= lim.max_per_key:
             return Refusal(429, "too many streams for this key", self._retry_after())
         if lim.max_per_address and self._by_address.get(address, 0) >= lim.max_per_address:

@@ -1,0 +1,142 @@
+"""The acceptor's shedding: while the stream gate refuses everyone, a connection whose request
+is already in its socket gets the 503 at accept, without a client actor; real loopback sockets,
+a real directory and gate."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+from streamer_testkit import ENV, close_client_sockets, flag, request, snapshot
+
+from streamer.acceptor import Acceptor
+from streamer.client_actor import ClientLimits
+from streamer.directory import Directory
+from streamer.env_actor import EnvActor
+from streamer.load_monitor import LoadBudget, LoadMonitor
+from streamer.stream_gate import GateLimits
+
+
+class SpyDirectory(Directory):
+    """A real directory that counts how often a client actor looked up a stream's target."""
+
+    lookups = 0
+
+    def stream_target(self, credential: str) -> EnvActor | None:
+        self.lookups += 1
+        return super().stream_target(credential)
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    close_client_sockets()
+
+
+@pytest.fixture
+async def directory(nursery: trio.Nursery) -> AsyncIterator[SpyDirectory]:
+    d = SpyDirectory(heartbeat_interval=20.0)
+    await nursery.start(d.run)
+    await d.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
+    yield d
+
+
+def _listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def _client(listener: socket.socket, *, send: bool) -> socket.socket:
+    client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+    if send:
+        client.sendall(request("/all", ENV.sdk_key))
+    return client
+
+
+async def _response(client: socket.socket) -> tuple[bytes, bool]:
+    """Everything the server sent until it closed, and whether it closed with a FIN."""
+    client.setblocking(False)
+    data = b""
+    with trio.fail_after(5):
+        while True:
+            await trio.lowlevel.wait_readable(client)
+            try:
+                part = client.recv(65536)
+            except ConnectionResetError:
+                return data, False
+            if not part:
+                return data, True
+            data += part
+
+
+def _saturate(directory: Directory, cause: str) -> None:
+    gate = directory.gate
+    if cause == "draining":
+        gate.draining = True
+    elif cause == "at_capacity":
+        gate.limits = GateLimits(max_connections=1)
+        gate.enter(_Held(), "k", "a", ENV.key)
+    else:  # loop_lag
+        gate.load = LoadMonitor(LoadBudget(max_loop_lag_s=0.5, hold_s=60.0, retry_after_s=1))
+        gate.load.observe_lag(0.7, trio.current_time())
+
+
+class _Held:
+    def request_close(self, reason: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("cause", "message", "waits"), [
+    ("draining", b"shutting down", range(5, 11)),
+    ("at_capacity", b"connection limit", range(5, 11)),
+    ("loop_lag", b"saturated (event loop is lagging)", range(1, 4)),
+])
+@pytest.mark.parametrize("request_first", [True, False])
+async def test_a_refusing_gate_sheds_with_a_clean_503(
+    nursery: trio.Nursery, directory: SpyDirectory, cause: str, message: bytes,
+    waits: range, request_first: bool,
+) -> None:
+    # request_first: the head is in the socket when it is accepted, so the acceptor answers at
+    # once and no actor runs; otherwise the actor reads the head and the gate refuses it there.
+    _saturate(directory, cause)
+    listener = _listener()
+    clients = [_client(listener, send=request_first) for _ in range(8)]
+    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    if not request_first:
+        await trio.sleep(0.2)  # accepted and waiting for the head
+        for c in clients:
+            c.sendall(request("/all", ENV.sdk_key))
+    for c in clients:
+        body, fin = await _response(c)
+        head, _, text = body.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 "), body
+        assert message in text
+        retry = int(head.lower().split(b"retry-after: ")[1].split(b"\r\n")[0])
+        assert retry in waits
+        assert fin, "closed with a reset: the request was left unread"
+        c.close()
+    assert directory.counters.rejects == {503: 8}
+    assert directory.gate.refused == {503: 8}
+    if cause == "loop_lag":
+        assert directory.gate.saturated_refusals == {"loop_lag": 8}
+    assert directory.lookups == (0 if request_first else 8)
+    listener.close()
+
+
+async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
+    nursery: trio.Nursery, directory: SpyDirectory,
+) -> None:
+    listener = _listener()
+    client = _client(listener, send=True)
+    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    client.setblocking(False)
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(client)
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert directory.lookups == 1 and len(directory.gate) == 1
+    client.close()
+    listener.close()
