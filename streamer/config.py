@@ -123,7 +123,9 @@ OPTIONS: dict[str, Option] = {
         Option("max-connection-age", _nonneg_float, 0.0,
                "close a stream after this many seconds (jittered down by a quarter); 0: never"),
         Option("max-connections", _nonneg_int, 0,
-               "streams per worker before new ones get 503 + Retry-After; 0: no limit"),
+               "streams per worker before new ones get 503 + Retry-After; 0: as many as the "
+               "open-file limit allows (it less a twentieth, at least 256, which also caps a "
+               "higher setting)"),
         Option("max-loop-lag", _nonneg_float, 0.0,
                "a worker whose event loop wakes this many seconds late refuses new streams "
                "(503 + Retry-After) for 2 s; 0: never (the default)"),

@@ -31,6 +31,7 @@ import heapq
 import itertools
 import logging
 import random
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,6 +44,20 @@ log = logging.getLogger(__name__)
 
 class Closable(Protocol):
     def request_close(self, reason: str) -> None: ...
+
+
+# Open files a worker keeps for everything but its streams: listeners, the bus, the spool and
+# log files, polling and event requests, streams still in their handshake. A twentieth of the
+# limit, and never fewer than this.
+FD_RESERVE_MIN = 256
+
+
+def streams_for_open_files(nofile: int) -> int | None:
+    """How many streams a worker whose open-file limit is ``nofile`` can hold (None: no
+    limit). The worker caps ``max_connections`` at it; the SLO runner sizes its overload."""
+    if nofile < 0 or nofile == resource.RLIM_INFINITY:
+        return None
+    return max(1, nofile - max(FD_RESERVE_MIN, nofile // 20))
 
 
 @dataclass(frozen=True, slots=True)

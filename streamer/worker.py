@@ -20,11 +20,12 @@ import argparse
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_gate import GateLimits
+from streamer.stream_gate import GateLimits, streams_for_open_files
 
 log = logging.getLogger("streamer.worker")
 
@@ -89,6 +90,20 @@ def _hostport(addr: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def fd_capped(limits: GateLimits, nofile: int) -> GateLimits:
+    """``limits`` with ``max_connections`` lowered to what the open-file limit ``nofile`` leaves
+    for streams (:func:`streamer.stream_gate.streams_for_open_files`), so a full worker answers
+    503 instead of failing ``accept`` with EMFILE and leaving the herd in its queue; 0 (no
+    limit) means this cap."""
+    cap = streams_for_open_files(nofile)
+    if cap is None or (limits.max_connections and limits.max_connections <= cap):
+        return limits
+    if limits.max_connections:
+        log.warning("--max-connections %d is more than the open-file limit (%d) allows; "
+                    "using %d", limits.max_connections, nofile, cap)
+    return replace(limits, max_connections=cap)
+
+
 async def run_worker(
     config: WorkerConfig, *, task_status: trio.TaskStatus[WorkerReady] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -106,7 +121,7 @@ async def run_worker(
     gc_policy = GcPolicy()
     gc_policy.install()
     directory = Directory(heartbeat_interval=config.heartbeat_interval)
-    directory.gate.limits = config.gate
+    directory.gate.limits = fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     directory.gate.load = LoadMonitor(config.load)
     metrics = WorkerMetrics(config.worker_id, directory,
                             metrics_dir=config.metrics_dir or config.data_dir / "metrics")

@@ -4,6 +4,7 @@ jittered Retry-After, rotated keys closed exactly when their grace ends, the dra
 from __future__ import annotations
 
 import random
+import resource
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ import trio.testing
 
 from streamer.metrics import PropagationProbe, merge_expositions
 from streamer.stream_gate import GateLimits, StreamGate
+from streamer.worker import fd_capped
 
 
 class FakeConn:
@@ -145,3 +147,17 @@ def test_merge_expositions() -> None:
     assert out.count("# TYPE x_total counter") == 1
     assert 'x_total{worker="0"} 1.0' in out and 'x_total{worker="1"} 2.0' in out
     assert 'g{env="p",worker="0"} 3.0' in out
+
+
+@pytest.mark.parametrize(("configured", "nofile", "expect"), [
+    (0, 20_000, 19_000),  # no limit set: the open-file limit less a twentieth
+    (15_000, 20_000, 15_000),  # below the cap: kept
+    (25_000, 20_000, 19_000),  # above what the fds allow: lowered
+    (0, 1024, 768),  # small limits keep at least 256 files for everything else
+    (0, 200, 1),
+    (0, resource.RLIM_INFINITY, 0),  # no file limit: no cap
+])
+def test_max_connections_is_capped_by_the_open_file_limit(
+        configured: int, nofile: int, expect: int) -> None:
+    limits = GateLimits(max_connections=configured, max_per_key=7)
+    assert fd_capped(limits, nofile) == GateLimits(max_connections=expect, max_per_key=7)

@@ -168,6 +168,39 @@ def test_admission_and_graceful_drain(tmp_path: Path) -> None:
         node.stop()
 
 
+def test_worker_at_its_open_file_limit_sheds_instead_of_failing(tmp_path: Path) -> None:
+    # 320 open files: the worker keeps 256 for itself and admits 64 streams. More used to
+    # make accept() fail with EMFILE (the herd waited in the queue) and the load probe's
+    # /proc read end the worker; now the 65th stream on gets a 503 and the worker lives on.
+    data = tmp_path / "data"
+    argv = ["prlimit", "--nofile=320:320", "--", *serve_argv(data, workers=1)]
+    node = NodeProcess(argv, data).start()
+    socks: list[socket.socket] = []
+    try:
+        env = create_env(node, "fds")
+        workers = node.children()
+        statuses: dict[bytes, int] = {}
+        for _ in range(120):
+            sock, head = open_stream(node, env["sdkKey"])
+            status = head.split(b"\r\n", 1)[0].split(b" ")[1]
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == b"200":
+                socks.append(sock)
+            else:
+                assert b"connection limit" in head and b"Retry-After: " in head, head
+                sock.close()
+        assert statuses == {b"200": 64, b"503": 56}
+        time.sleep(1.5)  # a load-probe RSS reading or more at the limit
+        assert node.children() == workers  # the same worker: it did not fall over
+        poll = httpx.get(node.urls["sdk"] + "/sdk/latest-all", timeout=10,
+                         headers={"Authorization": env["sdkKey"]})
+        assert poll.status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+        node.stop()
+
+
 def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
     # A 1 MiB memory budget: the worker is over it from its first RSS sample, so it must
     # refuse every new stream cheaply, with a short jittered Retry-After, and keep serving
