@@ -63,6 +63,12 @@ from loadtest.lean_wire import (
 from streamer import sse as shared_sse
 
 
+def retry_after_summary(seen: list[float]) -> dict[str, Any]:
+    """How many answers carried a Retry-After, their range, and how many distinct values."""
+    return {"count": len(seen), "min": min(seen, default=None), "max": max(seen, default=None),
+            "distinct": len(set(seen))}
+
+
 def measure_decode(kind: str, *, events: int = 50_000, connections: int = 1000) -> float:
     """CPU µs per event of the decode path alone, on realistic one-chunk patch frames."""
     flag = {
@@ -159,6 +165,7 @@ class Client:
         self._phase_target = 0
         self._phase_failed = 0
         self._phase_put = 0
+        self._phase_ra0 = 0  # retry_after_seen's length when the connect phase began
         self._errors: dict[str, int] = {}
         # reconnects: a heap of (due monotonic s, tiebreak, addr, request, attempt)
         self._reconnect: dict[str, float] | None = None
@@ -269,6 +276,7 @@ class Client:
         self._phase_target = self._to_start
         self._phase_failed = 0
         self._phase_put = 0
+        self._phase_ra0 = len(self.retry_after_seen)
         self._connecting = True
 
     def _fail(self, reason: str) -> None:
@@ -400,6 +408,7 @@ class Client:
             "stalled": len(self._stalled), "elapsed_s": elapsed,
             "rate_per_s": self._phase_put / elapsed if elapsed > 0 else 0.0,
             "errors": dict(self._errors),
+            "retry_after": retry_after_summary(self.retry_after_seen[self._phase_ra0:]),
         })  # fmt: skip
         gc.freeze()  # the connection graph is long-lived: keep it out of every later GC pass
 
@@ -525,14 +534,12 @@ class Client:
         if len(self._recovered) < target and now < deadline:
             return
         self._await_live = None
-        ra = self.retry_after_seen
         self._emit({
             "ev": "live", "target": target, "live": self.live,
             "reached": len(self._recovered) >= target,
             "recovered_ns": self._recovered, "reconnects": self.reconnects,
             "pending_reconnects": len(self._pending), "errors": dict(self._errors),
-            "retry_after": {"count": len(ra), "min": min(ra, default=None),
-                            "max": max(ra, default=None), "distinct": len(set(ra))},
+            "retry_after": retry_after_summary(self.retry_after_seen),
         })  # fmt: skip
 
     def _close_all(self) -> None:

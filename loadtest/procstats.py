@@ -179,6 +179,15 @@ def sample_tree(root: int, proc_root: Path = PROC) -> TreeSample:
     return sample_pids(tree_pids(root, proc_root), proc_root)
 
 
+def open_file_limit(pid: int, proc_root: Path = PROC) -> int | None:
+    """The process's soft RLIMIT_NOFILE from /proc/<pid>/limits (None: unknown or unlimited)."""
+    for line in (_read(proc_root / str(pid) / "limits") or "").splitlines():
+        if line.startswith("Max open files"):
+            soft = line[len("Max open files"):].split()[0]
+            return int(soft) if soft.isdigit() else None
+    return None
+
+
 def socket_fds(pid: int, proc_root: Path = PROC) -> int:
     """How many of the process's file descriptors are sockets (its connections, roughly)."""
     count = 0

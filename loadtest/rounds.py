@@ -188,6 +188,14 @@ class ClientPool:
             c.send({"cmd": "stats"})
             c.wait("stats", 30)
 
+    @classmethod
+    def joined(cls, *pools: ClientPool) -> ClientPool:
+        """One pool over the clients of `pools` (no new process): a round counts them all.
+        Closing it closes them all."""
+        pool = cls.__new__(cls)
+        pool.clients = [c for p in pools for c in p.clients]
+        return pool
+
     @property
     def pids(self) -> list[int]:
         return [c.pid for c in self.clients]

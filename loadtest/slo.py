@@ -15,7 +15,15 @@ Scenarios run in this order, each against fresh processes except where noted:
    the server's stall timeout the stalled sockets are drained to see which the server closed.
 3. ``storm`` (same node and streams, which reconnect with the SDKs' backoff): every worker is
    killed at once; the supervisor restarts them; time until every stream has a fresh `put`,
-   503s and their `Retry-After` values, peak RSS per worker while it lasts.
+   503s and their `Retry-After` values, peak RSS per worker while it lasts, and whether any
+   worker died beyond the ones killed.
+3b. ``overload`` (same node and streams, after the storm): more streams than the node can
+   hold. A worker's capacity is what its open-file limit leaves for streams
+   (`streamer.stream_gate.streams_for_open_files`: 19,000 at this machine's 20,000); extra
+   client processes, on destination addresses of their own, offer ``--overload`` (10 %) more
+   than all workers' capacity together. Figures: streams held against the capacity, the 503s
+   and their `Retry-After` values, whether every worker lived through it (same pids), peak
+   RSS against the budget, and two changes to every stream held, with their P99.
 4. ``floor``: the raw send-loop server (`loadtest.baselines.raw_floor`, W processes) with the
    same N and clients; flagstream's per-change P99 as a ratio to it. With ``storm`` too, the
    floor's processes are killed and started again at once before flagstream's storm, and the
@@ -33,6 +41,7 @@ import argparse
 import http.client
 import math
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -45,6 +54,7 @@ from typing import Any
 import orjson
 
 from loadtest import procstats
+from loadtest.node import serve_command
 from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
 from loadtest.rounds import (
     MAX_PER_CLIENT,
@@ -55,6 +65,7 @@ from loadtest.rounds import (
     histogram,
 )
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
+from streamer.stream_gate import streams_for_open_files
 
 SLO_MS = 500.0
 RECONNECT = {"base_s": 1.0, "max_s": 30.0, "jitter": 0.5}  # PROTOCOL.md §1.3
@@ -168,9 +179,13 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
     n = args.connections
     limits = ("--worker-memory-budget", str(worker_budget_mib(args)),
               "--max-loop-lag", str(args.max_loop_lag))  # the limits a worker sheds at
+    command = args.node_cmd
+    if args.worker_open_files:  # a smaller fd budget, so a small run can saturate it too
+        n_files = args.worker_open_files
+        command = (f"prlimit --nofile={n_files}:{n_files} -- "
+                   f"{command or shlex.join(serve_command())}")
     target = FlagstreamTarget(workers=args.workers, stream_host="0.0.0.0",
-                              extra_args=(*limits, *(args.node_arg or ())),
-                              command=args.node_cmd)
+                              extra_args=(*limits, *(args.node_arg or ())), command=command)
     pool: ClientPool | None = None
     try:
         target.start()
@@ -230,6 +245,9 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
             floor = None
         if "storm" in args.scenarios:
             scenario_storm(pool, target, seq, args, report)
+            seq += 2
+        if "overload" in args.scenarios:
+            scenario_overload(pool, target, seq, args, report)
     finally:
         if floor is not None:
             floor[0].close()
@@ -343,6 +361,7 @@ def storm_recovery(pool: ClientPool, kill: Callable[[], list[int]],
         "reconnect_attempts": sum(a["reconnects"] for a in answers),
         "errors": errors, "retry_after": [a["retry_after"] for a in answers],
         "peak_worker_rss_mb": sorted(v / 1024 for v in peak.values()),
+        "worker_pids_seen": sorted(peak),
     }  # fmt: skip
     progress(f"{label}: {len(rec_ms)}/{live} back, p99 {out['recover_p99_ms']:.0f} ms,"
              f" max {out['recover_max_ms']:.0f} ms, errors {errors}")
@@ -363,9 +382,62 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
         "worker_memory_budget_mb": worker_budget_mib(args),
         "saturation_metrics": scrape_metrics(target, ("saturat", "loop_lag")),
     }
+    seen = report["storm"].pop("worker_pids_seen")
+    report["storm"]["workers_died"] = max(0, len(set(seen) - set(workers)) - len(workers))
     target.refresh_workers()
     after = run_rounds(pool, target, seq, 2, args, "storm/after")
     report["storm"]["delivered_after"] = all(r.received == r.expected for r in after)
+
+
+def scenario_overload(pool: ClientPool, target: FlagstreamTarget, seq: int,
+                      args: argparse.Namespace, report: dict[str, Any]) -> None:
+    target.refresh_workers()
+    workers = sorted(target.worker_pids())
+    held = sum(s["live"] for s in pool.ask({"cmd": "stats"}, "stats", 10))
+    caps = [streams_for_open_files(procstats.open_file_limit(w) or -1) for w in workers]
+    if any(c is None for c in caps):
+        report["overload"] = {"skipped": "a worker has no open-file limit to saturate"}
+        return
+    capacity = sum(c or 0 for c in caps)
+    extra = max(0, math.ceil(capacity * (1 + args.overload)) - held)
+    # destinations of their own (127.0.1.x): the held streams' are already at their fill
+    addrs = [a.replace("127.0.0.", "127.0.1.") for a in addresses_for(extra, args)]
+    over = ClientPool(clients_for(extra, args), time_limit_s=time_limit(args),
+                      coalesce_ms=args.coalesce_ms)
+    try:
+        progress(f"overload: {held} held, capacity {capacity} ({caps}); offering {extra} more")
+        phases = over.connect(target, extra, addrs, concurrency=args.concurrency,
+                              timeout_s=args.connect_timeout)
+        admitted = sum(p["connected"] for p in phases)
+        errors: dict[str, int] = {}
+        for ph in phases:
+            for k, v in ph["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        peak = procstats.sample_pids(target.find_workers())
+        rounds = run_rounds(ClientPool.joined(pool, over), target, seq, 2, args, "overload")
+        alive = sorted(target.find_workers())
+        rss = [procstats.sample_pids([w]).rss_kb / 1024 for w in alive]
+        out = {
+            "held_before": held, "capacity": capacity, "per_worker_capacity": caps,
+            "offered": extra, "admitted": admitted, "held": held + admitted,
+            "refused_503": errors.get("http_503", 0), "errors": errors,
+            "retry_after": [ph["retry_after"] for ph in phases],
+            "workers_before": workers, "workers_after": alive,
+            "workers_survived": alive == workers,
+            "per_worker_sockets": [procstats.socket_fds(w) for w in alive],
+            "worker_rss_mb": rss, "worker_memory_budget_mb": worker_budget_mib(args),
+            "server_rss_mb": peak.rss_kb / 1024,
+            "changes": [r.as_dict(warm=False) for r in rounds],
+            # every stream held when the overload ended, not only those still there later
+            "all_delivered": all(r.received == r.expected == held + admitted for r in rounds),
+            "saturation_metrics": scrape_metrics(target, ("refused", "saturat")),
+        }  # fmt: skip
+        report["overload"] = out
+        progress(f"overload: {out['held']} held of capacity {capacity}, "
+                 f"{out['refused_503']} refused with 503, workers survived "
+                 f"{out['workers_survived']}, changes delivered {out['all_delivered']}")
+    finally:
+        over.close()
 
 
 def _pct(sorted_vals: list[float], p: float) -> float:
@@ -511,10 +583,28 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
             rows.append(("storm: time until all are back / the floor's", f"{ratio:.2f} ("
                          f"{sm['recover_max_ms'] / 1000:.1f} s / {sf['recover_max_ms'] / 1000:.1f}"
                          " s)", "(ratio)"))
+        row("storm: no worker fell over (died beyond the ones killed)",
+            f"{sm['workers_died']} died", sm["workers_died"] == 0)
         shed = sm["errors"].get("reconnect_http_503", 0)
-        ra = [r for r in sm["retry_after"] if r["count"]]
-        row("storm: saturated node sheds with 503 + jittered Retry-After",
-            f"{shed} 503s, Retry-After values {ra or 'none'}", shed > 0 and bool(ra))
+        rows.append(("storm: 503s while it lasted", f"{shed} ({ra_text(sm['retry_after'])})",
+                     "(figure)"))
+    ov = report.get("overload")
+    if ov and "skipped" not in ov:
+        ra = merge_retry_after(ov["retry_after"])
+        jittered = ra["count"] > 0 and ra["distinct"] > 1
+        row("overload: saturated node sheds with 503 + jittered Retry-After",
+            f"{ov['refused_503']} of {ov['offered']} extra refused ({ra_text([ra])}); held "
+            f"{ov['held']} of capacity {ov['capacity']}",
+            ov["refused_503"] > 0 and jittered and ov["held"] <= ov["capacity"])
+        same = ov["workers_survived"]
+        row("overload: no worker fell over", "same workers" if same else "a worker restarted",
+            same)
+        row("overload: every held stream got every change", str(ov["all_delivered"]),
+            ov["all_delivered"])
+        peak = max(ov["worker_rss_mb"], default=math.nan)
+        row("overload: no worker over its memory budget",
+            f"peak {peak:.0f} MB of {ov['worker_memory_budget_mb']} MB",
+            peak <= ov["worker_memory_budget_mb"])
     for name in ("starlette", "node"):
         b = report.get("baselines", {})
         if name in b and "flagstream" in b:
@@ -523,6 +613,24 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
             rows.append((f"flagstream P99 / {name} P99 at {args.baseline_connections}",
                          f"{ratio:.2f}", "(ratio)"))
     return rows
+
+
+def merge_retry_after(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of several clients' `retry_after_summary` answers (distinct: the most any
+    one client saw, a lower bound of the whole)."""
+    seen = [p for p in parts if p["count"]]
+    return {"count": sum(p["count"] for p in seen),
+            "min": min((p["min"] for p in seen), default=None),
+            "max": max((p["max"] for p in seen), default=None),
+            "distinct": max((p["distinct"] for p in seen), default=0)}
+
+
+def ra_text(parts: list[dict[str, Any]]) -> str:
+    ra = merge_retry_after(parts)
+    if not ra["count"]:
+        return "no Retry-After"
+    return (f"Retry-After {ra['min']:.0f}-{ra['max']:.0f} s, {ra['distinct']} values, "
+            f"{ra['count']} answers")
 
 
 def render_fanout(name: str, fan: dict[str, Any]) -> list[str]:
@@ -564,7 +672,7 @@ def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
                                report["floor"])
     for name, fan in report.get("baselines", {}).items():
         lines += render_fanout(f"baseline {name} at {report['baseline_connections']}", fan)
-    for key in ("stalled", "storm", "storm_floor", "locust"):
+    for key in ("stalled", "storm", "storm_floor", "overload", "locust"):
         if key in report:
             lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
     width = max((len(r[0]) for r in rows), default=10)
@@ -586,7 +694,7 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU ({model}), Linux {os.uname().release}, Python {py}"
 
 
-SCENARIOS = ("fanout", "stalled", "storm", "floor", "baselines", "locust")
+SCENARIOS = ("fanout", "stalled", "storm", "overload", "floor", "baselines", "locust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -623,6 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the node's --max-loop-lag in the fan-out/stalled/storm scenarios "
                          "(s; 0, the node's default: off): a worker whose loop lags more "
                          "sheds new streams, which the storm then shows")
+    ap.add_argument("--overload", type=float, default=0.1,
+                    help="the overload scenario offers this much more than the node's capacity")
+    ap.add_argument("--worker-open-files", type=int, default=0,
+                    help="run the node under prlimit --nofile=N (default: this shell's limit)")
     ap.add_argument("--node-arg", action="append")
     ap.add_argument("--node-cmd")
     ap.add_argument("--out", type=Path, default=Path("slo-report"))
@@ -640,7 +752,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections, "workers": args.workers,
         "baseline_connections": args.baseline_connections,
     }  # fmt: skip
-    if args.scenarios & {"fanout", "stalled", "storm"}:
+    if args.scenarios & {"fanout", "stalled", "storm", "overload"}:
         scenario_flagstream(args, report)
     if "floor" in args.scenarios and "fanout" not in args.scenarios:
         report["floor"] = scenario_baseline(BaselineTarget("floor", procs=args.workers),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,25 @@ def test_ephemeral_port_range(tmp_path: Path, text: str | None, expected: tuple[
         d.mkdir(parents=True)
         (d / "ip_local_port_range").write_text(text)
     assert procstats.ephemeral_port_range(tmp_path) == expected
+
+
+LIMITS = """Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            {soft:<20} {hard:<20} files
+Max processes             95000                95000                processes
+"""
+
+
+@pytest.mark.parametrize(("soft", "hard", "expect"), [
+    ("20000", "20000", 20000), ("1024", "4096", 1024), ("unlimited", "unlimited", None)])
+def test_open_file_limit_reads_the_soft_limit(tmp_path: Path, soft: str, hard: str,
+                                              expect: int | None) -> None:
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "limits").write_text(LIMITS.format(soft=soft, hard=hard))
+    assert procstats.open_file_limit(7, tmp_path) == expect
+    assert procstats.open_file_limit(8, tmp_path) is None  # no such process
+
+
+def test_open_file_limit_of_this_process() -> None:
+    assert procstats.open_file_limit(os.getpid()) == resource.getrlimit(
+        resource.RLIMIT_NOFILE)[0]
