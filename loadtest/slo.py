@@ -605,6 +605,14 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
         row("overload: no worker over its memory budget",
             f"peak {peak:.0f} MB of {ov['worker_memory_budget_mb']} MB",
             peak <= ov["worker_memory_budget_mb"])
+    lc = report.get("locust")
+    if lc:
+        row(f"locust: holds {args.connections} streams, changes that reached all of them",
+            f"{lc['changes_to_all']} (median P99 {lc['median_change_p99_ms']:.0f} ms)",
+            lc["streams"] >= args.connections and lc["changes_to_all"] > 0)
+        cpu = lc["locust_cpu_us_per_event_steady"]
+        row("locust: <= 10 µs CPU per received event (steady, idle included)",
+            f"{cpu:.1f} µs", cpu <= 10)
     for name in ("starlette", "node"):
         b = report.get("baselines", {})
         if name in b and "flagstream" in b:
