@@ -12,11 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from ldclient import Config, Context, LDClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.node_proc import (
     NodeProcess,
     bool_flag,
     create_env,
+    open_stream,
     restart_on_same_ports,
     serve_argv,
     wait_until,
@@ -164,3 +166,36 @@ def test_stream_starts_with_a_jittered_retry_field(node: NodeProcess) -> None:
             assert RETRY_BASE_MS <= sse.retry < RETRY_BASE_MS + RETRY_JITTER_MS
             delays.add(sse.retry)
     assert len(delays) > 1  # drawn per connection
+
+
+def test_sdk_refused_at_capacity_gets_in_once_a_slot_frees(tmp_path: Path) -> None:
+    # One worker, one stream allowed, held by a raw client: the SDK's stream gets the 503 the
+    # accept loop writes itself (no actor, no head parse) and retries, as it does on any 5xx;
+    # when the held stream goes, the SDK's next attempt is admitted and it initialises.
+    data = tmp_path / "data"
+    node = NodeProcess(serve_argv(data, workers=1, extra=["--max-connections", "1"]),
+                       data).start()
+    try:
+        env = create_env(node)
+        with node.admin as admin:
+            admin.put("/api/v1/environments/test/flags/f1", json=bool_flag(on=False))
+        holder, head = open_stream(node, env["sdkKey"])
+        assert b" 200 " in head.split(b"\r\n", 1)[0]
+        config = Config(env["sdkKey"], stream_uri=node.urls["stream"], base_uri=node.urls["sdk"],
+                        events_uri=node.urls["sdk"], send_events=False,
+                        diagnostic_opt_out=True, initial_reconnect_delay=0.2)
+        client = LDClient(config, start_wait=1.5)
+        try:
+            assert not client.is_initialized()
+            text = httpx.get(node.urls["sdk"] + "/metrics", timeout=10).text
+            refused = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                       if s.name == "flagstream_admission_rejections_total"
+                       and s.labels["status"] == "503"]
+            assert refused and refused[0] >= 1
+            holder.close()
+            wait_until(client.is_initialized, 20.0, "the SDK admitted after the slot freed")
+            assert client.variation("f1", CTX, None) is False
+        finally:
+            client.close()
+    finally:
+        node.stop()
