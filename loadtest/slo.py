@@ -30,6 +30,9 @@ Scenarios run in this order, each against fresh processes except where noted:
    time until all its streams are back is the storm's floor on this box (a ratio).
 5. ``baselines``: at B connections (15k), flagstream with one worker, sse-starlette on uvicorn,
    and Node `http`, each with the same clients; flagstream's P99 as a ratio to each.
+6. ``eval``: client-side streams (`loadtest.bench_eval_streams`): a fresh node with W workers,
+   ``--eval-connections`` (10k) `/eval` streams over ``--eval-contexts`` (1k) distinct
+   contexts, a flag whose value depends on the context, K changes; P99 per change and pooled.
 
 Progress goes to stderr while it runs; the report is printed and written to ``--out``
 (``report.txt``, ``report.json``, per scenario ``.hgrm`` and ``.html``).
@@ -53,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from loadtest import procstats
+from loadtest import bench_eval_streams, procstats
 from loadtest.node import serve_command
 from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
 from loadtest.rounds import (
@@ -605,6 +608,14 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
         row("overload: no worker over its memory budget",
             f"peak {peak:.0f} MB of {ov['worker_memory_budget_mb']} MB",
             peak <= ov["worker_memory_budget_mb"])
+    ev = report.get("eval")
+    if ev:
+        c, pooled = ev["connect"], ev["pooled"]
+        row(f"client-side: {ev['connections']} /eval streams, {ev['contexts']} contexts, "
+            "P99 recorded",
+            f"pooled P99 {pooled['p99_ms']:.0f} ms (max {pooled['max_ms']:.0f}), held "
+            f"{c['held']}, median server CPU {ev['median_server_cpu_ms_per_change']:.0f} ms "
+            "per change", c["held"] == ev["connections"] and ev["all_delivered"])
     lc = report.get("locust")
     if lc:
         row(f"locust: holds {args.connections} streams, changes that reached all of them",
@@ -683,6 +694,8 @@ def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
     for key in ("stalled", "storm", "storm_floor", "overload", "locust"):
         if key in report:
             lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
+    if "eval" in report:
+        lines += ["== client-side /eval streams", bench_eval_streams.render(report["eval"]), ""]
     width = max((len(r[0]) for r in rows), default=10)
     lines.append("== targets")
     lines += [f"{name:<{width}}  {measured:<40}  {verdict}" for name, measured, verdict in rows]
@@ -702,7 +715,7 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPU ({model}), Linux {os.uname().release}, Python {py}"
 
 
-SCENARIOS = ("fanout", "stalled", "storm", "overload", "floor", "baselines", "locust")
+SCENARIOS = ("fanout", "stalled", "storm", "overload", "floor", "baselines", "locust", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -734,6 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="... on top of this much for the worker itself")
     ap.add_argument("--baseline-connections", type=int, default=15_000)
     ap.add_argument("--baseline-changes", type=int, default=5)
+    ap.add_argument("--eval-connections", type=int, default=10_000)
+    ap.add_argument("--eval-contexts", type=int, default=1_000)
     ap.add_argument("--keep-logs", action="store_true", help="keep the node's data dir and logs")
     ap.add_argument("--max-loop-lag", type=float, default=0.0,
                     help="the node's --max-loop-lag in the fan-out/stalled/storm scenarios "
@@ -767,6 +782,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                             args.connections, args, args.changes)
     if "locust" in args.scenarios:
         scenario_locust(args, report)
+    if "eval" in args.scenarios:
+        progress(f"eval: {args.eval_connections} /eval streams over {args.eval_contexts} "
+                 "contexts")
+        report["eval"] = bench_eval_streams.run(argparse.Namespace(
+            connections=args.eval_connections, contexts=args.eval_contexts, flags=20,
+            workers=args.workers, changes=args.changes, warmup=args.warmup,
+            round_timeout=args.round_timeout, pace=args.pace))
+        progress(f"eval: pooled P99 {report['eval']['pooled']['p99_ms']:.0f} ms, all "
+                 f"delivered {report['eval']['all_delivered']}")
     if "baselines" in args.scenarios:
         b = report["baselines"] = {}
         n = args.baseline_connections

@@ -1,7 +1,7 @@
 """The SLO runner, small (the CI smoke test): 2,000 streams, 3 changes, a reconnect storm, an
-overload past the workers' open-file capacity, the raw floor and the two baselines with the
-same clients. Asserts delivery, shedding and that the report files exist, never timing; the
-50k run is only started by hand (`python3 -m loadtest.slo`).
+overload past the workers' open-file capacity, the raw floor, 300 client-side `/eval` streams
+and the two baselines with the same clients. Asserts delivery, shedding and that the report
+files exist, never timing; the 50k run is only started by hand (`python3 -m loadtest.slo`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from loadtest import slo
 
 @pytest.mark.e2e
 def test_small_slo_run_delivers_everything(tmp_path: Path) -> None:
-    scenarios = "fanout,storm,overload,floor" + (",baselines" if shutil.which("node") else "")
+    scenarios = "fanout,storm,overload,floor,eval" + (",baselines" if shutil.which("node") else "")
     args = slo.build_parser().parse_args(
         ["--connections", "2000", "--workers", "2", "--changes", "3", "--warmup", "0",
          "--pace", "0.3", "--round-timeout", "15", "--connect-timeout", "30",
          "--storm-timeout", "30", "--baseline-connections", "300", "--baseline-changes", "2",
          "--worker-open-files", "1400",  # 1,144 streams a worker: 2,288 for the overload
+         "--eval-connections", "300", "--eval-contexts", "30",
          "--scenarios", scenarios, "--out", str(tmp_path)]
     )  # fmt: skip
     report = slo.run(args)
@@ -49,6 +50,10 @@ def test_small_slo_run_delivers_everything(tmp_path: Path) -> None:
     for name, fig in report.get("baselines", {}).items():
         assert fig["connect"]["held"] == 300, name
         assert fig["all_delivered"] is True, name
+    ev = report["eval"]  # client-side /eval streams on a node of their own
+    assert ev["connect"]["held"] == 300 and ev["all_delivered"] is True
+    assert len([r for r in ev["rounds"] if not r["warmup"]]) == 3
+    assert "client-side: 300 /eval streams, 30 contexts" in text
     assert "fan-out P99 / floor P99" in text
     assert "overload: saturated node sheds with 503 + jittered Retry-After" in text
     assert "storm: time until all are back / the floor's" in text
