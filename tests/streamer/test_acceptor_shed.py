@@ -107,7 +107,9 @@ async def test_a_refusing_gate_sheds_with_a_clean_503(
     clients = [_client(listener, send=request_first) for _ in range(8)]
     await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
     if not request_first:
-        await trio.sleep(0.2)  # accepted and waiting for the head
+        with trio.fail_after(5):  # every connection accepted, its actor waiting for the head
+            while directory.counters.accepted < len(clients):
+                await trio.sleep(0.01)
         for c in clients:
             c.sendall(request("/all", ENV.sdk_key))
     for c in clients:
