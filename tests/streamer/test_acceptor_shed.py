@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
+import trio.testing
 from streamer_testkit import ENV, close_client_sockets, flag, request, snapshot
 
 from streamer.acceptor import Acceptor
@@ -108,8 +109,8 @@ async def test_a_refusing_gate_sheds_with_a_clean_503(
     await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
     if not request_first:
         with trio.fail_after(5):  # every connection accepted, its actor waiting for the head
-            while directory.counters.accepted < len(clients):
-                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert directory.counters.accepted == len(clients)
         for c in clients:
             c.sendall(request("/all", ENV.sdk_key))
     for c in clients:
