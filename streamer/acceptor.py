@@ -47,7 +47,7 @@ import trio
 
 from streamer.client_actor import ClientActor, ClientLimits, StreamCounters, StreamDirectory
 from streamer.http_head import ErrorAnswer, error_response
-from streamer.stream_gate import StreamGate
+from streamer.stream_gate import Refusal, StreamGate
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,9 @@ class Acceptor:
                         break
                     capacity_episode = False
                     sock.setblocking(False)
-                    if self._gate is not None and self._shed(sock, self._gate):
+                    gate = self._gate
+                    if (gate is not None and (refusal := gate.refusal_for_all()) is not None
+                            and self._shed(sock, gate, refusal)):
                         taken += 1  # counts toward the batch: a herd of 503s yields too
                         continue
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -154,12 +156,9 @@ class Acceptor:
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
 
-    def _shed(self, sock: socket.socket, gate: StreamGate) -> bool:
-        """Answer ``sock`` with the gate's refusal now if it refuses everyone and the request
-        is already here; False: hand the connection to an actor as usual."""
-        refusal = gate.refusal_for_all()
-        if refusal is None:
-            return False
+    def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal) -> bool:
+        """Answer ``sock`` with ``refusal`` (the gate refuses everyone now) if its request is
+        already here; False: hand the connection to an actor as usual."""
         try:
             request = sock.recv(65536)
         except BlockingIOError:

@@ -33,7 +33,7 @@ import logging
 import random
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import trio
@@ -66,6 +66,20 @@ class GateLimits:
     max_per_key: int = 0
     max_per_address: int = 0
     retry_after_s: int = 5
+
+
+def fd_capped(limits: GateLimits, nofile: int) -> GateLimits:
+    """``limits`` with ``max_connections`` lowered to what the open-file limit ``nofile`` leaves
+    for streams (:func:`streams_for_open_files`), so a full worker answers 503 instead of
+    failing ``accept`` with EMFILE and leaving the herd in its queue; 0 (no limit) means this
+    cap. The worker applies it at start-up."""
+    cap = streams_for_open_files(nofile)
+    if cap is None or (limits.max_connections and limits.max_connections <= cap):
+        return limits
+    if limits.max_connections:
+        log.warning("--max-connections %d is more than the open-file limit (%d) allows; "
+                    "using %d", limits.max_connections, nofile, cap)
+    return replace(limits, max_connections=cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import signal
 import socket
 import stat
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_gate import GateLimits, streams_for_open_files
+from streamer.stream_gate import GateLimits, fd_capped
 
 log = logging.getLogger("streamer.worker")
 
@@ -88,20 +88,6 @@ class WorkerReady:
 def _hostport(addr: tuple[str, int]) -> str:
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def fd_capped(limits: GateLimits, nofile: int) -> GateLimits:
-    """``limits`` with ``max_connections`` lowered to what the open-file limit ``nofile`` leaves
-    for streams (:func:`streamer.stream_gate.streams_for_open_files`), so a full worker answers
-    503 instead of failing ``accept`` with EMFILE and leaving the herd in its queue; 0 (no
-    limit) means this cap."""
-    cap = streams_for_open_files(nofile)
-    if cap is None or (limits.max_connections and limits.max_connections <= cap):
-        return limits
-    if limits.max_connections:
-        log.warning("--max-connections %d is more than the open-file limit (%d) allows; "
-                    "using %d", limits.max_connections, nofile, cap)
-    return replace(limits, max_connections=cap)
 
 
 async def run_worker(

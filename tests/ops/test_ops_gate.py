@@ -11,8 +11,7 @@ import trio
 import trio.testing
 
 from streamer.metrics import PropagationProbe, merge_expositions
-from streamer.stream_gate import GateLimits, StreamGate
-from streamer.worker import fd_capped
+from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 
 
 class FakeConn:
