@@ -47,11 +47,13 @@ def destination_count(n: int, port_range: tuple[int, int], *, minimum: int = 1,
     return max(minimum, math.ceil(n / per_destination))
 
 
-def destination_addresses(n: int, *, count: int = 0, minimum: int = 1) -> list[str]:
-    """127.0.0.1..A for `n` connections: `count` of them if given, else `destination_count`
-    for this machine's `ip_local_port_range`."""
+def destination_addresses(n: int, *, count: int = 0, minimum: int = 1,
+                          subnet: str = "127.0.0") -> list[str]:
+    """`subnet`.1..A for `n` connections: `count` of them if given, else `destination_count`
+    for this machine's `ip_local_port_range`. Another loopback `subnet` gives a second set of
+    clients destinations, and so ephemeral ports, of their own."""
     count = count or destination_count(n, procstats.ephemeral_port_range(), minimum=minimum)
-    return [f"127.0.0.{i + 1}" for i in range(count)]
+    return [f"{subnet}.{i + 1}" for i in range(count)]
 
 
 class ClientProc:

@@ -149,10 +149,7 @@ def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: l
     after = procstats.sample_pids(target.server_pids())
     held = sum(p["connected"] for p in phases)
     rss0 = base.rss_kb if rss_base is None else rss_base  # before anything was connected
-    errors: dict[str, int] = {}
-    for p in phases:
-        for k, v in p["errors"].items():
-            errors[k] = errors.get(k, 0) + v
+    errors = summed_errors(phases)
     out = {
         "requested": n, "held": held, "failed": sum(p["failed"] for p in phases),
         "errors": errors, "wall_s": wall, "accept_rate_per_s": held / wall,
@@ -160,6 +157,7 @@ def connect_with_progress(pool: ClientPool, target: Target, n: int, addresses: l
         "server_rss_per_conn_kb": (after.rss_kb - rss0) / max(1, held),
         "server_cpu_us_per_accept": (after.cpu_ns - base.cpu_ns) / max(1, held) / 1e3,
         "per_process_sockets": [procstats.socket_fds(p) for p in target.worker_pids()],
+        "retry_after": [p["retry_after"] for p in phases],
     }  # fmt: skip
     progress(f"{label}: held {held}/{n} in {wall:.1f} s ({out['accept_rate_per_s']:.0f}/s), "
              f"RSS {out['server_rss_per_conn_kb']:.1f} KB/conn, errors {errors or 'none'}")
@@ -247,8 +245,7 @@ def scenario_flagstream(args: argparse.Namespace, report: dict[str, Any]) -> Non
             floor[1].stop()
             floor = None
         if "storm" in args.scenarios:
-            scenario_storm(pool, target, seq, args, report)
-            seq += 2
+            seq = scenario_storm(pool, target, seq, args, report)
         if "overload" in args.scenarios:
             scenario_overload(pool, target, seq, args, report)
     finally:
@@ -351,10 +348,7 @@ def storm_recovery(pool: ClientPool, kill: Callable[[], list[int]],
                 still.append(c)
         pending = still
     rec_ms = sorted(v / 1e6 for a in answers for v in a["recovered_ns"])
-    errors: dict[str, int] = {}
-    for a in answers:
-        for k, v in a["errors"].items():
-            errors[k] = errors.get(k, 0) + v
+    errors = summed_errors(answers)
     out = {
         "workers_killed": len(killed), "streams_before": live, "recovered": len(rec_ms),
         "all_back": len(answers) == len(pool.clients) and all(a["reached"] for a in answers),
@@ -372,7 +366,8 @@ def storm_recovery(pool: ClientPool, kill: Callable[[], list[int]],
 
 
 def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
-                   args: argparse.Namespace, report: dict[str, Any]) -> None:
+                   args: argparse.Namespace, report: dict[str, Any]) -> int:
+    """The storm, then two changes from `seq` on; returns the next change's seq."""
     target.refresh_workers()
     workers = target.worker_pids()
 
@@ -390,6 +385,7 @@ def scenario_storm(pool: ClientPool, target: FlagstreamTarget, seq: int,
     target.refresh_workers()
     after = run_rounds(pool, target, seq, 2, args, "storm/after")
     report["storm"]["delivered_after"] = all(r.received == r.expected for r in after)
+    return seq + len(after)
 
 
 def scenario_overload(pool: ClientPool, target: FlagstreamTarget, seq: int,
@@ -398,41 +394,34 @@ def scenario_overload(pool: ClientPool, target: FlagstreamTarget, seq: int,
     workers = sorted(target.worker_pids())
     held = sum(s["live"] for s in pool.ask({"cmd": "stats"}, "stats", 10))
     caps = [streams_for_open_files(procstats.open_file_limit(w) or -1) for w in workers]
-    if any(c is None for c in caps):
+    if None in caps:
         report["overload"] = {"skipped": "a worker has no open-file limit to saturate"}
         return
-    capacity = sum(c or 0 for c in caps)
+    capacity = sum(c for c in caps if c is not None)
     extra = max(0, math.ceil(capacity * (1 + args.overload)) - held)
-    # destinations of their own (127.0.1.x): the held streams' are already at their fill
-    addrs = [a.replace("127.0.0.", "127.0.1.") for a in addresses_for(extra, args)]
+    # destinations of their own: the held streams' are already at their fill
+    addrs = destination_addresses(extra, count=args.addresses, minimum=2, subnet="127.0.1")
     over = ClientPool(clients_for(extra, args), time_limit_s=time_limit(args),
                       coalesce_ms=args.coalesce_ms)
     try:
         progress(f"overload: {held} held, capacity {capacity} ({caps}); offering {extra} more")
-        phases = over.connect(target, extra, addrs, concurrency=args.concurrency,
-                              timeout_s=args.connect_timeout)
-        admitted = sum(p["connected"] for p in phases)
-        errors: dict[str, int] = {}
-        for ph in phases:
-            for k, v in ph["errors"].items():
-                errors[k] = errors.get(k, 0) + v
-        peak = procstats.sample_pids(target.find_workers())
+        conn = connect_with_progress(over, target, extra, addrs, args, "overload")
         rounds = run_rounds(ClientPool.joined(pool, over), target, seq, 2, args, "overload")
         alive = sorted(target.find_workers())
-        rss = [procstats.sample_pids([w]).rss_kb / 1024 for w in alive]
         out = {
             "held_before": held, "capacity": capacity, "per_worker_capacity": caps,
-            "offered": extra, "admitted": admitted, "held": held + admitted,
-            "refused_503": errors.get("http_503", 0), "errors": errors,
-            "retry_after": [ph["retry_after"] for ph in phases],
+            "offered": extra, "admitted": conn["held"], "held": held + conn["held"],
+            "refused_503": conn["errors"].get("http_503", 0), "errors": conn["errors"],
+            "retry_after": conn["retry_after"],
             "workers_before": workers, "workers_after": alive,
             "workers_survived": alive == workers,
             "per_worker_sockets": [procstats.socket_fds(w) for w in alive],
-            "worker_rss_mb": rss, "worker_memory_budget_mb": worker_budget_mib(args),
-            "server_rss_mb": peak.rss_kb / 1024,
+            "worker_rss_mb": [procstats.sample_pids([w]).rss_kb / 1024 for w in alive],
+            "worker_memory_budget_mb": worker_budget_mib(args),
             "changes": [r.as_dict(warm=False) for r in rounds],
             # every stream held when the overload ended, not only those still there later
-            "all_delivered": all(r.received == r.expected == held + admitted for r in rounds),
+            "all_delivered": all(r.received == r.expected == held + conn["held"]
+                                 for r in rounds),
             "saturation_metrics": scrape_metrics(target, ("refused", "saturat")),
         }  # fmt: skip
         report["overload"] = out
@@ -441,6 +430,15 @@ def scenario_overload(pool: ClientPool, target: FlagstreamTarget, seq: int,
                  f"{out['workers_survived']}, changes delivered {out['all_delivered']}")
     finally:
         over.close()
+
+
+def summed_errors(answers: list[dict[str, Any]]) -> dict[str, int]:
+    """The clients' error counts (each answer's ``errors``), added up by kind."""
+    errors: dict[str, int] = {}
+    for a in answers:
+        for k, v in a["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    return errors
 
 
 def _pct(sorted_vals: list[float], p: float) -> float:

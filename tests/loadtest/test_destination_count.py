@@ -27,3 +27,4 @@ def test_destination_count_keeps_each_under_the_parity_half(
 def test_destination_addresses_takes_a_given_count_or_computes_one() -> None:
     assert destination_addresses(50_000, count=3) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
     assert destination_addresses(10, minimum=2) == ["127.0.0.1", "127.0.0.2"]
+    assert destination_addresses(10, count=2, subnet="127.0.1") == ["127.0.1.1", "127.0.1.2"]
