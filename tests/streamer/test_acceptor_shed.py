@@ -5,12 +5,12 @@ a real directory and gate."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
 import trio.testing
-from streamer_testkit import ENV, close_client_sockets, flag, request, snapshot
+from streamer_testkit import ENV, flag, request, snapshot
 
 from streamer.acceptor import Acceptor
 from streamer.client_actor import ClientLimits
@@ -28,12 +28,6 @@ class SpyDirectory(Directory):
     def stream_target(self, credential: str) -> EnvActor | None:
         self.lookups += 1
         return super().stream_target(credential)
-
-
-@pytest.fixture(autouse=True)
-def _close_sockets() -> Iterator[None]:
-    yield
-    close_client_sockets()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -14,7 +14,6 @@ from streamer_testkit import (
     ENV,
     StreamReader,
     apply_stream,
-    close_client_sockets,
     flag,
     request,
     snapshot,
@@ -28,12 +27,6 @@ from streamer.directory import Directory
 from streamer.env_actor import EnvActor
 from streamer.http_head import STREAM_RESPONSE_HEAD
 from streamer.sse import SSEComment, SSEEvent
-
-
-@pytest.fixture(autouse=True)
-def _close_sockets() -> Iterator[None]:
-    yield
-    close_client_sockets()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -12,7 +11,6 @@ import trio.testing
 from streamer_testkit import (
     ENV,
     StreamReader,
-    close_client_sockets,
     flag,
     request,
     snapshot,
@@ -24,12 +22,6 @@ from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
-
-
-@pytest.fixture(autouse=True)
-def _close_sockets() -> Iterator[None]:
-    yield
-    close_client_sockets()
 
 
 async def expect_put(client: socket.socket) -> None:
