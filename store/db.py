@@ -75,17 +75,24 @@ class EnvironmentExistsError(Exception):
     """An environment with this key already exists."""
 
 
+_OldKeys = tuple[tuple[str, int], ...]
+
+
 def _env(row: tuple[str, str, str, str, str, int],
-         old: tuple[tuple[str, int], ...] = ()) -> EnvironmentInfo:
-    return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]), old)
+         old: tuple[_OldKeys, _OldKeys] = ((), ())) -> EnvironmentInfo:
+    return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]),
+                           old_sdk_keys=old[0], old_mobile_keys=old[1])
 
 
-def _old_keys(conn: sqlite3.Connection, env: str, now_ms: int) -> tuple[tuple[str, int], ...]:
-    """Rotated credentials of ``env`` still in their grace period (expired ones are left out)."""
+def _old_keys(conn: sqlite3.Connection, env: str, now_ms: int) -> tuple[_OldKeys, _OldKeys]:
+    """Rotated SDK keys and rotated mobile keys of ``env`` still in their grace period
+    (expired ones are left out). Each keeps its kind: an old key authenticates only as the
+    kind of key it was."""
     rows = conn.execute(
-        "SELECT credential, expires_ms FROM old_keys WHERE env = ? AND expires_ms > ?"
+        "SELECT credential, expires_ms, which FROM old_keys WHERE env = ? AND expires_ms > ?"
         " ORDER BY expires_ms, credential", (env, now_ms)).fetchall()
-    return tuple((r[0], int(r[1])) for r in rows)
+    return (tuple((r[0], int(r[1])) for r in rows if r[2] == "sdk"),
+            tuple((r[0], int(r[1])) for r in rows if r[2] == "mobile"))
 
 
 def _tombstone(key: str, version: int) -> bytes:
@@ -234,8 +241,9 @@ class FlagDB:
                    actor: str = "admin") -> EnvChange | None:
         """Give ``env`` a new SDK key (``which="sdk"``) or mobile key (``"mobile"``).
 
-        The old credential keeps working for ``grace_ms`` (0: it stops at once): it travels
-        in ``EnvironmentInfo.old_keys`` until it expires. Returns the bus message, or None if
+        The old credential keeps working for ``grace_ms`` (0: it stops at once), as the same
+        kind of key only: it travels in ``EnvironmentInfo.old_sdk_keys`` or
+        ``old_mobile_keys`` until it expires. Returns the bus message, or None if
         the environment does not exist.
         """
         if which not in ("sdk", "mobile"):

@@ -6,7 +6,10 @@ The directory implements :class:`streamer.ports.ChangeSink`: the bus subscriber 
 snapshots and changes in order, and it routes each to the environment's actor (creating one
 on first sight, stopping it when a full snapshot no longer names the environment). It keeps
 the credential index (SDK key, mobile key, client-side ID, and rotated keys until they expire)
-that the stream acceptor, the polling app and the ingest package use.
+that the stream acceptor, the polling app and the ingest package use. Every kind of credential
+has an index of its own, rotated keys included: a lookup finds only the kind it asks for, so a
+mobile key (public: it ships inside apps) never opens a server-side endpoint, during its grace
+period neither, and an SDK key or mobile key is no environment ID.
 
 ``loaded`` becomes true when the first snapshot has been applied: before that, polls get 503
 and streams wait. ``ready`` additionally asks an optional probe (the worker passes "the bus
@@ -73,7 +76,9 @@ class Directory:
         self._by_sdk: dict[str, str] = {}
         self._by_mobile: dict[str, str] = {}
         self._by_client_id: dict[str, str] = {}
-        self._old: dict[str, tuple[str, int]] = {}  # rotated credential -> (env, expires_at_ms)
+        # rotated credential -> (env, expires_at_ms), one index per kind
+        self._old_sdk: dict[str, tuple[str, int]] = {}
+        self._old_mobile: dict[str, tuple[str, int]] = {}
         self._loaded = trio.Event()
         # Set (and replaced) whenever credentials become usable: see await_known.
         self._learned = trio.Event()
@@ -141,10 +146,10 @@ class Directory:
 
     def env_key_for_sdk_key(self, credential: str) -> str | None:
         """The environment of an SDK key (raw or ``api_key `` prefixed), or None."""
-        return self._lookup(self._by_sdk, credential)
+        return self._lookup(self._by_sdk, self._old_sdk, credential)
 
     def env_key_for_mobile_key(self, credential: str) -> str | None:
-        return self._lookup(self._by_mobile, credential)
+        return self._lookup(self._by_mobile, self._old_mobile, credential)
 
     def env_key_for_client_side_id(self, client_side_id: str) -> str | None:
         return self._by_client_id.get(client_side_id.strip())
@@ -205,14 +210,15 @@ class Directory:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _lookup(self, index: dict[str, str], credential: str) -> str | None:
+    def _lookup(self, index: dict[str, str], old_index: dict[str, tuple[str, int]],
+                credential: str) -> str | None:
         cred = sdk_credential(credential)
         if cred is None:
             return None
         env = index.get(cred)
         if env is not None:
             return env
-        old = self._old.get(cred)
+        old = old_index.get(cred)
         if old is not None and old[1] > self._wall_clock_ms():
             return old[0]
         return None
@@ -223,8 +229,10 @@ class Directory:
         self._by_sdk[info.sdk_key] = info.key
         self._by_mobile[info.mobile_key] = info.key
         self._by_client_id[info.client_side_id] = info.key
-        for cred, expires_at_ms in info.old_keys:
-            self._old[cred] = (info.key, expires_at_ms)
+        for old_index, pairs in ((self._old_sdk, info.old_sdk_keys),
+                                 (self._old_mobile, info.old_mobile_keys)):
+            for cred, expires_at_ms in pairs:
+                old_index[cred] = (info.key, expires_at_ms)
         self.gate.credentials_changed(info.key, {info.sdk_key, info.mobile_key,
                                                  info.client_side_id},
                                       dict(info.old_keys), self._wall_clock_ms())
@@ -235,7 +243,9 @@ class Directory:
             return False
         if cred in (info.sdk_key, info.mobile_key, info.client_side_id):
             return True
-        old = self._old.get(cred)
+        # A stream was admitted by the index of its kind; this only asks whether its key
+        # is still in its grace period.
+        old = self._old_sdk.get(cred) or self._old_mobile.get(cred)
         return old is not None and old[0] == env and old[1] > self._wall_clock_ms()
 
     def version_sums(self) -> dict[str, int]:
@@ -256,9 +266,11 @@ class Directory:
                             (self._by_client_id, old.client_side_id)):
             if index.get(cred) == env_key:
                 del index[cred]
-        for cred, _ in old.old_keys:
-            if self._old.get(cred, ("",))[0] == env_key:
-                del self._old[cred]
+        for old_index, pairs in ((self._old_sdk, old.old_sdk_keys),
+                                 (self._old_mobile, old.old_mobile_keys)):
+            for cred, _ in pairs:
+                if old_index.get(cred, ("",))[0] == env_key:
+                    del old_index[cred]
 
     async def _ensure(self, env_key: str) -> EnvActor:
         actor = self._actors.get(env_key)

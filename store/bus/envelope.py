@@ -28,9 +28,17 @@ Wire form: a msgpack map whose ``"t"`` names the message type::
     {"t": "err", "message": str}
 
 ``kind`` is ``"flags"`` or ``"segments"``. EnvironmentInfo-map keys: ``key``, ``name``,
-``sdkKey``, ``mobileKey``, ``clientSideId``, ``secureMode`` and ``oldKeys`` (a list of
-``[credential, expires_at_ms]`` pairs that stay valid until then; empty unless a key was
-rotated). Unknown map keys are ignored, so fields can be added without breaking older nodes.
+``sdkKey``, ``mobileKey``, ``clientSideId``, ``secureMode``, ``oldSdkKeys`` and
+``oldMobileKeys`` (lists of ``[credential, expires_at_ms]`` pairs: rotated keys that stay
+valid until then, each only as the kind of key it was; empty unless a key was rotated).
+Unknown map keys are ignored, so fields can be added without breaking older nodes.
+
+``oldKeys`` (the same pairs, both kinds in one list) is what nodes before the per-kind lists
+read and wrote. It is still written, so an older streamer keeps honouring grace periods during
+a rolling upgrade. It is read only from a map that has neither per-kind list (a message from
+an older store); the kind of each credential is then its issue prefix (``sdk-``, ``mob-``,
+store/credentials.py), and a credential with neither prefix is dropped: a rotated key that
+stops early is better than a mobile key accepted as an SDK key.
 """
 
 from __future__ import annotations
@@ -40,8 +48,11 @@ from typing import Any, Literal
 
 import msgpack
 
+from store.credentials import MOBILE_KEY_PREFIX, SDK_KEY_PREFIX
+
 ItemKind = Literal["flags", "segments"]
 ITEM_KINDS: tuple[ItemKind, ...] = ("flags", "segments")
+_Pairs = tuple[tuple[str, int], ...]  # rotated keys: (credential, expires_at_ms)
 
 
 class EnvelopeError(ValueError):
@@ -56,7 +67,15 @@ class EnvironmentInfo:
     mobile_key: str
     client_side_id: str
     secure_mode: bool = False
-    old_keys: tuple[tuple[str, int], ...] = ()
+    # Rotated keys in their grace period, one tuple per kind: an old mobile key ships inside
+    # apps and must never open the server-side endpoints.
+    old_sdk_keys: _Pairs = ()
+    old_mobile_keys: _Pairs = ()
+
+    @property
+    def old_keys(self) -> _Pairs:
+        """Every rotated key of either kind, soonest expiry first (for listings, not lookups)."""
+        return tuple(sorted(self.old_sdk_keys + self.old_mobile_keys, key=lambda k: (k[1], k[0])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +145,9 @@ def _env_to_wire(env: EnvironmentInfo) -> dict[str, Any]:
         "mobileKey": env.mobile_key,
         "clientSideId": env.client_side_id,
         "secureMode": env.secure_mode,
-        "oldKeys": [list(k) for k in env.old_keys],
+        "oldSdkKeys": [list(k) for k in env.old_sdk_keys],
+        "oldMobileKeys": [list(k) for k in env.old_mobile_keys],
+        "oldKeys": [list(k) for k in env.old_keys],  # for nodes before the lists above
     }
 
 
@@ -134,6 +155,7 @@ def _env_from_wire(m: Any) -> EnvironmentInfo:
     if not isinstance(m, dict):
         raise EnvelopeError("environment is not a map")
     try:
+        old_sdk, old_mobile = _old_keys_from_wire(m)
         return EnvironmentInfo(
             key=_str(m["key"]),
             name=_str(m["name"]),
@@ -141,10 +163,24 @@ def _env_from_wire(m: Any) -> EnvironmentInfo:
             mobile_key=_str(m["mobileKey"]),
             client_side_id=_str(m["clientSideId"]),
             secure_mode=_bool(m.get("secureMode", False)),
-            old_keys=tuple((_str(k), _int(t)) for k, t in _list(m.get("oldKeys", []))),
+            old_sdk_keys=old_sdk,
+            old_mobile_keys=old_mobile,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"bad environment: {exc!r}") from exc
+
+
+def _pairs(v: Any) -> _Pairs:
+    return tuple((_str(k), _int(t)) for k, t in _list(v))
+
+
+def _old_keys_from_wire(m: dict[str, Any]) -> tuple[_Pairs, _Pairs]:
+    """(old SDK keys, old mobile keys) of an EnvironmentInfo-map."""
+    if "oldSdkKeys" in m or "oldMobileKeys" in m:
+        return _pairs(m.get("oldSdkKeys", [])), _pairs(m.get("oldMobileKeys", []))
+    legacy = _pairs(m.get("oldKeys", []))  # an older store: see the module docstring
+    return (tuple(k for k in legacy if k[0].startswith(SDK_KEY_PREFIX)),
+            tuple(k for k in legacy if k[0].startswith(MOBILE_KEY_PREFIX)))
 
 
 def _str(v: Any) -> str:

@@ -26,7 +26,7 @@ from store.bus.envelope import (
 PROD = EnvironmentInfo("prod", "Production", "sdk-1", "mob-1", "cid-1")
 ROTATED = EnvironmentInfo(
     "stage", "Stäging ✓", "sdk-2", "mob-2", "cid-2", secure_mode=True,
-    old_keys=(("sdk-old", 1_700_000_000_000), ("mob-old", 0)),
+    old_sdk_keys=(("sdk-old", 1_700_000_000_000),), old_mobile_keys=(("mob-old", 0),),
 )  # fmt: skip
 FLAG = ItemChange("flags", "new-checkout", 7, b'{"key":"new-checkout","version":7,"on":true}')
 TOMBSTONE = ItemChange("segments", "beta-users", 3, None)
@@ -79,7 +79,9 @@ def test_wire_form_is_the_documented_one() -> None:
         "env": {
             "key": "stage", "name": "Stäging ✓", "sdkKey": "sdk-2", "mobileKey": "mob-2",
             "clientSideId": "cid-2", "secureMode": True,
-            "oldKeys": [["sdk-old", 1_700_000_000_000], ["mob-old", 0]],
+            "oldSdkKeys": [["sdk-old", 1_700_000_000_000]], "oldMobileKeys": [["mob-old", 0]],
+            # both kinds in one list, soonest expiry first, for nodes before the lists above
+            "oldKeys": [["mob-old", 0], ["sdk-old", 1_700_000_000_000]],
         },
     }  # fmt: skip
     assert msgpack.unpackb(encode(Heartbeat(8, "ep"))) == {"t": "hb", "seq": 8, "epoch": "ep"}
@@ -134,6 +136,11 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("env oldKeys bad pair", _pack({"t": "env", "seq": 1, "env": _env_map(oldKeys=[["a"]])})),
     ("env oldKeys time str", _pack({"t": "env", "seq": 1,
                                     "env": _env_map(oldKeys=[["a", "1"]])})),
+    ("env oldSdkKeys not a list", _pack({"t": "env", "seq": 1, "env": _env_map(oldSdkKeys=5)})),
+    ("env oldMobileKeys bad pair", _pack({"t": "env", "seq": 1,
+                                          "env": _env_map(oldMobileKeys=[["mob-a"]])})),
+    ("env oldMobileKeys time str", _pack({"t": "env", "seq": 1,
+                                          "env": _env_map(oldMobileKeys=[["mob-a", "1"]])})),
     ("heartbeat epoch missing", _pack({"t": "hb", "seq": 1})),
     ("heartbeat epoch not str", _pack({"t": "hb", "seq": 1, "epoch": b"e"})),
     ("request env not str", _pack({"t": "sreq", "env": 5})),
@@ -164,3 +171,32 @@ def test_unknown_map_keys_are_ignored() -> None:
 def test_encode_refuses_a_non_message() -> None:
     with pytest.raises(TypeError):
         encode("hello")  # type: ignore[arg-type]
+
+
+# The rotated keys of an EnvironmentInfo-map, as each kind of sender writes them: what the
+# decoder makes of them, (old SDK keys, old mobile keys).
+OLD_KEYS_ON_THE_WIRE: list[tuple[str, dict[str, Any], tuple[Any, Any]]] = [
+    ("per-kind lists", {"oldSdkKeys": [["sdk-a", 5]], "oldMobileKeys": [["mob-b", 6]]},
+     ((("sdk-a", 5),), (("mob-b", 6),))),
+    # the per-kind lists win over the legacy list written beside them
+    ("per-kind lists and legacy", {"oldSdkKeys": [], "oldMobileKeys": [["mob-b", 6]],
+                                   "oldKeys": [["mob-b", 6], ["sdk-x", 9]]},
+     ((), (("mob-b", 6),))),
+    ("only one per-kind list", {"oldMobileKeys": [["mob-b", 6]], "oldKeys": [["sdk-x", 9]]},
+     ((), (("mob-b", 6),))),
+    # an older store: the kind is the issue prefix; an old mobile key never becomes an SDK key
+    ("legacy only", {"oldKeys": [["sdk-a", 5], ["mob-b", 6]]},
+     ((("sdk-a", 5),), (("mob-b", 6),))),
+    ("legacy without prefix is dropped", {"oldKeys": [["a-key", 5], ["mob-b", 6]]},
+     ((), (("mob-b", 6),))),
+    ("none", {}, ((), ())),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "fields", "expected"), OLD_KEYS_ON_THE_WIRE,
+                         ids=[n for n, _, _ in OLD_KEYS_ON_THE_WIRE])
+def test_old_keys_keep_their_kind(name: str, fields: dict[str, Any],
+                                  expected: tuple[Any, Any]) -> None:
+    msg = decode(_pack({"t": "env", "seq": 1, "env": _env_map(**fields)}))
+    assert isinstance(msg, EnvChange)
+    assert (msg.env.old_sdk_keys, msg.env.old_mobile_keys) == expected

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,16 +45,6 @@ def closed_within(sock: socket.socket, timeout: float, since: float | None = Non
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return [(s.labels, s.value) for fam in text_string_to_metric_families(text)
             for s in fam.samples if s.name == name]
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    data = tmp_path_factory.mktemp("opsnode") / "data"
-    n = NodeProcess(serve_argv(data, workers=2), data).start()
-    try:
-        yield n
-    finally:
-        n.stop()
 
 
 def test_metrics_on_both_ports(node: NodeProcess) -> None:

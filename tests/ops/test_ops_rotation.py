@@ -3,7 +3,11 @@ carried in ``oldKeys`` (and on the bus) until its grace period ends, then gone."
 
 from __future__ import annotations
 
+import base64
+import socket
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +17,7 @@ import trio
 
 from store.db import FlagDB
 from store.service import StoreConfig, run_store
+from tests.e2e.node_proc import NodeProcess, addr, bool_flag, create_env
 
 TOKEN = "rotation-test-token"
 
@@ -49,6 +54,23 @@ def test_db_rotation_grace_and_expiry(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             db.rotate_key("prod", "client", 1)
         assert db.revisions() == {"prod": 3}
+    finally:
+        db.close()
+
+
+def test_db_keeps_the_kind_of_each_rotated_key(tmp_path: Path) -> None:
+    clock = Clock()
+    db = FlagDB(tmp_path, clock=clock)
+    try:
+        env = db.create_environment("prod", "Prod").env
+        db.rotate_key("prod", "mobile", 30_000)
+        msg = db.rotate_key("prod", "sdk", 60_000)
+        assert msg is not None
+        expected = ((env.sdk_key, 1_000_060_000),), ((env.mobile_key, 1_000_030_000),)
+        assert (msg.env.old_sdk_keys, msg.env.old_mobile_keys) == expected
+        for got in (db.get_environment("prod"), db.list_environments()[0],
+                    db.snapshot("prod").envs[0].env):
+            assert got is not None and (got.old_sdk_keys, got.old_mobile_keys) == expected
     finally:
         db.close()
 
@@ -131,3 +153,107 @@ async def test_admin_rotate_unknown_env_and_auth(client: httpx.AsyncClient) -> N
             assert r.status_code == 401
             r = await client.get("/api/v1/environments", headers={"Authorization": header})
             assert r.status_code == 401
+
+
+# -- on a real node: each rotated key authenticates only as the kind of key it was ----------
+
+CONTEXT = base64.urlsafe_b64encode(b'{"kind": "user", "key": "u1"}').decode().rstrip("=")
+
+
+def stream_status(node: NodeProcess, path: str, key: str | None) -> int:
+    """The status of a stream request on the stream listener (the stream is then closed)."""
+    auth = f"Authorization: {key}\r\n" if key is not None else ""
+    with socket.create_connection(addr(node.urls["stream"]), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+        head = b""
+        deadline = time.monotonic() + 10
+        while b"\r\n" not in head and time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def sdk_status(node: NodeProcess, method: str, path: str, key: str | None) -> int:
+    """The status of a request on the SDK listener (an empty event payload for a POST)."""
+    headers = {"Authorization": key} if key is not None else {}
+    body = None if method != "POST" else b"{}" if "diagnostic" in path else b"[]"
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return httpx.request(method, node.urls["sdk"] + path, headers=headers, content=body,
+                         timeout=10).status_code
+
+
+# What each kind of credential may open: (listener, method, path-with-{key}, key in header).
+SERVER_SIDE = [("stream", "GET", "/all", True), ("stream", "GET", "/flags", True),
+               ("sdk", "GET", "/sdk/latest-all", True), ("sdk", "GET", "/sdk/latest-flags", True),
+               ("sdk", "GET", f"/sdk/evalx/contexts/{CONTEXT}", True),
+               ("sdk", "POST", "/bulk", True), ("sdk", "POST", "/diagnostic", True)]
+MOBILE = [("stream", "GET", f"/meval/{CONTEXT}", True), ("stream", "GET", "/mping", True),
+          ("sdk", "GET", f"/msdk/evalx/contexts/{CONTEXT}", True),
+          ("sdk", "POST", "/mobile/events/bulk", True)]
+ENV_ID = [("stream", "GET", f"/eval/{{key}}/{CONTEXT}", False),
+          ("sdk", "GET", f"/sdk/evalx/{{key}}/contexts/{CONTEXT}", False)]
+
+
+def statuses_keys(routes: list[tuple[str, str, str, bool]]) -> list[str]:
+    return [f"{m} {p}" for _, m, p, _ in routes]
+
+
+def statuses(node: NodeProcess, key: str, routes: list[tuple[str, str, str, bool]]
+             ) -> dict[str, int]:
+    """The status of every route with ``key``, in parallel (each refusal waits for the
+    workers' unknown-credential hold, one second)."""
+    def one(route: tuple[str, str, str, bool]) -> int:
+        listener, method, path, in_header = route
+        path = path.replace("{key}", key)
+        header = key if in_header else None
+        if listener == "stream":
+            return stream_status(node, path, header)
+        return sdk_status(node, method, path, header)
+
+    with ThreadPoolExecutor(len(routes)) as pool:
+        return dict(zip(statuses_keys(routes), pool.map(one, routes), strict=True))
+
+
+def rotate(node: NodeProcess, which: str) -> dict[str, Any]:
+    with node.admin as c:
+        r = c.post("/api/v1/environments/rot/rotate", json={"key": which, "graceSeconds": 600})
+    assert r.status_code == 200, r.text
+    fresh: dict[str, Any] = r.json()
+    new_key = fresh["sdkKey" if which == "sdk" else "mobileKey"]
+    path = "/sdk/latest-all" if which == "sdk" else f"/msdk/evalx/contexts/{CONTEXT}"
+    # Both workers apply the rotation from the same bus message: once the new key has
+    # worked on ten fresh connections (spread over the workers), the rotation is there.
+    ok = 0
+    deadline = time.monotonic() + 20
+    while ok < 10 and time.monotonic() < deadline:
+        ok = ok + 1 if sdk_status(node, "GET", path, new_key) == 200 else 0
+    assert ok == 10, f"the new {which} key does not work"
+    return fresh
+
+
+def test_rotated_keys_open_only_their_own_kind_on_a_node(node: NodeProcess) -> None:
+    env = create_env(node, "rot")
+    with node.admin as c:
+        assert c.put("/api/v1/environments/rot/flags/f", json=bool_flag()).status_code == 201
+    old_mobile, old_sdk = env["mobileKey"], env["sdkKey"]
+
+    rotate(node, "mobile")
+    got = statuses(node, old_mobile, SERVER_SIDE + MOBILE + ENV_ID)
+    # In its grace period the old mobile key still serves the mobile endpoints, and never the
+    # server-side payload (every rule and segment member list) or /bulk.
+    assert got == {**{k: 401 for k in statuses_keys(SERVER_SIDE)},
+                   **{k: 202 if k.startswith("POST") else 200 for k in statuses_keys(MOBILE)},
+                   **{k: 404 for k in statuses_keys(ENV_ID)}}, got
+
+    rotate(node, "sdk")
+    got = statuses(node, old_sdk, SERVER_SIDE + MOBILE + ENV_ID)
+    # The old SDK key serves the server-side endpoints in its grace period, and is no mobile key.
+    assert got == {**{k: 202 if k.startswith("POST") else 200 for k in statuses_keys(SERVER_SIDE)},
+                   **{k: 401 for k in statuses_keys(MOBILE)},
+                   **{k: 404 for k in statuses_keys(ENV_ID)}}, got
+    # The client-side ID is public and opens the environment-ID routes only.
+    got = statuses(node, env["clientSideId"], SERVER_SIDE + MOBILE + ENV_ID)
+    assert {k for k, v in got.items() if v == 200} == set(statuses_keys(ENV_ID)), got

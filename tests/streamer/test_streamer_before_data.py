@@ -112,7 +112,7 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     now_ms = [1_000]
     directory = Directory(wall_clock_ms=lambda: now_ms[0])
     await nursery.start(directory.run)
-    rotated = replace(ENV, sdk_key="sdk-new", old_keys=(("sdk-prod-1", 2_000),))
+    rotated = replace(ENV, sdk_key="sdk-new", old_sdk_keys=(("sdk-prod-1", 2_000),))
     await directory.apply_snapshot(snapshot(1, (rotated, (flag("a", 1),))), full=True)
     assert directory.env_key_for_sdk_key("sdk-new") == ENV.key
     assert directory.env_key_for_sdk_key("sdk-prod-1") == ENV.key  # still valid
