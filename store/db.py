@@ -15,6 +15,10 @@ row; an import is one row for the whole set; an environment creation is one row.
 Versions increase strictly per item, also across delete and re-create: a delete leaves a
 tombstone row carrying its version, and the next write continues from it.
 
+Access: the database holds every SDK and mobile key, so it is created 0600 and an existing one
+is set back to 0600 on open, whatever the process umask; SQLite gives the ``-wal`` and
+``-shm`` files it creates the database file's mode, and existing ones are set to 0600 too.
+
 Durability: ``synchronous=FULL``. In WAL mode ``NORMAL`` already survives a ``kill -9`` of
 this process (the WAL frames are in the OS page cache when COMMIT returns), but not a power
 loss or kernel crash, which would silently drop writes we acknowledged. ``FULL`` fsyncs the
@@ -23,6 +27,8 @@ WAL on every commit; group commit (many keys per transaction) pays that once per
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -104,6 +110,7 @@ class FlagDB:
 
     def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = data_dir / DB_FILE
+        _owner_only(self.path)  # before SQLite opens it: see the module docstring
         self._clock = clock
         self._write_lock = threading.Lock()
         self._pool_lock = threading.Lock()
@@ -328,6 +335,18 @@ class FlagDB:
                                None if c.stored.deleted else c.stored.json) for c in committed))
                 results.append(CommittedChange(change, tuple(committed)))
         return results
+
+
+def _owner_only(path: Path) -> None:
+    """Create ``path`` 0600 if it is missing; set it and its -wal and -shm files to 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-The supervisor checks the data dir and the listen addresses first, so a taken port or an
+The supervisor sets the umask to 0077 (every file the node creates is its user's only), then
+checks the data dir (created 0700) and the listen addresses, so a taken port or an
 unusable directory is one clear message and a non-zero exit, before anything starts. It then
 runs the store in its own process (SQLite, admin API, bus publisher, snapshot server) and
 starts N streamer workers as child processes (``python -m streamer.worker``). Each worker has
@@ -123,8 +124,14 @@ class NodeConfig:
 
 
 def prepare_data_dir(path: Path) -> None:
+    """Create the data dir 0700 (it holds the keys, the admin token and the event spool);
+    warn about an existing one that others can read (its mode is the operator's)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            log.warning("data dir %s is accessible to other users (mode %o); it holds the "
+                        "SDK keys and the admin token: chmod 700 it", path,
+                        path.stat().st_mode & 0o777)
         probe = path / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
@@ -489,6 +496,10 @@ def run_node_main(cfg: NodeConfig) -> int:
     from streamer.logging_setup import setup_logging
 
     setup_logging(cfg.role if cfg.role != "serve" else "supervisor", cfg.log_format)
+    # Every file and directory the node creates (database, admin token, spool, metrics, the
+    # bus sockets) is its own user's only; the children inherit the mask. The systemd units
+    # set the same (UMask=0077) for the processes they start.
+    os.umask(0o077)
 
     def out(line: str) -> None:
         # One write per line: under PYTHONUNBUFFERED, print() writes the newline separately,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -227,3 +228,33 @@ def test_state_and_epoch_survive_reopen(tmp_path: Path) -> None:
     (res,) = again.commit([one("prod", put("flags", "f"))])
     assert res.change.seq == seq + 1 and res.items[0].stored.version == 3
     again.close()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_database_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """flagstream.db holds every SDK and mobile key (issue 12, finding 7)."""
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    old_mask = os.umask(0o022)
+    try:
+        # A database from before, 0644 with its -wal and -shm (a connection holds them open,
+        # as a crashed process would have left them).
+        before = sqlite3.connect(tmp_path / "old" / "flagstream.db")
+        before.execute("PRAGMA journal_mode=WAL")
+        before.execute("CREATE TABLE t (x)")
+        fresh = FlagDB(tmp_path / "new")
+        fresh.create_environment("prod", "Production")  # a write: the -wal and -shm exist
+        reopened = FlagDB(tmp_path / "old")
+    finally:
+        os.umask(old_mask)
+    try:
+        for directory in (tmp_path / "new", tmp_path / "old"):
+            for name in ("flagstream.db", "flagstream.db-wal", "flagstream.db-shm"):
+                assert _mode(directory / name) == 0o600, (directory, name)
+    finally:
+        before.close()
+        fresh.close()
+        reopened.close()
