@@ -85,6 +85,47 @@ def test_unit_operating_settings(name: str) -> None:
     assert stop > drain + OPTIONS["drain-window"].default
 
 
+# The sandbox of issue 12 (finding 7), on every unit.
+HARDENING = {
+    "SystemCallFilter": ["@system-service"],
+    "ProtectProc": ["invisible"],
+    "ProcSubset": ["pid"],
+    "PrivateUsers": ["true"],
+    "RemoveIPC": ["true"],
+    "UMask": ["0077"],
+    "StateDirectoryMode": ["0700"],
+}
+
+
+def _bytes(value: str) -> float:
+    """A systemd memory size in bytes, or a percentage as a fraction of 1 (of the host)."""
+    if value.endswith("%"):
+        return float(value[:-1]) / 100
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    return float(value[:-1]) * units[value[-1]] if value[-1] in units else float(value)
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_unit_hardening_and_memory_limits(name: str) -> None:
+    svc = _service_section(name)
+    assert {k: svc.get(k) for k in HARDENING} == HARDENING
+    high, peak = svc["MemoryHigh"], svc["MemoryMax"]
+    assert len(high) == len(peak) == 1
+    # throttling starts below the hard limit, and both are given in the same terms
+    assert high[0].endswith("%") == peak[0].endswith("%")
+    assert 0 < _bytes(high[0]) < _bytes(peak[0])
+    if peak[0].endswith("%"):
+        assert _bytes(peak[0]) < 1
+
+
+@needs_analyze
+def test_verify_catches_an_unknown_syscall_group(tmp_path: Path) -> None:
+    """The filter is checked by systemd too: a misspelt group is reported."""
+    text = (OPS / "flagstream.service").read_text().replace("@system-service", "@system-servic")
+    done = _verify(tmp_path, {"flagstream.service": text})
+    assert "system-servic" in done.stdout + done.stderr
+
+
 def test_example_config_is_valid() -> None:
     """Every key of ops/flagstream.toml is a known option with a valid value."""
     path = OPS / "flagstream.toml"
