@@ -13,6 +13,7 @@ the app); they find the directory in ``app.extensions["flagstream.directory"]``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -22,6 +23,7 @@ from store.bus.envelope import ItemKind
 from store.http_guard import finish_unread_bodies
 from streamer.directory import Directory
 from streamer.envstate import EnvView, Item, etag_matches, item_etag
+from streamer.node_readiness import node_waiting
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 JSON = "application/json"
@@ -33,8 +35,11 @@ def _text(status: int, message: str, headers: dict[str, str] | None = None) -> R
 
 
 def create_sdk_app(
-    directory: Directory, *, extra_routes: Sequence[Callable[[QuartTrio], None]] = ()
+    directory: Directory, *, extra_routes: Sequence[Callable[[QuartTrio], None]] = (),
+    node_readiness: Path | None = None,
 ) -> QuartTrio:
+    """``node_readiness``: the supervisor's file saying whether every worker of the node has
+    its data (streamer/node_readiness.py); None: this worker answers ``/readyz`` for itself."""
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["RESPONSE_TIMEOUT"] = None  # streaming routes added by other packages need it
@@ -122,9 +127,13 @@ def create_sdk_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if directory.ready:
-            return _text(200, "ready")
-        return _text(503, "loading" if not directory.loaded else "bus not synced")
+        # The port is shared by every worker of the node: ready means all of them are.
+        if not directory.ready:
+            return _text(503, "loading" if not directory.loaded else "bus not synced")
+        waiting = None if node_readiness is None else node_waiting(node_readiness)
+        if waiting is not None:
+            return _text(503, waiting)
+        return _text(200, "ready")
 
     for register in extra_routes:
         register(app)

@@ -18,7 +18,9 @@ It reserves the port (port 0 is resolved once, then every worker and every resta
 binds the same number) while taking no connections itself: the kernel only hands connections
 to listening sockets.
 
-A worker announces readiness with one JSON line on stdout. A worker that dies after a healthy
+A worker announces that it is up with one JSON line on stdout, and then, on further lines,
+whether it has its data; the supervisor turns those into the node's readiness, which every
+worker's ``/readyz`` reads (:mod:`streamer.node_readiness`). A worker that dies after a healthy
 run is restarted at once; one that keeps dying soon after start backs off 1 s doubling to 30 s,
 with its listeners closed meanwhile (see :func:`restart_delay`); its clients reconnect to the
 other workers. A worker that dies before its first readiness line
@@ -45,6 +47,7 @@ from typing import Any
 
 import trio
 
+from streamer.node_readiness import MAX_REPORT_LINE, READINESS_FILE, NodeReadiness, parse_report
 from streamer.reuseport import open_reuseport_listener
 
 log = logging.getLogger("flagstream.supervisor")
@@ -271,15 +274,18 @@ class WorkerSupervisor:
     """Starts one worker process, waits for its readiness line and restarts it on failure."""
 
     def __init__(self, worker_id: int, argv: list[str],
-                 listeners: HeldListeners | None = None) -> None:
+                 listeners: HeldListeners | None = None,
+                 readiness: NodeReadiness | None = None) -> None:
         self.worker_id = worker_id
         self.argv = argv
         self.listeners = listeners
+        self.readiness = readiness
         self.process: trio.Process | None = None
         self.restarts = 0
         self.stopping = False
 
-    async def _spawn(self) -> tuple[trio.Process, dict[str, Any]]:
+    async def _spawn(self) -> tuple[trio.Process, dict[str, Any], bytes]:
+        """The started worker, its start line, and what it wrote after that line."""
         # The worker's stdin is a pipe we never write to: when this process dies, even by
         # kill -9, the worker reads EOF and exits, so no orphan keeps the ports.
         # (PR_SET_PDEATHSIG would not do: trio spawns from a cached thread, and the signal
@@ -302,7 +308,7 @@ class WorkerSupervisor:
                 if not chunk:
                     break
                 buf += chunk
-        line, _, _ = buf.partition(b"\n")
+        line, _, rest = buf.partition(b"\n")
         try:
             ready = json.loads(line)
             if ready.get("event") != "ready":
@@ -313,32 +319,57 @@ class WorkerSupervisor:
                 f"worker {self.worker_id} did not start (exit code {proc.returncode}); "
                 "see its messages above"
             ) from None
-        return proc, ready
+        return proc, ready, rest
 
     async def run(self, *, task_status: trio.TaskStatus[dict[str, Any]]) -> None:
-        proc, ready = await self._spawn()
+        proc, ready, rest = await self._spawn()
         task_status.started(ready)
         backoff: float | None = None
         while True:
             started_at = trio.current_time()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_drain, proc)
+                nursery.start_soon(self._read_reports, proc, rest)
                 await proc.wait()
+            # Not ready from the moment it is gone; marked before the log line and before
+            # its listeners close, so whoever sees either already sees a node that waits.
+            self._reported(False)
             await _close_pipes(proc)  # each restart would otherwise leak two fds
             if self.stopping:
                 return
             backoff = restart_delay(backoff, trio.current_time() - started_at)
-            log.warning("worker %d exited with code %s; restarting in %.0f s",
-                        self.worker_id, proc.returncode, backoff)
             if backoff > 0 and self.listeners is not None:
                 self.listeners.close()  # refuse rather than queue for nobody while it waits
+            log.warning("worker %d exited with code %s; restarting in %.0f s",
+                        self.worker_id, proc.returncode, backoff)
             await trio.sleep(backoff)
             self.restarts += 1
             try:
-                proc, _ = await self._spawn()
+                proc, _, rest = await self._spawn()
             except StartError as exc:
                 log.error("%s", exc)
-                proc = self.process  # type: ignore[assignment]
+                proc, rest = self.process, b""  # type: ignore[assignment]
+
+    def _reported(self, ready: bool) -> None:
+        if self.readiness is not None:
+            self.readiness.set(self.worker_id, ready)
+
+    async def _read_reports(self, proc: trio.Process, rest: bytes) -> None:
+        """Read the worker's stdout to its end (so it never blocks on a full pipe) and pass
+        its readiness reports on; ``rest`` is what came with its start line."""
+        assert proc.stdout is not None
+        buf = rest
+        while True:
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                report = parse_report(line)
+                if report is not None:
+                    self._reported(report)
+            if len(buf) > MAX_REPORT_LINE:
+                buf = b""  # not a report: a bounded buffer drops it
+            chunk = await proc.stdout.receive_some(65536)
+            if not chunk:
+                return
+            buf += chunk
 
     async def terminate(self, grace: float) -> None:
         self.stopping = True
@@ -372,12 +403,6 @@ async def _close_pipes(proc: trio.Process) -> None:
             await stream.aclose()
 
 
-async def _drain(proc: trio.Process) -> None:
-    assert proc.stdout is not None
-    while await proc.stdout.receive_some(65536):
-        pass
-
-
 def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
                 sdk: tuple[str, int], bus: str, snap: str) -> list[str]:
     argv = [
@@ -387,6 +412,7 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
         "--sdk-bind", f"{sdk[0]}:{sdk[1]}",
         "--bus", bus, "--bus-snapshot", snap,
         "--data-dir", str(cfg.data_dir),
+        "--node-readiness", str(cfg.data_dir / READINESS_FILE),
         "--heartbeat-interval", str(cfg.heartbeat_interval),
         "--header-timeout", str(cfg.header_timeout),
     ]  # fmt: skip
@@ -461,10 +487,12 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                     out(f"flagstream: admin listening on {_url(admin)}")
                     if cfg.role == "store":
                         out(f"flagstream: bus publishing on {bus} (snapshots on {snap})")
+                readiness = None
                 if stream is not None and sdk is not None:
+                    readiness = NodeReadiness(cfg.data_dir / READINESS_FILE, cfg.workers)
                     for i in range(cfg.workers):
                         sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap),
-                                               HeldListeners(stream, sdk))
+                                               HeldListeners(stream, sdk), readiness)
                         supervisors.append(sup)
                         await nursery.start(sup.run)
                     out(f"flagstream: stream listening on {_url(stream)}")
@@ -473,6 +501,8 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                 async for signum in signals:
                     log.info("received %s; draining", signal.Signals(signum).name)
                     break
+                if readiness is not None:
+                    readiness.drain()  # load balancers stop sending before streams close
                 async with trio.open_nursery() as stopper:
                     for sup in supervisors:
                         stopper.start_soon(sup.terminate, cfg.drain_timeout)

@@ -12,6 +12,10 @@ or a bad argument: a message on stderr and exit code 2.
 ``--stream-fd N --sdk-fd M``: serve listening sockets inherited from the supervisor (which
 keeps them open across a restart, see `streamer.supervisor.HeldListeners`) instead of opening
 them; the ``--*-bind`` addresses are then only what the readiness line reports.
+
+``--node-readiness FILE``: the supervisor's node readiness file; ``/readyz`` is then 200 only
+when this worker and the node are ready, and the worker reports its own readiness on stdout
+(see `streamer.node_readiness`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from streamer.directory import Directory
 from streamer.load_monitor import LoadBudget, LoadMonitor, run_load_probe
 from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
+from streamer.node_readiness import report_readiness
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
 from streamer.stream_gate import GateLimits, fd_capped
@@ -71,6 +76,7 @@ class WorkerConfig:
     drain_window: float = 5.0  # SIGTERM: streams are closed spread over this many seconds
     drain_timeout: float = 10.0  # ... and the worker exits within this
     metrics_dir: Path | None = None  # per-worker /metrics snapshots (default DATA_DIR/metrics)
+    node_readiness: Path | None = None  # the supervisor's file (streamer/node_readiness.py)
     log_format: str = "json"
 
 
@@ -149,7 +155,7 @@ async def run_worker(
             hconfig.backlog = config.backlog
             hconfig.accesslog = None
             hconfig.graceful_timeout = 1.0
-            app = create_sdk_app(directory, extra_routes=[
+            app = create_sdk_app(directory, node_readiness=config.node_readiness, extra_routes=[
                 partial(register_event_routes, resolver=directory, ingest=ingest),
                 register_clientside_routes,
                 partial(register_metrics_route, metrics=metrics)])
@@ -189,6 +195,8 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--bus", required=True, metavar="ADDR")
     p.add_argument("--bus-snapshot", required=True, metavar="ADDR")
     p.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--node-readiness", type=Path, default=None, metavar="FILE",
+                   help="the supervisor's node readiness file (streamer/node_readiness.py)")
     p.add_argument("--stream-fd", type=int, default=None, metavar="N",
                    help="an inherited listening socket for --stream-bind")
     p.add_argument("--sdk-fd", type=int, default=None, metavar="N",
@@ -221,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         p.error("--header-timeout must be greater than 0")
     return WorkerConfig(
         worker_id=a.worker_id, stream_bind=a.stream_bind, sdk_bind=a.sdk_bind, bus=a.bus,
-        bus_snapshot=a.bus_snapshot, data_dir=a.data_dir,
+        bus_snapshot=a.bus_snapshot, data_dir=a.data_dir, node_readiness=a.node_readiness,
         stream_fd=a.stream_fd, sdk_fd=a.sdk_fd,
         heartbeat_interval=a.heartbeat_interval,
         limits=ClientLimits(max_age=a.max_connection_age or None,
@@ -256,11 +264,18 @@ async def _main(config: WorkerConfig) -> None:
                     "stream": _hostport(ready.stream), "sdk": _hostport(ready.sdk)}
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
+            if config.node_readiness is not None:
+                nursery.start_soon(report_readiness, lambda: ready.directory.ready, _stdout_line)
             async for signum in signals:
                 log.info("worker %d: %s, draining", config.worker_id, signal.Signals(signum).name)
                 break
             await drain(ready, config)
             nursery.cancel_scope.cancel()
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 async def drain(ready: WorkerReady, config: WorkerConfig) -> None:
