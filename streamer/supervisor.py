@@ -131,10 +131,10 @@ def prepare_data_dir(path: Path) -> None:
     warn about an existing one that others can read (its mode is the operator's)."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o077:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
             log.warning("data dir %s is accessible to other users (mode %o); it holds the "
-                        "SDK keys and the admin token: chmod 700 it", path,
-                        path.stat().st_mode & 0o777)
+                        "SDK keys and the admin token: chmod 700 it", path, mode)
         probe = path / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"ok")
         probe.unlink()
