@@ -142,6 +142,12 @@ class WorkerCollector(Collector):
                            self.guard.refused_heads)
             yield _counter("flagstream_http_body_timeouts", "408: body not received in time",
                            w, self.guard.body_timeouts)
+            yield _counter("flagstream_http_ambiguous_framing",
+                           "400: Content-Length and Transfer-Encoding together", w,
+                           self.guard.ambiguous_framing)
+            yield _counter("flagstream_http_discarded_bodies",
+                           "bodies read and dropped from methods that take none", w,
+                           self.guard.discarded_bodies)
         if self.gate is not None:
             admission = CounterMetricFamily(
                 "flagstream_admission_rejections",
