@@ -66,6 +66,7 @@ class WorkerCollector(Collector):
         self.ingest = ingest
         self.guard = guard
         self.gate: Any = None
+        self.acceptor: Any = None  # the stream listener's (closed_idle)
         self.snapshot_errors = 0  # WorkerMetrics.run_snapshots counts its failed writes here
 
     def collect(self) -> Iterator[Metric]:
@@ -169,6 +170,10 @@ class WorkerCollector(Collector):
             yield _counter("flagstream_http_discarded_bodies",
                            "bodies read and dropped from methods that take none", w,
                            self.guard.discarded_bodies)
+        if self.acceptor is not None:
+            yield _counter("flagstream_idle_connections_closed",
+                           "stream connections closed at accept: every place taken and no "
+                           "request sent yet", w, self.acceptor.closed_idle)
         if self.gate is not None:
             admission = CounterMetricFamily(
                 "flagstream_admission_rejections",
