@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,9 +269,12 @@ class WorkerMetrics:
                 continue
         return merge_expositions(texts)
 
-    async def run_snapshots(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                            ) -> None:
-        """Write this worker's exposition file every SNAPSHOT_INTERVAL_S; remove it on exit."""
+    async def run_snapshots(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        run_sync: Callable[..., Awaitable[None]] = trio.to_thread.run_sync,
+    ) -> None:
+        """Write this worker's exposition file every SNAPSHOT_INTERVAL_S; remove it on exit.
+        ``run_sync`` runs the blocking write (a thread; tests on a mock clock run it inline)."""
         task_status.started()
         if self.metrics_dir is None:
             return
@@ -282,7 +285,7 @@ class WorkerMetrics:
             while True:
                 data = self.render()
                 try:
-                    await trio.to_thread.run_sync(_write_atomic, tmp, path, data)
+                    await run_sync(_write_atomic, tmp, path, data)
                 except OSError as exc:
                     self.collector.snapshot_errors += 1
                     if failing.occurred():
