@@ -7,7 +7,13 @@ Writing a log line must never end a process nor flood it: stderr can be a file o
 or a pipe whose reader is gone. :class:`LossCountingHandler` counts each line it could not
 write (``lost``, read by the worker's ``/metrics``), prints no traceback for it, and once
 writing works again first writes one line saying how many were lost: the episode is reported
-once, on the stream that failed, when it can be read again."""
+once, on the stream that failed, when it can be read again.
+
+A condition that repeats must not flood the log either: ``trio.serve_listeners`` (under
+hypercorn) logs every failed ``accept`` at the open-file limit with a traceback, ten times a
+second. :class:`RepeatFilter` lets the first of identical lines (same logger, message and
+arguments) through, drops the repeats within ``window_s`` and adds their number to the next
+one it lets through."""
 
 from __future__ import annotations
 
@@ -69,6 +75,33 @@ class LossCountingHandler(logging.StreamHandler[TextIO]):
         self._noted = self.lost
 
 
+class RepeatFilter(logging.Filter):
+    """Drop a line identical to one let through less than ``window_s`` ago (record time);
+    remembers at most ``max_keys`` lines (overflow: the oldest is forgotten)."""
+
+    def __init__(self, window_s: float = 60.0, max_keys: int = 256) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._seen: dict[tuple[str, object, str], tuple[float, int]] = {}
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg, repr(record.args))
+        last = self._seen.get(key)
+        if last is not None and record.created - last[0] < self.window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            self.dropped += 1
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} ({last[1]} more like it in the last {self.window_s:g} s)"
+        self._seen.pop(key, None)
+        self._seen[key] = (record.created, 0)
+        if len(self._seen) > self.max_keys:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
 _handler: LossCountingHandler | None = None
 
 
@@ -80,6 +113,7 @@ def lost_log_lines() -> int:
 def setup_logging(role: str, fmt: str = "json", level: int = logging.INFO) -> None:
     global _handler
     handler = _handler = LossCountingHandler(sys.stderr)
+    handler.addFilter(RepeatFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter(role))
     else:

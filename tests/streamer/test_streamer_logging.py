@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.logging_setup import JsonFormatter, LossCountingHandler
+from streamer.logging_setup import JsonFormatter, LossCountingHandler, RepeatFilter
 
 
 def record(msg: str) -> logging.LogRecord:
@@ -47,3 +47,22 @@ def test_a_bad_format_string_is_still_shown(capsys: pytest.CaptureFixture[str]) 
     bad = logging.makeLogRecord({"msg": "%d", "args": ("x",)})
     handler.emit(bad)
     assert "TypeError" in capsys.readouterr().err and handler.lost == 0
+
+
+def test_repeats_of_a_line_are_dropped_within_the_window_and_then_counted() -> None:
+    handler = LossCountingHandler(written := io.StringIO())
+    handler.addFilter(RepeatFilter(window_s=60.0))
+    emfile = {"name": "trio.serve_listeners", "levelno": logging.ERROR,
+              "msg": "accept returned %s (%s); retrying in %s seconds",
+              "args": ("EMFILE", "Too many open files", 0.1)}
+    for i in range(600):  # a minute at ten a second, then one more
+        handler.handle(logging.makeLogRecord({**emfile, "created": 1000.0 + i / 10}))
+    handler.handle(logging.makeLogRecord({**emfile, "created": 1060.0}))
+    handler.handle(logging.makeLogRecord({"name": "t", "msg": "other", "created": 1000.5}))
+    lines = written.getvalue().splitlines()
+    assert lines == [
+        "accept returned EMFILE (Too many open files); retrying in 0.1 seconds",
+        "accept returned EMFILE (Too many open files); retrying in 0.1 seconds "
+        "(599 more like it in the last 60 s)",
+        "other",
+    ]
