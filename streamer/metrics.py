@@ -258,7 +258,11 @@ class WorkerMetrics:
             return own
         texts = [own.decode()]
         now = time.time()
-        for path in sorted(self.metrics_dir.glob("worker-*.prom")):
+        try:
+            paths = sorted(self.metrics_dir.glob("worker-*.prom"))
+        except OSError:  # e.g. EMFILE at the open-file limit: this worker's figures alone
+            paths = []
+        for path in paths:
             if path.name == f"worker-{self.worker}.prom":
                 continue
             try:

@@ -5,6 +5,8 @@ logged once, and its end once."""
 from __future__ import annotations
 
 import logging
+import os
+import resource
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -45,3 +47,21 @@ async def test_a_snapshot_that_cannot_be_written_is_counted_and_retried(
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2, messages
     assert "not written" in messages[0] and "again after 4 failures" in messages[1]
+
+
+def test_merging_at_the_open_file_limit_answers_this_workers_figures(tmp_path: Path) -> None:
+    # At the open-file limit the metrics directory cannot be listed: /metrics answers with
+    # this worker's own figures instead of failing with a 500.
+    (tmp_path / "worker-1.prom").write_text("# TYPE x counter\nx_total{worker=\"1\"} 1.0\n")
+    metrics = WorkerMetrics(3, Directory(heartbeat_interval=20.0), metrics_dir=tmp_path)
+    own = metrics.render()
+    assert b'worker="1"' in metrics.render_merged(own)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)  # descriptors are handed out lowest first
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no open() succeeds
+    try:
+        merged = metrics.render_merged(own)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert b'worker="3"' in merged and b'worker="1"' not in merged
