@@ -20,6 +20,13 @@ has passed. While Kinesis is unreachable the spool simply grows (up to ``spool_m
 new payloads get 503) and is drained in order when Kinesis is back. Without a stream the spool is
 the sink: segments are kept up to ``spool_retain_bytes`` for the insights consumer.
 
+The disk can fail under every step (a full disk, no file descriptor left). A spool write that
+fails is answered 503 to every payload of its group (the SDKs send them again later) and is
+never acknowledged; the spool cuts back what the failed write left (``ingest.spool``). A
+retention pass, a checkpoint or a read of the shipper that fails is retried on the next
+round. Each is counted in ``disk_errors`` and logged once per episode; none ends the actor,
+whose end would end its worker and every stream the worker holds.
+
 Shutdown (``IngestHandle.close()`` or cancellation of ``run``): new submissions get 503, what is
 queued is committed, and the shipper gets ``flush_deadline_s`` (shielded) to drain the backlog;
 whatever is left stays in the spool for the next start.
@@ -27,6 +34,7 @@ whatever is left stays in the spool for the next start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -83,6 +91,7 @@ class IngestStatistics:
     payloads: int  # payloads accepted (202)
     events: int  # events accepted
     backlog_bytes: int  # spool bytes not yet stored by Kinesis (0 without Kinesis)
+    disk_errors: int  # spool reads and writes that failed (writes: their payloads got 503)
 
 
 class _Submission:
@@ -152,8 +161,10 @@ class IngestActor:
                 "payloads",
                 "events",
                 "backlog_bytes",
+                "disk_errors",
             )
         }
+        self._disk_trouble = Episode()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -191,9 +202,10 @@ class IngestActor:
         if pending:
             await self._commit(pending)
         if self._sink is not None:
-            while self._shipped < self._durable_end:
-                if not await self._ship_next():
-                    break
+            with contextlib.suppress(OSError):  # what is left stays for the next start
+                while self._shipped < self._durable_end:
+                    if not await self._ship_next():
+                        break
         log.info(
             "ingest worker %d stopped; spool end %s, shipped to %s",
             self.config.worker_id,
@@ -242,11 +254,12 @@ class IngestActor:
         try:
             end = await trio.to_thread.run_sync(self._writer.append, frames, limiter=self._disk)
         except OSError as exc:
-            log.error("ingest spool write failed: %s", exc)
+            self._disk_failed("spool write", exc)
             for s in group:
                 s.error = f"event spool is not writable: {exc.strerror or exc}"
                 s.done.set()
             return
+        self._disk_ok()
         self._durable_end = end
         if self._sink is not None:
             self._stats["backlog_bytes"] += len(frames)
@@ -258,15 +271,30 @@ class IngestActor:
         self._new_data.set()
         if self._sink is None and end.offset <= len(frames):
             # A segment was just started: the moment to apply the retention budget.
-            await trio.to_thread.run_sync(
-                partial(
-                    spool.enforce_retention,
-                    self.config.spool_dir,
-                    self.config.spool_retain_bytes,
-                    active=end.segment,
-                ),
-                limiter=self._disk,
-            )
+            try:
+                await trio.to_thread.run_sync(
+                    partial(
+                        spool.enforce_retention,
+                        self.config.spool_dir,
+                        self.config.spool_retain_bytes,
+                        active=end.segment,
+                    ),
+                    limiter=self._disk,
+                )
+            except OSError as exc:  # the next segment's start tries again
+                self._disk_failed("spool retention", exc)
+
+    def _disk_failed(self, what: str, exc: OSError) -> None:
+        self._stats["disk_errors"] += 1
+        if self._disk_trouble.occurred():
+            log.error("ingest %s failed (%s); events get 503 while the spool cannot be "
+                      "written", what, exc)
+
+    def _disk_ok(self) -> None:
+        if self._disk_trouble.resolved():
+            log.warning("ingest spool writable again after %d failed disk operations",
+                        self._disk_trouble.count)
+            self._disk_trouble.count = 0
 
     # -- the shipper --------------------------------------------------------------------------
 
@@ -277,7 +305,13 @@ class IngestActor:
                 if self._shipped >= self._durable_end:
                     await self._new_data.wait()
                 continue
-            if not await self._ship_next():
+            try:
+                shipped = await self._ship_next()
+            except OSError as exc:  # reading the spool or saving the checkpoint
+                self._disk_failed("shipper", exc)
+                await trio.sleep(1.0)
+                continue
+            if not shipped:
                 await trio.sleep(0.05)  # nothing readable yet (torn tail); try again shortly
 
     async def _ship_next(self) -> bool:

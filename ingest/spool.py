@@ -14,6 +14,13 @@ Layout: ``DIR/000000000001.seg``, ``DIR/000000000002.seg``, … A frame is
 ``b"FSp1" | u32 length | u32 crc32(body) | body`` with ``body = u16 len(key) | key | data``.
 A crash can leave a torn frame at the end of the last segment; it was never acknowledged (the
 fsync had not returned), so ``SpoolWriter.open`` truncates it, and readers stop at it.
+
+A write that fails (a full disk: ``os.write`` writes part of the frames, then ``ENOSPC``) must
+not leave its partial frame in the middle of the log, or every frame appended after it, each
+one acknowledged, would sit behind bytes that stop every reader. ``append`` therefore cuts the
+segment back to its last durable end before raising; if even that fails, the segment is
+sealed where it is (readers skip the leftover bytes of a sealed segment) and the next append
+starts a new one.
 """
 
 from __future__ import annotations
@@ -123,8 +130,9 @@ class SpoolWriter:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self._fd: int | None = None
-        self._segment = 0
+        self._segment = 0  # 0: not open yet
         self._size = 0
+        self._sealed = False  # True: the next append starts a new segment
 
     def open(self) -> Position:
         """Recover: truncate a torn tail of the last segment; return the end of the log."""
@@ -146,17 +154,30 @@ class SpoolWriter:
 
     def append(self, frames: bytes) -> Position:
         """Write pre-encoded frames and make them durable; returns the new end of the log."""
-        if self._fd is None:
+        if self._segment == 0:
             raise RuntimeError("spool writer is not open")
-        if self._size > 0 and self._size + len(frames) > self.segment_bytes:
+        if self._sealed or (self._size > 0 and self._size + len(frames) > self.segment_bytes):
             self._start_segment(self._segment + 1)
-        view = memoryview(frames)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fdatasync(self._fd)
+        fd = self._fd
+        assert fd is not None  # not sealed: the segment's file is open
+        try:
+            view = memoryview(frames)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fdatasync(fd)
+        except OSError:
+            self._cut_back(fd)
+            raise
         self._size += len(frames)
         return Position(self._segment, self._size)
+
+    def _cut_back(self, fd: int) -> None:
+        """After a failed write: drop what it left past the durable end, or seal the segment."""
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError:
+            self._sealed = True
 
     def end(self) -> Position:
         return Position(self._segment, self._size)
@@ -165,10 +186,13 @@ class SpoolWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._sealed = True
 
     def _start_segment(self, segment: int) -> None:
         if self._fd is not None:
             os.close(self._fd)
+            self._fd = None
+        self._sealed = True  # until the new segment is there: a failure below is retried
         path = segment_path(self.directory, segment)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         dir_fd = os.open(self.directory, os.O_RDONLY)
@@ -176,7 +200,7 @@ class SpoolWriter:
             os.fsync(dir_fd)  # the new name must survive a crash, not only its bytes
         finally:
             os.close(dir_fd)
-        self._segment, self._size = segment, 0
+        self._segment, self._size, self._sealed = segment, 0, False
 
 
 def delete_segments_before(directory: Path, segment: int) -> int:

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 hypercorn (h11) already refuses oversized heads, bad framing and bad Content-Length, and
-closes a connection whose head does not arrive within its keep-alive timeout. Two gaps stay,
+closes a connection whose head does not arrive within its keep-alive timeout. Four gaps stay,
 and this wrapper closes them:
 
 * A head that arrives in one read is parsed whatever its size, so thousands of small headers
@@ -13,6 +13,17 @@ and this wrapper closes them:
   forever. Every request's body must arrive within ``body_timeout`` of the head: past that,
   the app is cancelled and the client gets a 408 (or, if the answer had started, the
   connection is closed, since the unread body makes it unusable).
+
+* A request with both ``Content-Length`` and ``Transfer-Encoding`` is framed by h11 as
+  chunked and its connection kept for the next request; a proxy in front that framed it by
+  the length would see a different next request (request smuggling). RFC 9112 §6.1: the server
+  must close such a connection after answering. Its body is read and dropped (within the body
+  deadline and ``max_discard_bytes``, so the answer is not lost to a reset) and it gets a 400
+  with ``Connection: close``, which makes h11, and so hypercorn, close the connection.
+* A body on a method that takes none (a GET with ``Content-Length: 5``) is never read by the
+  app; when it arrives after the answer, hypercorn never starts the connection's next cycle
+  and a pipelined request behind it is never answered. Such a body is read and dropped before
+  the app runs (same bounds; past them a 413 or 408 that closes), and the app sees none.
 
 After the body is complete, ``receive`` passes straight through, so long-lived streaming
 answers (which wait on ``http.disconnect``) are unaffected.
@@ -47,15 +58,22 @@ async def respond(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "REPORT"})
+
+
 class RequestGuard:
     def __init__(self, app: Any, *, max_headers: int = 100,
-                 max_header_bytes: int = 32 * 1024, body_timeout: float = 10.0) -> None:
+                 max_header_bytes: int = 32 * 1024, body_timeout: float = 10.0,
+                 max_discard_bytes: int = 64 * 1024) -> None:
         self.app: ASGIApp = app
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
+        self.max_discard_bytes = max_discard_bytes
         self.refused_heads = 0
         self.body_timeouts = 0
+        self.ambiguous_framing = 0  # 400: Content-Length and Transfer-Encoding together
+        self.discarded_bodies = 0  # bodies dropped from methods that take none
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +86,37 @@ class RequestGuard:
             await respond(send, 431, f"too many request headers (at most {self.max_headers}, "
                                      f"{self.max_header_bytes} bytes)")
             return
+        names = {k.lower() for k, _ in headers}
+        chunked = b"transfer-encoding" in names
+        if chunked and b"content-length" in names:
+            self.ambiguous_framing += 1
+            await self._discard_body(receive)
+            await respond(send, 400, "Content-Length and Transfer-Encoding together are "
+                                     "ambiguous; send one of them")
+            return
+        if scope.get("method") not in BODY_METHODS and (chunked or any(
+                k.lower() == b"content-length" and v.strip() != b"0" for k, v in headers)):
+            self.discarded_bodies += 1
+            failure = await self._discard_body(receive)
+            if failure is not None:
+                await respond(send, *failure)
+                return
+            receive = _without_body(receive)
         await self._guarded(scope, receive, send)
+
+    async def _discard_body(self, receive: Receive) -> tuple[int, str] | None:
+        """Read and drop the request body; the answer that closes the connection if it does
+        not end within the body deadline and ``max_discard_bytes``, else None."""
+        seen = 0
+        with trio.move_on_after(self.body_timeout):
+            while seen <= self.max_discard_bytes:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return None
+                seen += len(message.get("body", b""))
+            return 413, f"a body on this method is dropped up to {self.max_discard_bytes} bytes"
+        self.body_timeouts += 1
+        return 408, f"request body not received within {self.body_timeout:g} s"
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = trio.current_time() + self.body_timeout
@@ -102,7 +150,15 @@ class RequestGuard:
                                          f"{self.body_timeout:g} s")
 
 
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "REPORT"})
+def _without_body(receive: Receive) -> Receive:
+    """``receive`` for an app whose request body was already read and dropped: one empty
+    body message, then whatever comes next (``http.disconnect``)."""
+    pending = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def finish_unread_bodies(app: Quart) -> None:

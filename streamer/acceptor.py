@@ -21,9 +21,21 @@ in a reconnect herd (a 503 that cost as much as an admission only moved the work
 connection whose request has not arrived yet goes to a :class:`ClientActor` as usual, which
 reads it under the head deadline and asks the gate again.
 
-When the process runs out of file descriptors or memory, accept fails with one of
+Connections that have not sent their request head yet hold a file descriptor as much as a
+stream does, so they count toward the worker's ``max_connections`` (which the open-file limit
+caps): the acceptor counts every connection it has handed to an actor until that actor ends
+(``held``) and asks the gate with it. A connection that arrives when ``held`` is at the limit
+and whose request is not there yet is closed at once, without an actor: waiting for its head
+would hold the descriptor the limit is there to keep free, and idle connections would fill
+the open-file table until ``accept`` failed for everyone. The head itself has a deadline
+(``ClientLimits.header_timeout``), after which its actor ends and frees its place.
+
+When the process runs out of file descriptors or memory anyway, accept fails with one of
 :data:`ACCEPT_CAPACITY_ERRNOS`; the loop logs that once per episode and backs off 100 ms
-(as ``trio.serve_listeners`` does) instead of spinning.
+(as ``trio.serve_listeners`` does) instead of spinning. An error that belongs to one pending
+connection (:data:`ACCEPT_CONNECTION_ERRNOS`, e.g. it was reset while queued) skips that
+connection. Any other accept error is logged and backed off as well: no accept error ends the
+worker and every stream it holds.
 
 GC policy (:class:`GcPolicy`): the young-generation threshold is raised so connection bursts
 trigger fewer collections, and after each burst of new connections the surviving objects are
@@ -52,6 +64,13 @@ from streamer.stream_gate import Refusal, StreamGate
 log = logging.getLogger(__name__)
 
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# Errors of one queued connection that Linux reports from accept() itself (accept(2)): that
+# connection is gone; the next one is fine.
+ACCEPT_CONNECTION_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ECONNABORTED", "ECONNRESET", "EPROTO", "EPERM", "ETIMEDOUT", "ENETDOWN", "ENETUNREACH",
+        "EHOSTDOWN", "EHOSTUNREACH", "ENONET", "ENOPROTOOPT", "EOPNOTSUPP")
+    if hasattr(errno, name))
 
 
 class GcPolicy:
@@ -113,6 +132,8 @@ class Acceptor:
         self._batch = batch
         gate = getattr(directory, "gate", None)
         self._gate: StreamGate | None = gate if isinstance(gate, StreamGate) else None
+        self.held = 0  # connections with an actor: streams and heads still on their way
+        self.closed_idle = 0  # connections closed at the limit before sending a request
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -134,35 +155,59 @@ class Acceptor:
                         drained = True
                         break
                     except OSError as exc:
-                        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                            raise
+                        if exc.errno in ACCEPT_CONNECTION_ERRNOS:
+                            continue
                         if not capacity_episode:
-                            log.error("accept failed (%s); backing off", errno.errorcode[exc.errno])
+                            log.error("accept failed (%s); backing off",
+                                      errno.errorcode.get(exc.errno or 0, exc))
                             capacity_episode = True
                         await trio.sleep(0.1)
                         break
                     capacity_episode = False
-                    sock.setblocking(False)
-                    gate = self._gate
-                    if (gate is not None and (refusal := gate.refusal_for_all()) is not None
-                            and self._shed(sock, gate, refusal)):
-                        taken += 1  # counts toward the batch: a herd of 503s yields too
+                    taken += 1  # a herd of 503s and closes counts toward the batch too
+                    try:
+                        sock.setblocking(False)
+                        if self._refused(sock):
+                            continue
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    except OSError:  # the peer is gone already
+                        sock.close()
                         continue
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     actor = ClientActor(sock, self._directory, self._counters, self._limits)
-                    connections.start_soon(actor.run)
-                    taken += 1
+                    self.held += 1
+                    connections.start_soon(self._hold, actor)
                 self._counters.accepted += taken
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
 
-    def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal) -> bool:
-        """Answer ``sock`` with ``refusal`` (the gate refuses everyone now) if its request is
-        already here; False: hand the connection to an actor as usual."""
+    async def _hold(self, actor: ClientActor) -> None:
+        try:
+            await actor.run()
+        finally:
+            self.held -= 1
+
+    def _refused(self, sock: socket.socket) -> bool:
+        """True if ``sock`` was answered or closed here because the gate refuses everyone now;
+        False: hand it to an actor."""
+        gate = self._gate
+        if gate is None or (refusal := gate.refusal_for_all(held=self.held)) is None:
+            return False
+        full = 0 < gate.limits.max_connections <= max(len(gate), self.held)
+        return self._shed(sock, gate, refusal, close_idle=full)
+
+    def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal, *,
+              close_idle: bool) -> bool:
+        """Answer ``sock`` with ``refusal`` if its request is already here. If not: close it
+        (``close_idle``: every place, head-waiting ones included, is taken) and return True,
+        or return False to hand the connection to an actor as usual."""
         try:
             request = sock.recv(65536)
         except BlockingIOError:
-            return False  # nothing to read yet: the actor waits for it under the deadline
+            if not close_idle:
+                return False  # the actor waits for the request under the head deadline
+            self.closed_idle += 1
+            sock.close()
+            return True
         except OSError:
             request = b""
         if request:  # a head cut over segments gets the 503 all the same; its rest, an RST

@@ -4,12 +4,15 @@ Theory of operation
 -------------------
 The stream listener reads exactly one request per connection. :class:`HeadReader` feeds the
 received bytes to an h11 server connection until h11 yields the ``Request`` (the head), and
-enforces a size limit (h11's ``max_incomplete_event_size``), so a client can neither send an
-endless head nor a malformed one without getting a 4xx. :func:`route_stream` then maps the head
-to a :class:`StreamRoute` (which stream, which credential) or an :class:`ErrorAnswer`, and
-:func:`error_response` renders an error as a complete ``Connection: close`` response. The
-success head is the constant :data:`STREAM_RESPONSE_HEAD`: built once, sent as bytes.
-Timeouts and sockets belong to the caller (:mod:`streamer.client_actor`).
+enforces a size limit (h11's ``max_incomplete_event_size``) and a limit on the number of header
+lines, so a client can neither send an endless head nor a malformed one without getting a 4xx.
+An error answer never repeats the client's bytes (h11's messages quote them): its text is one
+of a few fixed messages, so nothing a client sends is reflected to it or to a browser.
+:func:`route_stream` then maps the head to a :class:`StreamRoute` (which stream, which
+credential) or an :class:`ErrorAnswer`, and :func:`error_response` renders an error as a
+complete ``Connection: close`` response. The success head is the constant
+:data:`STREAM_RESPONSE_HEAD`: built once, sent as bytes. Timeouts and sockets belong to the
+caller (:mod:`streamer.client_actor`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import h11
 
 DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+# An SDK sends fewer than 20 header lines; 16 KiB of tiny lines would be about 3,000.
+DEFAULT_MAX_HEADER_LINES = 100
 
 STREAM_RESPONSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -68,9 +73,11 @@ class HeadError(Exception):
 class HeadReader:
     """Accumulates bytes until a complete request head has arrived."""
 
-    def __init__(self, *, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES) -> None:
+    def __init__(self, *, max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+                 max_header_lines: int = DEFAULT_MAX_HEADER_LINES) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
         self._max = max_head_bytes
+        self._max_lines = max_header_lines
         self._body = bytearray()
 
     def feed(self, data: bytes) -> RequestHead | None:
@@ -83,7 +90,9 @@ class HeadReader:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
-            raise HeadError(ErrorAnswer(status, f"bad request head: {exc}")) from None
+            message = {431: "request head too large",
+                       501: "unsupported transfer coding"}.get(status, "malformed request head")
+            raise HeadError(ErrorAnswer(status, message)) from None
         if event is h11.NEED_DATA:
             return None
         if isinstance(event, h11.Request):
@@ -91,6 +100,9 @@ class HeadReader:
             size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
             if size > self._max:
                 raise HeadError(ErrorAnswer(431, "request head too large"))
+            if len(event.headers) > self._max_lines:
+                raise HeadError(ErrorAnswer(
+                    431, f"too many request header lines (at most {self._max_lines})"))
             return RequestHead(
                 method=event.method.decode("ascii", "replace"),
                 target=event.target.decode("ascii", "replace"),
@@ -122,8 +134,8 @@ class HeadReader:
                     return bytes(self._body)
                 else:
                     break
-        except h11.RemoteProtocolError as exc:
-            raise HeadError(ErrorAnswer(400, f"bad request body: {exc}")) from None
+        except h11.RemoteProtocolError:
+            raise HeadError(ErrorAnswer(400, "malformed request body")) from None
         raise HeadError(ErrorAnswer(400, "connection closed before the request body was complete"))
 
 
@@ -170,13 +182,13 @@ def route_stream(head: RequestHead) -> StreamRoute | ErrorAnswer:
         path = path.rstrip("/")
     kind = _STREAM_PATHS.get(path)
     if kind is None:
-        return ErrorAnswer(404, f"no stream at {path}")
+        return ErrorAnswer(404, "no stream at this path")
     if head.method != "GET":
-        return ErrorAnswer(405, f"{head.method} is not allowed on {path}", allow="GET")
+        return ErrorAnswer(405, "this stream takes GET only", allow="GET")
     for name, value in parse_qsl(split.query, keep_blank_values=True):
         if name == "filter" and value:
             # Payload filters are not supported; Relay answers 404 for an unknown filter.
-            return ErrorAnswer(404, f"unknown filter {value!r}")
+            return ErrorAnswer(404, "unknown payload filter")
     credential = sdk_credential(head.header("authorization"))
     if credential is None:
         return ErrorAnswer(401, "missing or malformed Authorization header")

@@ -13,6 +13,11 @@ merges its live figures with the other workers' recent files (older than ``STALE
 a dead worker, left out). Every sample carries a ``worker`` label, so one scrape target gives
 per-worker and (with ``sum without (worker)``) per-node figures.
 
+A snapshot that cannot be written (a full disk, no file descriptor left) is skipped, counted
+(``flagstream_io_errors{part="snapshot"}``) and logged once per episode; the next round tries
+again. The other workers then leave this one out of their answers until it writes again, which
+is better than a worker that ends, and drops every stream it holds, each time it tries.
+
 Propagation (``flagstream_propagation_seconds``): from the moment the worker receives a
 change from the bus (``Directory.apply_change``) to the end of the first fan-out loop that
 follows for that environment, i.e. the change's bytes are in every fast-path socket's kernel
@@ -22,9 +27,10 @@ buffer. A change that reaches no stream (no subscribers) is not observed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from quart import Response
 from quart_trio import QuartTrio
+
+from ingest.batching import Episode
+from streamer.logging_setup import lost_log_lines
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SNAPSHOT_INTERVAL_S = 5.0
@@ -55,6 +66,8 @@ class WorkerCollector(Collector):
         self.ingest = ingest
         self.guard = guard
         self.gate: Any = None
+        self.acceptor: Any = None  # the stream listener's (closed_idle)
+        self.snapshot_errors = 0  # WorkerMetrics.run_snapshots counts its failed writes here
 
     def collect(self) -> Iterator[Metric]:
         w = self.worker
@@ -106,6 +119,15 @@ class WorkerCollector(Collector):
         for env, total in sorted(self._directory.version_sums().items()):
             versions.add_metric([w, env], total)
         yield versions
+        io_errors = CounterMetricFamily(
+            "flagstream_io_errors", "writes that failed and were skipped or refused, by part "
+            "(snapshot: metrics file; spool: events answered 503; log: lines lost)",
+            labels=["worker", "part"])
+        io_errors.add_metric([w, "snapshot"], self.snapshot_errors)
+        io_errors.add_metric([w, "log"], lost_log_lines())
+        if self.ingest is not None:
+            io_errors.add_metric([w, "spool"], self.ingest().disk_errors)
+        yield io_errors
         if self.subscriber is not None:
             b = self.subscriber()
             yield _gauge("flagstream_bus_seq", "last bus sequence number applied", w,
@@ -142,6 +164,16 @@ class WorkerCollector(Collector):
                            self.guard.refused_heads)
             yield _counter("flagstream_http_body_timeouts", "408: body not received in time",
                            w, self.guard.body_timeouts)
+            yield _counter("flagstream_http_ambiguous_framing",
+                           "400: Content-Length and Transfer-Encoding together", w,
+                           self.guard.ambiguous_framing)
+            yield _counter("flagstream_http_discarded_bodies",
+                           "bodies read and dropped from methods that take none", w,
+                           self.guard.discarded_bodies)
+        if self.acceptor is not None:
+            yield _counter("flagstream_idle_connections_closed",
+                           "stream connections closed at accept: every place taken and no "
+                           "request sent yet", w, self.acceptor.closed_idle)
         if self.gate is not None:
             admission = CounterMetricFamily(
                 "flagstream_admission_rejections",
@@ -226,7 +258,11 @@ class WorkerMetrics:
             return own
         texts = [own.decode()]
         now = time.time()
-        for path in sorted(self.metrics_dir.glob("worker-*.prom")):
+        try:
+            paths = sorted(self.metrics_dir.glob("worker-*.prom"))
+        except OSError:  # e.g. EMFILE at the open-file limit: this worker's figures alone
+            paths = []
+        for path in paths:
             if path.name == f"worker-{self.worker}.prom":
                 continue
             try:
@@ -237,19 +273,33 @@ class WorkerMetrics:
                 continue
         return merge_expositions(texts)
 
-    async def run_snapshots(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                            ) -> None:
-        """Write this worker's exposition file every SNAPSHOT_INTERVAL_S; remove it on exit."""
+    async def run_snapshots(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        run_sync: Callable[..., Awaitable[None]] = trio.to_thread.run_sync,
+    ) -> None:
+        """Write this worker's exposition file every SNAPSHOT_INTERVAL_S; remove it on exit.
+        ``run_sync`` runs the blocking write (a thread; tests on a mock clock run it inline)."""
         task_status.started()
         if self.metrics_dir is None:
             return
-        self.metrics_dir.mkdir(parents=True, exist_ok=True)
         path = self.metrics_dir / f"worker-{self.worker}.prom"
         tmp = path.with_suffix(".tmp")
+        failing = Episode()
         try:
             while True:
                 data = self.render()
-                await trio.to_thread.run_sync(_write_atomic, tmp, path, data)
+                try:
+                    await run_sync(_write_atomic, tmp, path, data)
+                except OSError as exc:
+                    self.collector.snapshot_errors += 1
+                    if failing.occurred():
+                        log.error("metrics snapshot %s not written (%s); retrying every %g s",
+                                  path, exc, SNAPSHOT_INTERVAL_S)
+                else:
+                    if failing.resolved():
+                        log.warning("metrics snapshot written again after %d failures",
+                                    failing.count)
+                        failing.count = 0
                 await trio.sleep(SNAPSHOT_INTERVAL_S)
         finally:
             with contextlib.suppress(OSError):
@@ -257,8 +307,15 @@ class WorkerMetrics:
 
 
 def _write_atomic(tmp: Path, path: Path, data: bytes) -> None:
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``path`` whole or not at all; a failed write leaves no partial file taking space."""
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def merge_expositions(texts: list[str]) -> bytes:

@@ -138,13 +138,15 @@ class StreamGate:
         self._by_address[address] = self._by_address.get(address, 0) + 1
         return None
 
-    def refusal_for_all(self) -> Refusal | None:
+    def refusal_for_all(self, *, held: int = 0) -> Refusal | None:
         """The refusal every new stream would get now, whoever it is (draining, at capacity,
-        saturated), or None. Not counted: the caller that acts on it calls count_refusal."""
+        saturated), or None. Not counted: the caller that acts on it calls count_refusal.
+        ``held``: the connections the worker holds, those still sending their head included
+        (the acceptor counts them), when that is more than the streams admitted."""
         lim = self.limits
         if self.draining:
             return Refusal(503, "this worker is shutting down; reconnect", self._retry_after())
-        if lim.max_connections and len(self._open) >= lim.max_connections:
+        if lim.max_connections and max(len(self._open), held) >= lim.max_connections:
             return Refusal(503, "this worker is at its connection limit", self._retry_after())
         saturated = self.load.saturated(trio.current_time())
         if saturated is not None:

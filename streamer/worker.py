@@ -135,6 +135,7 @@ async def run_worker(
             directory.set_readiness_probe(bus_synced)
             acceptor = Acceptor(stream_sock, directory, directory.counters, config.limits,
                                 gc_policy=gc_policy)
+            metrics.collector.acceptor = acceptor
             stream_addr = await nursery.start(acceptor.run)
             ingest_actor = IngestActor(IngestConfig(
                 config.data_dir, config.worker_id, config.kinesis_stream,

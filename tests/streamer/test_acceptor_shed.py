@@ -85,12 +85,13 @@ class _Held:
         pass
 
 
-@pytest.mark.parametrize(("cause", "message", "waits"), [
-    ("draining", b"shutting down", range(5, 11)),
-    ("at_capacity", b"connection limit", range(5, 11)),
-    ("loop_lag", b"saturated (event loop is lagging)", range(1, 4)),
+@pytest.mark.parametrize(("cause", "message", "waits", "request_first"), [
+    ("draining", b"shutting down", range(5, 11), True),
+    ("draining", b"shutting down", range(5, 11), False),
+    ("at_capacity", b"connection limit", range(5, 11), True),  # without: closed, see below
+    ("loop_lag", b"saturated (event loop is lagging)", range(1, 4), True),
+    ("loop_lag", b"saturated (event loop is lagging)", range(1, 4), False),
 ])
-@pytest.mark.parametrize("request_first", [True, False])
 async def test_a_refusing_gate_sheds_with_a_clean_503(
     nursery: trio.Nursery, directory: SpyDirectory, cause: str, message: bytes,
     waits: range, request_first: bool,
@@ -135,5 +136,39 @@ async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
         await trio.lowlevel.wait_readable(client)
     assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
     assert directory.lookups == 1 and len(directory.gate) == 1
+    client.close()
+    listener.close()
+
+
+async def test_idle_connections_count_toward_the_connection_limit(
+    nursery: trio.Nursery, directory: SpyDirectory,
+) -> None:
+    # Two places. Two connections that never send a request take them (each actor waits for
+    # its head); the next ones are closed at accept, without an actor, so idle connections
+    # cannot fill the open-file table. Once the idle ones go, a stream is served.
+    directory.gate.limits = GateLimits(max_connections=2)
+    listener = _listener()
+    acceptor = Acceptor(listener, directory, directory.counters, ClientLimits())
+    await nursery.start(acceptor.run)
+    idle = [_client(listener, send=False) for _ in range(2)]
+    with trio.fail_after(5):
+        while acceptor.held < 2:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    late = [_client(listener, send=False) for _ in range(6)]
+    for c in late:
+        body, fin = await _response(c)
+        assert body == b"" and fin
+        c.close()
+    assert acceptor.closed_idle == 6 and acceptor.held == 2 and directory.lookups == 0
+    for c in idle:
+        c.close()
+    with trio.fail_after(5):
+        while acceptor.held:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    client = _client(listener, send=True)
+    client.setblocking(False)
+    with trio.fail_after(5):
+        await trio.lowlevel.wait_readable(client)
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
     client.close()
     listener.close()

@@ -132,3 +132,65 @@ def test_error_response_is_valid_http(answer: ErrorAnswer) -> None:
     body = client.next_event()
     assert isinstance(body, h11.Data)
     assert body.data == answer.message.encode() + b"\n"
+
+
+def lines_head(count: int) -> bytes:
+    return (b"GET /all HTTP/1.1\r\nHost: a\r\n"
+            + b"".join(b"X-%d: y\r\n" % i for i in range(count - 1)) + b"\r\n")
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (lines_head(100), None),  # Host plus 99: at the limit, read
+    (lines_head(101), 431),
+    (lines_head(1500), 431),  # tiny lines within the byte limit
+])
+def test_header_line_limit(raw: bytes, status: int | None) -> None:
+    reader = HeadReader()
+    if status is None:
+        got = reader.feed(raw)
+        assert got is not None and len(got.headers) == 100
+        return
+    with pytest.raises(HeadError) as info:
+        reader.feed(raw)
+    assert info.value.answer.status == status
+    assert b"too many request header lines" in error_response(info.value.answer)
+
+
+MARK = b"<script>MARK</script>"
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /all HTTP/1.1\r\nHost: a\r\n" + MARK + b"\r\n\r\n",  # an illegal header line
+    b"GET /all HTTP/1.1\r\nHost: a\r\nX: " + MARK + b"\x00\r\n\r\n",  # an illegal value
+    b"GET /" + MARK + b"\x00 HTTP/1.1\r\nHost: a\r\n\r\n",  # an illegal target
+    MARK + b" / HTTP/1.1\r\nHost: a\r\n\r\n",  # an illegal method
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: " + MARK + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + MARK + b"\r\n\r\n",
+], ids=["header-line", "header-value", "target", "method", "content-length", "te"])
+def test_a_malformed_head_is_answered_without_its_bytes(raw: bytes) -> None:
+    with pytest.raises(HeadError) as info:
+        HeadReader().feed(raw)
+    assert info.value.answer.status in (400, 501)  # 501: an unknown transfer coding
+    assert b"MARK" not in error_response(info.value.answer)
+
+
+@pytest.mark.parametrize("body", [b"zz\r\n" + MARK + b"\r\n", b"5\r\nab" + MARK])
+def test_a_malformed_body_is_answered_without_its_bytes(body: bytes) -> None:
+    reader = HeadReader()
+    assert reader.feed(b"REPORT /eval/e HTTP/1.1\r\nHost: a\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n") is not None
+    with pytest.raises(HeadError) as info:
+        reader.feed_body(body, max_bytes=1 << 16)
+        reader.feed_body(b"", max_bytes=1 << 16)
+    assert info.value.answer.status == 400
+    assert b"MARK" not in error_response(info.value.answer)
+
+
+@pytest.mark.parametrize("request_head", [
+    head("/" + MARK.decode()), head("/all?filter=" + MARK.decode()),
+    head("/all", method="MARK"),
+])
+def test_routing_errors_do_not_repeat_the_request(request_head: RequestHead) -> None:
+    got = route_stream(request_head)
+    assert isinstance(got, ErrorAnswer) and got.status in (404, 405)
+    assert b"MARK" not in error_response(got)
