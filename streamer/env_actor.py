@@ -34,6 +34,11 @@ first, unchanged) syncs the model and fans each group's frames out to that group
 connections with the same loop. Ping streams (``/ping``, ``/mping``) get a ``ping`` per change,
 each connection delayed by a random time in [jitter/2, jitter] and at most one pending at a
 time (ld-relay's ``PING_STREAM_JITTER_TIME``), so old SDKs do not all re-poll at once.
+
+Containment (:mod:`store.containment`): an exception in the actor restarts it in place with
+backoff and closes its streams (see :meth:`EnvActor.run`); an exception in one context
+group's evaluation closes that group's streams only (``evaluation_failed``), and the other
+groups and the actor go on.
 """
 
 from __future__ import annotations
