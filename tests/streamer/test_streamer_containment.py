@@ -19,6 +19,7 @@ from store.bus.envelope import EnvironmentInfo, ItemChange
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
 from streamer.client_actor import (
     ClientActor,
+    ClientConn,
     ClientLimits,
     Conn,
     EnvLink,
@@ -184,8 +185,7 @@ def test_one_group_failing_leaves_the_others() -> None:
     groups.add(group_key(good, with_reasons=False, mobile=False), parse_context(good), "g")
     # No flag yet, so adding evaluates nothing; the first change evaluates this one and fails.
     groups.add((b"bad", False, False), cast(Context, object()), "b")
-    state.apply((ItemChange("flags", "a", 1, flag_json("a", 1).replace(
-        b'"clientSide": false', b'"clientSide": true')),))
+    state.apply((client_side_flag("a", 1),))
     failed: list[tuple[set[str], str]] = []
     out = groups.on_change(model.sync(state.view()),
                            lambda conns, exc: failed.append((conns, type(exc).__name__)))
@@ -223,3 +223,39 @@ async def test_http_handlers_answer_503_or_400_and_count(
     exposition = WorkerMetrics(0, directory, metrics_dir=None).render().decode()
     assert ('flagstream_actor_failures_total{actor="http",reason="RuntimeError",worker="0"} 2.0'
             in exposition)
+
+
+def client_side_flag(key: str, version: int) -> ItemChange:
+    return ItemChange("flags", key, version, flag_json(key, version).replace(
+        b'"clientSide": false', b'"clientSide": true'))
+
+
+async def test_environment_actor_closes_only_the_group_that_failed(
+        autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
+    counters = StreamCounters()
+    actor = EnvActor(ENV.key, counters)
+    await nursery.start(actor.run)
+    good_ctx = {"kind": "user", "key": "good"}
+    conns, readers = [], []
+    for group, context in ((group_key(good_ctx, with_reasons=False, mobile=False),
+                            parse_context(good_ctx)),
+                           ((b"bad", False, False), cast(Context, object()))):
+        server, client = tcp_pair()
+        conn = ClientConn(server, StreamKind.EVAL, ENV.key, Mailbox(16, 1 << 20), group=group,
+                          context=context)
+        await actor.send(Attach(conn))  # no flag yet: nothing is evaluated
+        reader = StreamReader()
+        with trio.fail_after(5):
+            await reader.read_until(client, 1)  # the put
+        conns.append(conn)
+        readers.append((reader, client))
+    await actor.send(Apply((client_side_flag("a", 1),)))
+    good_reader, good_client = readers[0]
+    with trio.fail_after(5):
+        patch = await good_reader.read_until(good_client, 1)
+    assert [getattr(e, "event", None) for e in patch] == ["patch"]
+    assert [c.close_reason for c in conns] == [None, "evaluation_failed"]
+    assert counters.statistics().failures == {("evaluation", "AttributeError"): 1}
+    await actor.send(Close("test"))
+    for conn in conns:
+        conn.sock.close()
