@@ -8,7 +8,6 @@ except ``/healthz`` and ``/readyz``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -28,12 +27,11 @@ from store.admin_http import (
     write_error_to_api,
 )
 from store.bus.envelope import EnvironmentInfo, ItemKind
+from store.containment import Failures, install_http_boundary
 from store.db import FlagDB
 from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
 from store.writer import WriteError, Writer
-
-log = logging.getLogger(__name__)
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
@@ -109,10 +107,10 @@ def create_admin_app(
                     resp.headers["Allow"] = value
         return resp
 
-    @app.errorhandler(Exception)
-    async def _unexpected(exc: Exception) -> Response:
-        log.exception("admin API error on %s %s", request.method, request.path)
-        return error_response(500, "internal error")
+    # Any other exception: 400 for bad input, else 503 with Retry-After, counted and logged
+    # once per episode (store/containment.py).
+    failures = app.extensions["flagstream.failures"] = Failures()
+    install_http_boundary(app, failures, error_response)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from quart import Response, request
 
+from store.json_depth import within_depth
 from store.validation import is_valid_key
 from store.writer import CommitFailedError, ConflictError, InvalidError, NotFoundError, WriteError
 
@@ -73,19 +74,6 @@ def check_key(value: str, what: str) -> str:
     return value
 
 
-def _depth_ok(value: Any) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return False
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
-    return True
-
-
 async def read_json(max_bytes: int, allowed: frozenset[str] = JSON_TYPES) -> Any:
     """The request body as JSON; 415 for another content type, 413 if too big, 400 if bad."""
     if request.mimetype not in allowed:
@@ -98,7 +86,7 @@ async def read_json(max_bytes: int, allowed: frozenset[str] = JSON_TYPES) -> Any
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
-    if not _depth_ok(value):
+    if not within_depth(value, MAX_JSON_DEPTH):
         raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 

@@ -23,6 +23,11 @@ end it too: ``Conn.request_close`` sets ``close_reason`` and cancels the wait th
 and the task checks ``close_reason`` around every wait. Only an optional max connection age
 gives the stream a cancel scope of its own (its deadline): without one, an accepted stream
 enters one scope fewer, which on a 2-vCPU VM is about 10 µs of the 300 µs an accept costs.
+
+Containment (:mod:`store.containment`): :meth:`ClientActor.run` is the boundary of one
+connection. An exception from anything it calls ends this connection alone: before anything
+was sent the client gets 400 (bad input) or 503 with ``Retry-After``, afterwards the socket is
+closed (close reason ``failed``); it is counted as ``actor="client"``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Protocol, TypeVar
 import trio
 
 from store.bus.envelope import EnvironmentInfo
+from store.containment import RETRY_AFTER_S, Failures, answer_for
 from streamer.client_groups import GroupKey
 from streamer.client_streams import (
     MAX_BODY_BYTES,
@@ -148,6 +154,7 @@ class StreamStatistics:
     fanout_cpu_ns: int
     fanout_max_wall_ns: int
     heartbeats: int
+    failures: dict[tuple[str, str], int]  # contained failures by (actor, reason)
 
 
 class StreamCounters:
@@ -168,6 +175,9 @@ class StreamCounters:
         self.fanout_cpu_ns = 0
         self.fanout_max_wall_ns = 0
         self.heartbeats = 0
+        # Containment (store/containment.py): every actor of the worker records its failures
+        # here; /metrics reads it as flagstream_actor_failures_total.
+        self.failures = Failures(clock=trio.current_time)  # every caller runs under trio
 
     def opened(self, env: str, kind: str) -> None:
         k = (env, kind)
@@ -198,6 +208,7 @@ class StreamCounters:
             dict(self.rejects), dict(self.polls), self.accepted, self.slow_entries,
             self.slow_resyncs, self.fanouts, self.fanout_sends, self.fanout_wall_ns,
             self.fanout_cpu_ns, self.fanout_max_wall_ns, self.heartbeats,
+            self.failures.counts(),
         )
 
 
@@ -303,28 +314,41 @@ class ClientActor:
         self._directory = directory
         self._counters = counters
         self._limits = limits
+        self._responded = False  # an answer (or the stream's head) may have been sent
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the connection inside the containment boundary: whatever this connection
+        raises ends this connection only. Before anything was sent, the client gets the
+        boundary's answer (400 for bad input, else 503 with ``Retry-After``); after, the
+        socket is closed and the SDK reconnects."""
         task_status.started()
-        sock = self._sock
         try:
-            got = await self._read_request()
-            if isinstance(got, ErrorAnswer):
-                self._counters.rejected(got.status)
-                await self._answer(got)
-                return
-            if isinstance(got, Preflight):
-                await self._send_all(preflight_response(got))
-                return
-            if got is None:
-                return
-            route, body = got
-            if isinstance(route, StreamRoute):
-                await self._serve(route)
-            else:
-                await self._serve_client(route, body)
+            with self._counters.failures.contain("client") as outcome:
+                await self._handle()
+            if outcome.error is not None and not self._responded:
+                status, message = answer_for(outcome.error)
+                self._counters.rejected(status)
+                await self._answer(ErrorAnswer(status, message),
+                                   retry_after=RETRY_AFTER_S if status == 503 else None)
         finally:
-            sock.close()
+            self._sock.close()
+
+    async def _handle(self) -> None:
+        got = await self._read_request()
+        if isinstance(got, ErrorAnswer):
+            self._counters.rejected(got.status)
+            await self._answer(got)
+            return
+        if isinstance(got, Preflight):
+            await self._send_all(preflight_response(got))
+            return
+        if got is None:
+            return
+        route, body = got
+        if isinstance(route, StreamRoute):
+            await self._serve(route)
+        else:
+            await self._serve_client(route, body)
 
     async def _read_request(self) -> (
             tuple[StreamRoute | ClientStreamRequest, bytes | None] | Preflight | ErrorAnswer
@@ -467,14 +491,18 @@ class ClientActor:
                 if conn.state == FAST:
                     with contextlib.suppress(OSError):
                         self._sock.send(END_OF_BODY)  # a clean end; the SDK reconnects
+        except Exception:
+            reason = "failed"  # the boundary in run() records why
+            raise
         finally:
             conn.state = CLOSED
-            reason = conn.close_reason or reason
+            reason = reason if reason == "failed" else conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
             if gate is not None:
                 gate.leave(conn)
 
     async def _attached(self, link: EnvLink, conn: Conn) -> None:
+        self._responded = True  # the environment actor sends the head from here on
         try:
             await link.attach(conn)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -553,6 +581,7 @@ class ClientActor:
 
     async def _send_all(self, response: bytes) -> None:
         """Send a complete response, then close our side gracefully."""
+        self._responded = True
         data = memoryview(response)
         sock = self._sock
         with trio.move_on_after(5.0):

@@ -42,6 +42,7 @@ GroupKey = tuple[bytes, bool, bool]  # (context JSON with sorted keys, withReaso
 Frames = list[tuple[tuple[str, str], bytes]]
 PUT_KEY = ("", "put")  # the same coalescing key as streamer.client_actor.PUT_KEY
 C = TypeVar("C")
+Failed = Callable[[set[C], Exception], None]  # a group's evaluation failed: its connections
 
 
 def group_key(context_json: dict[str, Any], *, with_reasons: bool, mobile: bool) -> GroupKey:
@@ -128,61 +129,83 @@ class ClientGroups(Generic[C]):
             if not group.conns:
                 del self._groups[key]
 
-    def on_change(self, changed: Changed) -> list[tuple[set[C], Frames]]:
-        """Re-evaluate what ``changed`` affects; the frames to send, per group."""
+    def on_change(self, changed: Changed, failed: Failed[C] | None = None
+                  ) -> list[tuple[set[C], Frames]]:
+        """Re-evaluate what ``changed`` affects; the frames to send, per group.
+
+        ``failed``: the containment boundary of each group's evaluation. A group whose
+        evaluation raises is removed and handed to ``failed`` with the exception (its caller
+        closes the group's connections); the other groups go on. Without it, it raises.
+        """
         if not changed or not self._groups:
             return []
         model = self.model
         if changed.everything:
-            return self._resync_all()
+            return self._each_group(lambda g: self._resync_frames(g), failed)
         affected = sorted(model.affected(changed))
         details: dict[tuple[bytes, str], EvalDetail] = {}
+        return self._each_group(lambda g: self._change_frames(g, changed, affected, details),
+                                failed)
+
+    def _each_group(self, frames_of: Callable[[Group[C]], Frames],
+                    failed: Failed[C] | None) -> list[tuple[set[C], Frames]]:
         out: list[tuple[set[C], Frames]] = []
-        for group in self._groups.values():
-            frames: Frames = []
-            need_put = False
-            ctx_key = group.key[0]
-            for key in affected:
-                flag = model.flags.get(key)
-                old = group.entries.get(key)
-                if flag is None or not is_client_side_available(flag, mobile=group.mobile):
-                    if old is not None:
-                        del group.entries[key]
-                        version = model.flag_version(key)
-                        if version is None:  # vanished without a tombstone (a resync)
-                            need_put = True
-                        else:
-                            frames.append((("flags", key), delete_frame(key, version)))
-                    continue
-                detail = details.get((ctx_key, key))
-                if detail is None:
-                    detail = details[(ctx_key, key)] = model.evaluator.evaluate(flag,
-                                                                                group.context)
-                    self.evaluations += 1
-                entry = orjson.dumps(client_side_flag(flag, detail,
-                                                      with_reasons=group.with_reasons))
-                if entry == old:
-                    continue
-                group.entries[key] = entry
-                if key in changed.flags:
-                    frames.append((("flags", key), patch_frame(key, entry)))
-                else:
-                    need_put = True  # same flag version: an SDK would drop a patch
-            if need_put or frames:
-                group._put = None
-            if need_put:
-                frames = [(PUT_KEY, group.put_frame())]
+        for key, group in list(self._groups.items()):
+            try:
+                frames = frames_of(group)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                del self._groups[key]
+                failed(group.conns, exc)
+                continue
             if frames:
                 out.append((group.conns, frames))
         return out
 
-    def _resync_all(self) -> list[tuple[set[C], Frames]]:
-        out: list[tuple[set[C], Frames]] = []
-        for group in self._groups.values():
-            entries = evaluate_entries(self.model, group.context, mobile=group.mobile,
-                                       with_reasons=group.with_reasons)
-            self.evaluations += len(self.model.flags)
-            if entries != group.entries:
-                group.entries, group._put = entries, None
-                out.append((group.conns, [(PUT_KEY, group.put_frame())]))
-        return out
+    def _change_frames(self, group: Group[C], changed: Changed, affected: list[str],
+                       details: dict[tuple[bytes, str], EvalDetail]) -> Frames:
+        model = self.model
+        frames: Frames = []
+        need_put = False
+        ctx_key = group.key[0]
+        for key in affected:
+            flag = model.flags.get(key)
+            old = group.entries.get(key)
+            if flag is None or not is_client_side_available(flag, mobile=group.mobile):
+                if old is not None:
+                    del group.entries[key]
+                    version = model.flag_version(key)
+                    if version is None:  # vanished without a tombstone (a resync)
+                        need_put = True
+                    else:
+                        frames.append((("flags", key), delete_frame(key, version)))
+                continue
+            detail = details.get((ctx_key, key))
+            if detail is None:
+                detail = details[(ctx_key, key)] = model.evaluator.evaluate(flag,
+                                                                            group.context)
+                self.evaluations += 1
+            entry = orjson.dumps(client_side_flag(flag, detail,
+                                                  with_reasons=group.with_reasons))
+            if entry == old:
+                continue
+            group.entries[key] = entry
+            if key in changed.flags:
+                frames.append((("flags", key), patch_frame(key, entry)))
+            else:
+                need_put = True  # same flag version: an SDK would drop a patch
+        if need_put or frames:
+            group._put = None
+        if need_put:
+            frames = [(PUT_KEY, group.put_frame())]
+        return frames
+
+    def _resync_frames(self, group: Group[C]) -> Frames:
+        entries = evaluate_entries(self.model, group.context, mobile=group.mobile,
+                                   with_reasons=group.with_reasons)
+        self.evaluations += len(self.model.flags)
+        if entries == group.entries:
+            return []
+        group.entries, group._put = entries, None
+        return [(PUT_KEY, group.put_frame())]

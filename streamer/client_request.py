@@ -16,9 +16,14 @@ from typing import Any
 
 import orjson
 
+from store.containment import InputError
+from store.json_depth import within_depth
 from streamer.evaluation import Context, ContextError, parse_context, secure_mode_hash
 
 MAX_CONTEXT_BYTES = 32 * 1024
+# A context is re-encoded (its group key, events) and walked by evaluation: orjson encodes at
+# most 254 levels, and real contexts nest a few. Deeper ones are refused with a 400.
+MAX_CONTEXT_DEPTH = 32
 
 CORS_ALLOW_HEADERS = (
     "Cache-Control,Content-Type,Content-Length,Accept-Encoding,X-LaunchDarkly-User-Agent,"
@@ -27,7 +32,7 @@ CORS_ALLOW_HEADERS = (
 )
 
 
-class BadRequest(ValueError):
+class BadRequest(InputError):
     """Input the client must fix; the message goes into a 400 answer."""
 
 
@@ -59,6 +64,8 @@ def decode_context_json(raw: bytes) -> Any:
         raise BadRequest("context is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("context must be a JSON object")
+    if not within_depth(value, MAX_CONTEXT_DEPTH):
+        raise BadRequest(f"context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
     return value
 
 
@@ -111,7 +118,9 @@ def check_secure_mode(secure_mode: bool, sdk_key: str, context: Context,
         return
     if not secure_hash:
         raise BadRequest("this environment requires secure mode: the h parameter is missing")
-    if not hmac.compare_digest(secure_hash.lower(), secure_mode_hash(sdk_key, context)):
+    # Bytes on both sides: compare_digest refuses a str that is not ASCII (``?h=%C3%A9``).
+    given = secure_hash.lower().encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(given, secure_mode_hash(sdk_key, context).encode()):
         raise BadRequest("secure mode hash (h) does not match the context")
 
 

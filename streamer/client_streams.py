@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import orjson
+
 from store.bus.envelope import EnvironmentInfo
 from streamer.client_groups import GroupKey, group_key
 from streamer.client_request import (
@@ -171,7 +173,10 @@ def resolve(req: ClientStreamRequest, body: bytes | None,
         raw, context = request_context(b64=req.context_b64, body=body if req.report else None)
         if req.kind is StreamKind.EVAL:
             check_secure_mode(env.secure_mode, env.sdk_key, context, req.query.secure_hash)
+        key = group_key(raw, with_reasons=req.query.with_reasons,
+                        mobile=req.kind is StreamKind.MEVAL)
     except BadRequest as exc:
         return ErrorAnswer(400, str(exc))
-    key = group_key(raw, with_reasons=req.query.with_reasons, mobile=req.kind is StreamKind.MEVAL)
+    except orjson.JSONEncodeError as exc:  # decoded, yet not encodable again: the client's
+        return ErrorAnswer(400, f"context cannot be encoded: {exc}")
     return ClientTarget(head, key, context)

@@ -17,7 +17,9 @@ route                                              credential      flags include
 
 Every environment-ID route also answers ``OPTIONS`` (a CORS preflight, no lookup), and every
 answer on those routes carries the CORS headers of §2.6. Errors are JSON ``{"message": ...}``:
-400 (bad base64, JSON or context; secure mode), 401 (key), 404 (environment ID), 415 (a REPORT
+400 (bad base64, JSON or context, a context nested deeper than
+:data:`~streamer.client_request.MAX_CONTEXT_DEPTH`; a secure-mode hash that is missing or does
+not match, whatever its characters), 401 (key), 404 (environment ID), 415 (a REPORT
 that is not JSON), 503 before the first data. The body is the evaluated-flags payload of §2.4,
 evaluated against the environment actor's parsed model (:mod:`streamer.client_model`).
 """

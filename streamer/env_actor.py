@@ -34,6 +34,11 @@ first, unchanged) syncs the model and fans each group's frames out to that group
 connections with the same loop. Ping streams (``/ping``, ``/mping``) get a ``ping`` per change,
 each connection delayed by a random time in [jitter/2, jitter] and at most one pending at a
 time (ld-relay's ``PING_STREAM_JITTER_TIME``), so old SDKs do not all re-poll at once.
+
+Containment (:mod:`store.containment`): an exception in the actor restarts it in place with
+backoff and closes its streams (see :meth:`EnvActor.run`); an exception in one context
+group's evaluation closes that group's streams only (``evaluation_failed``), and the other
+groups and the actor go on.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -67,6 +72,9 @@ from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
 from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
 
 INBOX_SIZE = 1024
+RESTART_BACKOFF_MIN_S = 0.1  # a failed round restarts after this, doubling ...
+RESTART_BACKOFF_MAX_S = 5.0  # ... up to this (senders wait meanwhile: keep it short)
+RESTART_RESET_S = 60.0  # a round that lasted this long starts the backoff over
 _HEAD_KEY = ("", "head")
 _PING_KEY = ("", "ping")
 
@@ -149,35 +157,74 @@ class EnvActor:
     async def run(
         self, *, task_status: trio.TaskStatus[EnvActor] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._tick)
-                nursery.start_soon(self._pinger)
+        """Serve the inbox until :class:`Close`, inside the containment boundary.
+
+        Failure policy: restart in place. An exception from a message, the heartbeat ticker or
+        the pinger ends that round only: it is recorded (``actor="environment"``), every
+        stream is closed with reason ``env_failed`` (SDKs reconnect and get a fresh ``put``),
+        the derived client-side caches are dropped (rebuilt on demand), and after a backoff
+        (doubling from ``RESTART_BACKOFF_MIN_S`` to ``RESTART_BACKOFF_MAX_S``, reset by a round
+        that lasted ``RESTART_RESET_S``) the actor reads its inbox again. The inbox and the
+        replicated state are kept, so the directory's handle stays valid; the message whose
+        handling failed is not retried. While it backs off, senders wait (the inbox's
+        backpressure), which is why the backoff stays short.
+        """
+        failures = self._counters.failures
+        backoff = RESTART_BACKOFF_MIN_S
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            if not started:
+                started = True
                 task_status.started(self)
-                async with self._inbox:
-                    async for msg in self._inbox:
-                        match msg:
-                            case Apply(items):
-                                deltas = self.state.apply(items)
-                                self._deliver(deltas)
-                                if deltas:
-                                    self._client_change(resync=False)
-                            case Replace(items):
-                                result = self.state.replace(items)
-                                if result.needs_put:
-                                    self._fanout_put()
-                                else:
-                                    self._deliver(result.deltas)
-                                if result.needs_put or result.deltas:
-                                    self._client_change(resync=result.needs_put)
-                            case Attach(conn):
-                                self._attach(conn)
-                            case Close(reason):
-                                self._close_all(reason)
-                                break
-                nursery.cancel_scope.cancel()
+
+        try:
+            async with self._inbox:
+                while True:
+                    began = trio.current_time()
+                    with failures.contain("environment", self.env_key) as outcome:
+                        await self._serve(ready)
+                    if outcome.error is None:
+                        return  # closed on purpose
+                    self._close_all("env_failed")
+                    self._model, self._groups = None, None
+                    self._ping_heap.clear()
+                    self._ping_pending.clear()
+                    if trio.current_time() - began >= RESTART_RESET_S:
+                        backoff = RESTART_BACKOFF_MIN_S
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
         finally:
             self._close_all("env_removed")
+
+    async def _serve(self, ready: Callable[[], None]) -> None:
+        """One round of the actor: returns on :class:`Close`, raises on a failure."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._tick)
+            nursery.start_soon(self._pinger)
+            ready()
+            async for msg in self._inbox:
+                match msg:
+                    case Apply(items):
+                        deltas = self.state.apply(items)
+                        self._deliver(deltas)
+                        if deltas:
+                            self._client_change(resync=False)
+                    case Replace(items):
+                        result = self.state.replace(items)
+                        if result.needs_put:
+                            self._fanout_put()
+                        else:
+                            self._deliver(result.deltas)
+                        if result.needs_put or result.deltas:
+                            self._client_change(resync=result.needs_put)
+                    case Attach(conn):
+                        self._attach(conn)
+                    case Close(reason):
+                        self._close_all(reason)
+                        break
+            nursery.cancel_scope.cancel()
 
     def _deliver(self, deltas: Iterable[Delta]) -> None:
         frames_all: Frames = []
@@ -199,10 +246,19 @@ class EnvActor:
             changed = self._model.sync(self.state.view())
             if resync:
                 changed = Changed(changed.flags, changed.segments, everything=True)
-            for conns, frames in self._groups.on_change(changed):
+            for conns, frames in self._groups.on_change(changed, self._evaluation_failed):
                 self._fanout(conns, frames)
         if self._subs[StreamKind.PING] or self._subs[StreamKind.MPING]:
             self._schedule_pings()
+
+    def _evaluation_failed(self, conns: set[ClientConn], exc: Exception) -> None:
+        """The containment boundary of one group's evaluation: the group is gone (removed by
+        :meth:`ClientGroups.on_change`), its streams close, the other groups go on."""
+        failures = self._counters.failures
+        failures.record("evaluation", exc, failures.now(), self.env_key)
+        for conn in conns:
+            conn.request_close("evaluation_failed")
+            self._subs[conn.kind].discard(conn)
 
     def _schedule_pings(self) -> None:
         now, jitter = trio.current_time(), self._ping_jitter
@@ -322,7 +378,11 @@ class EnvActor:
                     self._groups = ClientGroups(self.eval_model())
                 elif not len(self._groups):
                     self.eval_model()  # not kept in sync while there was no group
-                put = self._groups.add(conn.group, conn.context, conn).put_frame()
+                with self._counters.failures.contain("evaluation", self.env_key) as outcome:
+                    put = self._groups.add(conn.group, conn.context, conn).put_frame()
+                if outcome.error is not None:  # this context alone: its stream closes
+                    conn.request_close("evaluation_failed")
+                    return
             else:
                 put = PING_FRAME  # Relay pings on connect when it has data: the SDK polls
         else:

@@ -100,6 +100,13 @@ class WorkerCollector(Collector):
         for status, n in sorted(s.polls.items()):
             polls.add_metric([w, str(status)], n)
         yield polls
+        failures = CounterMetricFamily(
+            "flagstream_actor_failures",
+            "exceptions contained by a boundary (store/containment.py): the actor, request or "
+            "evaluation ended, the worker went on", labels=["worker", "actor", "reason"])
+        for (actor, reason), n in sorted(s.failures.items()):
+            failures.add_metric([w, actor, reason], n)
+        yield failures
         for name, doc, value in (
             ("flagstream_accepted_connections", "TCP connections accepted", s.accepted),
             ("flagstream_slow_client_entries", "streams that entered the slow path",

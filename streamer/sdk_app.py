@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from store.bus.envelope import ItemKind
+from store.containment import install_http_boundary
 from store.http_guard import finish_unread_bodies
 from streamer.directory import Directory
 from streamer.envstate import EnvView, Item, etag_matches, item_etag
@@ -52,6 +53,10 @@ def create_sdk_app(
         headers = dict(exc.get_headers()) if exc.code == 405 else None
         allow = {"Allow": headers["Allow"]} if headers and "Allow" in headers else None
         return _text(exc.code or 500, exc.description or exc.name, allow)
+
+    # Any other exception a handler leaves (polling, client-side, events, metrics): 400 for
+    # bad input, else 503 with Retry-After; counted and logged once per episode.
+    install_http_boundary(app, directory.counters.failures, _text)
 
     async def env_view() -> EnvView | Response:
         if not directory.loaded:

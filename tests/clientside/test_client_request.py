@@ -7,12 +7,14 @@ import pytest
 
 from streamer.client_request import (
     BadRequest,
+    check_secure_mode,
     cors_headers,
     decode_context_b64,
     decode_context_json,
     parse_query,
     strip_credential,
 )
+from streamer.evaluation import parse_context, secure_mode_hash
 
 CTX = b'{"kind":"user","key":"user-plain"}'
 
@@ -45,11 +47,23 @@ def test_decode_context_b64(segment: str, expected: Any) -> None:
         (b64(b"[1,2]", pad=False), "must be a JSON object"),
         (b64(b'"s"', pad=False), "must be a JSON object"),
         ("A" * 50_000, "too large"),
+        # orjson decodes it, but cannot encode it again (254 levels): refused up front
+        (b64(b'{"kind":"user","key":"k","c":' + b"[" * 300 + b"]" * 300 + b"}", pad=False),
+         "nested deeper than 32 levels"),
     ],
 )
 def test_decode_context_b64_errors(segment: str, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         decode_context_b64(segment)
+
+
+@pytest.mark.parametrize("given", ["\u00e9", "\ud800", "0" * 64, ""])
+def test_secure_mode_hash_mismatch_is_a_bad_request(given: str) -> None:
+    context = parse_context({"kind": "user", "key": "bob"})
+    with pytest.raises(BadRequest, match="h parameter is missing" if not given else
+                       "does not match"):
+        check_secure_mode(True, "sdk-key", context, given or None)
+    check_secure_mode(True, "sdk-key", context, secure_mode_hash("sdk-key", context).upper())
 
 
 def test_decode_context_json_limit() -> None:

@@ -127,9 +127,10 @@ def restart_on_same_ports(node: NodeProcess, data_dir: Path) -> NodeProcess:
     return NodeProcess(argv, data_dir).start()
 
 
-def create_env(node: NodeProcess, key: str = "test") -> dict[str, Any]:
+def create_env(node: NodeProcess, key: str = "test", **fields: Any) -> dict[str, Any]:
+    """Create environment ``key`` (``fields``: more of its JSON, e.g. ``secureMode=True``)."""
     with node.admin as c:
-        r = c.post("/api/v1/environments", json={"key": key, "name": key.title()})
+        r = c.post("/api/v1/environments", json={"key": key, "name": key.title(), **fields})
         assert r.status_code == 201, r.text
         return r.json()  # type: ignore[no-any-return]
 
