@@ -25,9 +25,12 @@ Connections that have not sent their request head yet hold a file descriptor as 
 stream does, so they count toward the worker's ``max_connections`` (which the open-file limit
 caps): the acceptor counts every connection it has handed to an actor until that actor ends
 (``held``) and asks the gate with it. A connection that arrives when ``held`` is at the limit
-and whose request is not there yet is closed at once, without an actor: waiting for its head
-would hold the descriptor the limit is there to keep free, and idle connections would fill
-the open-file table until ``accept`` failed for everyone. The head itself has a deadline
+and whose request is not there yet still deserves its 503 (an SDK reads ``Retry-After``; a bare
+close looks like a network fault): it waits for its request in a small, bounded refusal pool
+(:data:`LATE_REFUSALS` places, :data:`LATE_REFUSAL_WAIT_S` at most), which answers it with the
+gate's 503. Overflow policy: when the pool is full, such a connection is closed at once and
+counted (``closed_idle``), so idle connections can hold at most ``max_connections`` plus the
+pool's places, never the whole open-file table. The head itself has a deadline
 (``ClientLimits.header_timeout``), after which its actor ends and frees its place.
 
 When the process runs out of file descriptors or memory anyway, accept fails with one of
@@ -71,6 +74,8 @@ ACCEPT_CONNECTION_ERRNOS = frozenset(
         "ECONNABORTED", "ECONNRESET", "EPROTO", "EPERM", "ETIMEDOUT", "ENETDOWN", "ENETUNREACH",
         "EHOSTDOWN", "EHOSTUNREACH", "ENONET", "ENOPROTOOPT", "EOPNOTSUPP")
     if hasattr(errno, name))
+LATE_REFUSALS = 64  # connections at the limit waiting for their request to get the 503
+LATE_REFUSAL_WAIT_S = 1.0  # how long one of them may take to send it
 
 
 class GcPolicy:
@@ -134,6 +139,8 @@ class Acceptor:
         self._gate: StreamGate | None = gate if isinstance(gate, StreamGate) else None
         self.held = 0  # connections with an actor: streams and heads still on their way
         self.closed_idle = 0  # connections closed at the limit before sending a request
+        self.late_refusals = 0  # connections in the refusal pool now (at most LATE_REFUSALS)
+        self._nursery: trio.Nursery | None = None
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -143,6 +150,7 @@ class Acceptor:
         listener.setblocking(False)
         capacity_episode = False
         async with trio.open_nursery() as connections:
+            self._nursery = connections
             task_status.started(listener.getsockname()[:2])
             while True:
                 await trio.lowlevel.wait_readable(listener)
@@ -197,26 +205,51 @@ class Acceptor:
 
     def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal, *,
               close_idle: bool) -> bool:
-        """Answer ``sock`` with ``refusal`` if its request is already here. If not: close it
-        (``close_idle``: every place, head-waiting ones included, is taken) and return True,
-        or return False to hand the connection to an actor as usual."""
+        """Answer ``sock`` with ``refusal`` if its request is already here. If not and every
+        place is taken (``close_idle``, head-waiting ones included): let the refusal pool answer
+        it, or close it when the pool is full, and return True; otherwise return False to hand
+        the connection to an actor as usual."""
         try:
             request = sock.recv(65536)
         except BlockingIOError:
             if not close_idle:
                 return False  # the actor waits for the request under the head deadline
-            self.closed_idle += 1
-            sock.close()
+            if self._nursery is not None and self.late_refusals < LATE_REFUSALS:
+                self.late_refusals += 1
+                self._nursery.start_soon(self._refuse_late, sock, gate, refusal)
+            else:
+                self.closed_idle += 1
+                sock.close()
             return True
         except OSError:
             request = b""
+        self._answer(sock, request, gate, refusal)
+        return True
+
+    async def _refuse_late(self, sock: socket.socket, gate: StreamGate,
+                           refusal: Refusal) -> None:
+        """The refusal pool: wait a little for the request, then answer it with the 503."""
+        request = b""
+        try:
+            with trio.move_on_after(LATE_REFUSAL_WAIT_S):
+                await trio.lowlevel.wait_readable(sock)
+                with contextlib.suppress(OSError):
+                    request = sock.recv(65536)
+            if not request:
+                self.closed_idle += 1
+            self._answer(sock, request, gate, refusal)
+        finally:
+            self.late_refusals -= 1
+            sock.close()
+
+    def _answer(self, sock: socket.socket, request: bytes, gate: StreamGate,
+                refusal: Refusal) -> None:
         if request:  # a head cut over segments gets the 503 all the same; its rest, an RST
             gate.count_refusal(refusal)
             self._counters.rejected(refusal.status)
             with contextlib.suppress(OSError):  # a peer gone already needs no answer
                 sock.send(_refusal_bytes(refusal.status, refusal.message, refusal.retry_after))
         sock.close()
-        return True
 
 
 @functools.lru_cache(maxsize=64)  # a few messages times a few Retry-After values

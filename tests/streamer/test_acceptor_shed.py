@@ -12,6 +12,7 @@ import trio
 import trio.testing
 from streamer_testkit import ENV, flag, request, snapshot
 
+import streamer.acceptor as acceptor_module
 from streamer.acceptor import Acceptor
 from streamer.client_actor import ClientLimits
 from streamer.directory import Directory
@@ -88,7 +89,8 @@ class _Held:
 @pytest.mark.parametrize(("cause", "message", "waits", "request_first"), [
     ("draining", b"shutting down", range(5, 11), True),
     ("draining", b"shutting down", range(5, 11), False),
-    ("at_capacity", b"connection limit", range(5, 11), True),  # without: closed, see below
+    ("at_capacity", b"connection limit", range(5, 11), True),
+    ("at_capacity", b"connection limit", range(5, 11), False),  # the refusal pool answers
     ("loop_lag", b"saturated (event loop is lagging)", range(1, 4), True),
     ("loop_lag", b"saturated (event loop is lagging)", range(1, 4), False),
 ])
@@ -121,7 +123,8 @@ async def test_a_refusing_gate_sheds_with_a_clean_503(
     assert directory.gate.refused == {503: 8}
     if cause == "loop_lag":
         assert directory.gate.saturated_refusals == {"loop_lag": 8}
-    assert directory.lookups == (0 if request_first else 8)
+    # at capacity, a request that comes late is answered by the acceptor's refusal pool
+    assert directory.lookups == (0 if request_first or cause == "at_capacity" else 8)
     listener.close()
 
 
@@ -141,11 +144,15 @@ async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
 
 
 async def test_idle_connections_count_toward_the_connection_limit(
-    nursery: trio.Nursery, directory: SpyDirectory,
+    nursery: trio.Nursery, directory: SpyDirectory, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Two places. Two connections that never send a request take them (each actor waits for
-    # its head); the next ones are closed at accept, without an actor, so idle connections
-    # cannot fill the open-file table. Once the idle ones go, a stream is served.
+    # Two places and a refusal pool of two. Two connections that never send a request take
+    # the places (each actor waits for its head); of the next six, two wait in the pool (and
+    # are closed when they send nothing) and four are closed at accept, without an actor, so
+    # idle connections cannot fill the open-file table. Once the idle ones go, a stream is
+    # served.
+    monkeypatch.setattr(acceptor_module, "LATE_REFUSALS", 2)
+    monkeypatch.setattr(acceptor_module, "LATE_REFUSAL_WAIT_S", 0.2)
     directory.gate.limits = GateLimits(max_connections=2)
     listener = _listener()
     acceptor = Acceptor(listener, directory, directory.counters, ClientLimits())
@@ -160,6 +167,7 @@ async def test_idle_connections_count_toward_the_connection_limit(
         assert body == b"" and fin
         c.close()
     assert acceptor.closed_idle == 6 and acceptor.held == 2 and directory.lookups == 0
+    assert acceptor.late_refusals == 0
     for c in idle:
         c.close()
     with trio.fail_after(5):
