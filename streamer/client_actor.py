@@ -36,6 +36,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from flagmodel import Context
 from store.bus.envelope import EnvironmentInfo
 from streamer.client_groups import GroupKey
 from streamer.client_streams import (
@@ -47,7 +48,6 @@ from streamer.client_streams import (
     route_any,
     unknown_credential,
 )
-from streamer.evaluation import Context
 from streamer.http_head import (
     STREAM_RESPONSE_HEAD,
     ErrorAnswer,

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from streamer.evaluation import Context, ContextError, parse_context, secure_mode_hash
+from flagmodel import Context, ContextError, parse_context, secure_mode_hash
 
 MAX_CONTEXT_BYTES = 32 * 1024
 

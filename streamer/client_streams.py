@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from flagmodel import Context
 from store.bus.envelope import EnvironmentInfo
 from streamer.client_groups import GroupKey, group_key
 from streamer.client_request import (
@@ -41,7 +42,6 @@ from streamer.client_request import (
     request_context,
     strip_credential,
 )
-from streamer.evaluation import Context
 from streamer.http_head import (
     STREAM_RESPONSE_HEAD,
     ErrorAnswer,

@@ -22,9 +22,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streamer.evaluation.attrref import AttrRef, ref_for
-from streamer.evaluation.context import DEFAULT_KIND, MULTI_KIND, Context
-from streamer.evaluation.values import (
+from flagmodel.attrref import AttrRef, ref_for
+from flagmodel.context import DEFAULT_KIND, MULTI_KIND, Context
+from flagmodel.values import (
     Semver,
     is_number,
     parse_semver,

@@ -35,8 +35,8 @@ from ldclient import Context as LDContext
 from ldclient.feature_store import InMemoryFeatureStore as _InMemoryFeatureStore
 from ldclient.versioned_data_kind import FEATURES, SEGMENTS
 
-from streamer.evaluation import Evaluator, Flag, Segment, parse_context
-from tests.evaluation.harness_data import (
+from flagmodel import Evaluator, Flag, Segment, parse_context
+from tests.flagmodel.harness_data import (
     legacy_user_to_context,
     sdk_normalized_flag,
     sdk_normalized_segment,

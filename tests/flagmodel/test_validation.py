@@ -1,4 +1,4 @@
-"""Table-driven tests of store.validation: every error names the JSON path of the bad value."""
+"""Table-driven tests of flagmodel.validation: every error names the JSON path of the bad value."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from store.validation import attr_ref_error, check_item
+from flagmodel.validation import attr_ref_error, check_item
 
 V2 = [True, False]
 RULE_IN = {"attribute": "email", "op": "in", "values": ["a@b.c"]}

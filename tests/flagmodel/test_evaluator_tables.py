@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streamer.evaluation import (
+from flagmodel import (
     ContextError,
     Evaluator,
     Flag,
@@ -23,8 +23,8 @@ from streamer.evaluation import (
     parse_context,
     secure_mode_hash,
 )
-from streamer.evaluation.bucketing import bucket_for_input, cumulative_thresholds
-from streamer.evaluation.values import parse_rfc3339_ns, parse_semver
+from flagmodel.bucketing import bucket_for_input, cumulative_thresholds
+from flagmodel.values import parse_rfc3339_ns, parse_semver
 
 
 def as_f32(x: float) -> float:

@@ -1,4 +1,4 @@
-"""Per-operator checks of clause values (PROTOCOL.md §4.3), used by ``store.validation``.
+"""Per-operator checks of clause values (PROTOCOL.md §4.3), used by ``flagmodel.validation``.
 
 The SDKs treat a clause value of the wrong type, or one that fails to parse, as a silent
 non-match. A clause that can never match is a mistake in an admin write, so the strict

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from store.clause_values import CLAUSE_VALUE_CHECKS
+from flagmodel.clause_values import CLAUSE_VALUE_CHECKS
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _KIND_RE = re.compile(r"[A-Za-z0-9._-]+")
