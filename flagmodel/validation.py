@@ -6,7 +6,9 @@ empty list means the item is valid.
 
 The rules are deliberately stricter than the SDKs: anything an SDK would evaluate to
 ``MALFORMED_FLAG`` is refused, and so is anything that can only be a mistake (an unknown
-operator, a clause value an operator can never match, rollout weights not summing to 100 %).
+operator, a clause value the evaluator cannot use, rollout weights not summing to 100 %).
+Clause values are judged by ``flagmodel.clause_values``, the same code the evaluator compiles
+clauses with.
 The conformance suites' deliberately broken flags go in through the lenient import instead.
 Unknown top-level properties are allowed, because newer SDK models add fields.
 """
@@ -14,10 +16,9 @@ Unknown top-level properties are allowed, because newer SDK models add fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from flagmodel.clause_values import CLAUSE_VALUE_CHECKS
+from flagmodel.clause_values import OPERANDS, Unusable
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _KIND_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -173,12 +174,13 @@ def _check_clause(
     values = _typed(errs, clause, path, "values", "array", required=True)
     if op is None:
         return
-    check: Callable[[Any], str | None] | None = CLAUSE_VALUE_CHECKS.get(op)
-    if check is None:
+    parse = OPERANDS.get(op)
+    if parse is None:
         errs.append(f'{_join(path, "op")}: unknown operator "{op}"')
         return
     for i, val in enumerate(values or ()):
-        err = check(val)
+        operand = parse(val)
+        err = operand.reason if isinstance(operand, Unusable) else None
         if err is None and op == "segmentMatch" and val == self_segment:
             err = f'segment "{val}" cannot match itself'
         if err:
