@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flagmodel.attrref import literal_ref, parse_ref
 from flagmodel.clause_values import OPERANDS, Unusable
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
 _KIND_RE = re.compile(r"[A-Za-z0-9._-]+")
-_BAD_ESCAPE_RE = re.compile(r"~[^01]|~$")
 TOTAL_WEIGHT = 100_000
 
 Errors = list[str]
@@ -139,17 +139,8 @@ def _check_context_kind(errs: Errors, obj: dict[str, Any], path: str, name: str,
 
 
 def attr_ref_error(ref: str, *, literal: bool) -> str | None:
-    """Why an attribute reference is malformed, or None (go-sdk-common ``ldattr.Ref``)."""
-    if ref == "" or (not literal and ref == "/"):
-        return "attribute reference must not be empty"
-    if literal or not ref.startswith("/"):
-        return None
-    for comp in ref[1:].split("/"):
-        if comp == "":
-            return f'attribute reference "{ref}" has an empty path component'
-        if _BAD_ESCAPE_RE.search(comp):
-            return f'attribute reference "{ref}" has a "~" not followed by 0 or 1'
-    return None
+    """Why an attribute reference is malformed, or None: the evaluator's own reading of it."""
+    return (literal_ref(ref) if literal else parse_ref(ref)).error
 
 
 def _check_variation(errs: Errors, obj: dict[str, Any], path: str, name: str,
