@@ -20,9 +20,9 @@ from typing import Any
 
 from flagmodel.attrref import literal_ref, parse_ref
 from flagmodel.clause_values import OPERANDS, Unusable
+from flagmodel.context import kind_error
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
-_KIND_RE = re.compile(r"[A-Za-z0-9._-]+")
 TOTAL_WEIGHT = 100_000
 
 Errors = list[str]
@@ -132,7 +132,7 @@ def _check_context_kind(errs: Errors, obj: dict[str, Any], path: str, name: str,
         if required and kind == "":
             errs.append(f"{_join(path, name)}: must not be empty")
         return None
-    if _KIND_RE.fullmatch(kind) is None or kind in ("kind", "multi"):
+    if kind_error(kind) is not None:
         errs.append(f'{_join(path, name)}: invalid context kind "{kind}"')
         return None
     return str(kind)
