@@ -12,7 +12,7 @@ implementation evaluates every flag for every context (flags x contexts evaluati
 parsing flags and contexts once, as the streamer does when a change fans out to client-side
 streams:
 
-- ``engine``: ``streamer.evaluation.Evaluator.evaluate``;
+- ``engine``: ``flagmodel.Evaluator.evaluate``;
 - ``sdk variation_detail``: ``LDClient.variation_detail`` on a daemon-mode client over a
   pre-filled ``InMemoryFeatureStore`` (events off), the public API;
 - ``sdk Evaluator``: the SDK's internal ``ldclient.impl.evaluator.Evaluator.evaluate`` (not a
@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamer.evaluation import Evaluator, Flag, Segment, parse_context
+from flagmodel import Evaluator, Flag, Segment, parse_context
 
 PLANS = ["free", "starter", "pro", "enterprise"]
 COUNTRIES = ["US", "DE", "FR", "JP", "BR", "IN"]

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from quart import Response, request
 
+from flagmodel.validation import is_valid_key
 from store.json_depth import within_depth
-from store.validation import is_valid_key
 from store.writer import CommitFailedError, ConflictError, InvalidError, NotFoundError, WriteError
 
 MAX_JSON_DEPTH = 64  # deeper bodies are refused: orjson cannot re-encode past 254 levels

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from flagmodel.validation import check_item
 from store.merge_patch import merge_patch
 from store.normalize import new_salt, normalize
 from store.records import ItemId
-from store.validation import check_item
 
 T = TypeVar("T")
 Current = Callable[[ItemId], "dict[str, Any] | None"]

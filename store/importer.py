@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flagmodel.validation import check_item, is_valid_key
 from store.bus.envelope import ITEM_KINDS
 from store.normalize import new_salt, normalize
 from store.records import ItemWrite
-from store.validation import check_item, is_valid_key
 
 
 class ImportRejectedError(Exception):

@@ -41,6 +41,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from flagmodel import Context
 from store.bus.envelope import EnvironmentInfo
 from store.containment import RETRY_AFTER_S, Failures, answer_for
 from streamer.client_groups import GroupKey
@@ -53,7 +54,6 @@ from streamer.client_streams import (
     route_any,
     unknown_credential,
 )
-from streamer.evaluation import Context
 from streamer.http_head import (
     STREAM_RESPONSE_HEAD,
     ErrorAnswer,

@@ -34,8 +34,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from flagmodel import Context, EvalDetail, client_side_flag, is_client_side_available
 from streamer.client_model import Changed, EvalModel
-from streamer.evaluation import Context, EvalDetail, client_side_flag, is_client_side_available
 from streamer.sse import event_chunk
 
 GroupKey = tuple[bytes, bool, bool]  # (context JSON with sorted keys, withReasons, mobile)

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Client-side and mobile endpoints evaluate flags, so they need the items parsed
-(:class:`~streamer.evaluation.Flag`, :class:`~streamer.evaluation.Segment`), not the stored
+(:class:`~flagmodel.Flag`, :class:`~flagmodel.Segment`), not the stored
 JSON bytes the server-side paths splice. :class:`EvalModel` is that parsed copy. It is created
 lazily (only environments with client-side traffic pay for it) and kept current with
 :meth:`EvalModel.sync`, which compares the model with an :class:`~streamer.envstate.EnvView`
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import orjson
 
+from flagmodel import Evaluator, Flag, Segment
+from flagmodel.clauses import Clause
 from streamer.envstate import EnvView, Item
-from streamer.evaluation import Evaluator, Flag, Segment
-from streamer.evaluation.clauses import Clause
 
 
 @dataclass(frozen=True, slots=True)

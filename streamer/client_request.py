@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from flagmodel import Context, ContextError, parse_context, secure_mode_hash
 from store.containment import InputError
 from store.json_depth import within_depth
-from streamer.evaluation import Context, ContextError, parse_context, secure_mode_hash
 
 MAX_CONTEXT_BYTES = 32 * 1024
 # A context is re-encoded (its group key, events) and walked by evaluation: orjson encodes at

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from flagmodel import Context
 from store.bus.envelope import EnvironmentInfo
 from streamer.client_groups import GroupKey, group_key
 from streamer.client_request import (
@@ -43,7 +44,6 @@ from streamer.client_request import (
     request_context,
     strip_credential,
 )
-from streamer.evaluation import Context
 from streamer.http_head import (
     STREAM_RESPONSE_HEAD,
     ErrorAnswer,

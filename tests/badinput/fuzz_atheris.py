@@ -23,9 +23,9 @@ import atheris  # type: ignore[import-untyped]
 with atheris.instrument_imports():
     import orjson
 
+    from flagmodel.validation import check_item
     from ingest.errors import PayloadRejected
     from ingest.records import PayloadKind, decode_body, parse_events
-    from store.validation import check_item
     from streamer.client_request import BadRequest, decode_context_b64, request_context
     from streamer.sse import ChunkedDecoder, FramingError, SSEDecoder
 

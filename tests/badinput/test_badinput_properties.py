@@ -17,9 +17,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flagmodel.validation import check_item
 from ingest.errors import PayloadRejected
 from ingest.records import PayloadKind, decode_body, decode_gif_data, parse_events
-from store.validation import check_item
 from streamer.client_request import BadRequest, decode_context_b64, request_context
 from streamer.sse import (
     ChunkedDecoder,

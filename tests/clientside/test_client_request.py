@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from flagmodel import parse_context, secure_mode_hash
 from streamer.client_request import (
     BadRequest,
     check_secure_mode,
@@ -14,7 +15,6 @@ from streamer.client_request import (
     parse_query,
     strip_credential,
 )
-from streamer.evaluation import parse_context, secure_mode_hash
 
 CTX = b'{"kind":"user","key":"user-plain"}'
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from flagmodel import parse_context
 from store.bus.envelope import ItemChange
 from streamer.client_groups import ClientGroups, group_key
 from streamer.client_model import Changed, EvalModel
 from streamer.envstate import EnvState
-from streamer.evaluation import parse_context
 from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from flagmodel import parse_context, secure_mode_hash
 from store.bus.envelope import EnvironmentInfo
 from streamer.client_streams import (
     ClientStreamRequest,
@@ -13,7 +14,6 @@ from streamer.client_streams import (
     resolve,
     route_any,
 )
-from streamer.evaluation import parse_context, secure_mode_hash
 from streamer.http_head import (
     ErrorAnswer,
     HeadError,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.node_proc import NodeProcess, serve_argv, wait_until
-from tests.evaluation.harness_data import conformance_dir, load_suites, typed
+from tests.flagmodel.harness_data import conformance_dir, load_suites, typed
 
 pytestmark = pytest.mark.e2e
 

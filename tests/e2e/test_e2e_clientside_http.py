@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streamer.evaluation import parse_context, secure_mode_hash
+from flagmodel import parse_context, secure_mode_hash
 from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
 from tests.e2e.node_proc import NodeProcess, bool_flag, serve_argv
 

@@ -15,6 +15,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from streamer_testkit import ENV, StreamReader, flag, flag_json, request, tcp_pair
 
+from flagmodel import Context, parse_context
 from store.bus.envelope import EnvironmentInfo, ItemChange
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
 from streamer.client_actor import (
@@ -31,7 +32,6 @@ from streamer.client_model import EvalModel
 from streamer.directory import Directory
 from streamer.env_actor import RESTART_BACKOFF_MIN_S, Apply, Attach, Close, EnvActor
 from streamer.envstate import Delta, EnvState
-from streamer.evaluation import Context, parse_context
 from streamer.http_head import StreamKind
 from streamer.metrics import WorkerMetrics
 from streamer.sdk_app import create_sdk_app

@@ -12,15 +12,15 @@ Modules: ``values`` (numbers, RFC 3339 times, semver), ``attrref`` (attribute re
 ``client_side`` (client-side payload fields, availability, secure mode).
 """
 
-from streamer.evaluation.client_side import (
+from flagmodel.client_side import (
     client_side_flag,
     client_side_payload,
     is_client_side_available,
     secure_mode_hash,
 )
-from streamer.evaluation.context import Context, ContextError, fully_qualified_key, parse_context
-from streamer.evaluation.evaluator import EvalDetail, Evaluator, error_detail
-from streamer.evaluation.model import Flag, Segment
+from flagmodel.context import Context, ContextError, fully_qualified_key, parse_context
+from flagmodel.evaluator import EvalDetail, Evaluator, error_detail
+from flagmodel.model import Flag, Segment
 
 __all__ = [
     "Context",

@@ -41,17 +41,18 @@ def _unescape(part: str) -> str | None:
 def parse_ref(text: str) -> AttrRef:
     """A reference in the path syntax (go-sdk-common ``ldattr.NewRef``)."""
     if text in ("", "/"):
-        return AttrRef(text, (), "attribute reference is empty")
+        return AttrRef(text, (), "attribute reference must not be empty")
     if text[0] != "/":
         return AttrRef(text, (text,))
     parts = text[1:].split("/")
     comps: list[str] = []
     for part in parts:
         if part == "":
-            return AttrRef(text, (), "attribute reference has an empty path component")
+            return AttrRef(text, (), f'attribute reference "{text}" has an empty path component')
         unescaped = _unescape(part)
         if unescaped is None:
-            return AttrRef(text, (), "attribute reference has an invalid ~ escape")
+            return AttrRef(text, (),
+                           f'attribute reference "{text}" has a "~" not followed by 0 or 1')
         comps.append(unescaped)
     return AttrRef(text, tuple(comps))
 
@@ -59,7 +60,7 @@ def parse_ref(text: str) -> AttrRef:
 def literal_ref(name: str) -> AttrRef:
     """A reference to a top-level attribute named literally (``ldattr.NewLiteralRef``)."""
     if name == "":
-        return AttrRef(name, (), "attribute reference is empty")
+        return AttrRef(name, (), "attribute reference must not be empty")
     return AttrRef(name, (name,))
 
 

@@ -15,8 +15,8 @@ import hashlib
 import struct
 from typing import Final
 
-from streamer.evaluation.attrref import AttrRef
-from streamer.evaluation.context import Context
+from flagmodel.attrref import AttrRef
+from flagmodel.context import Context
 
 _SCALE: Final = float(2**60)
 _F32 = struct.Struct("<f")

@@ -23,25 +23,19 @@ which LaunchDarkly's contract tests encode), the generator stays out of the diff
 from __future__ import annotations
 
 import itertools
-import logging
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ldclient import Config, LDClient
-from ldclient import Context as LDContext
-from ldclient.feature_store import InMemoryFeatureStore as _InMemoryFeatureStore
 from ldclient.versioned_data_kind import FEATURES, SEGMENTS
 
-from streamer.evaluation import Evaluator, Flag, Segment, parse_context
-from tests.evaluation.harness_data import (
-    legacy_user_to_context,
+from flagmodel import Evaluator, Flag, Segment, parse_context
+from tests.flagmodel.harness_data import (
     sdk_normalized_flag,
     sdk_normalized_segment,
     typed,
 )
+from tests.flagmodel.sdk_oracle import DEFAULT, sdk_result
 
 KINDS = ["user", "org", "device"]
 KEYS = ["k0", "k1", "k2", "k3"]
@@ -53,8 +47,6 @@ VERSIONS = ["1", "1.2", "1.2.3", "2.0.0-rc.1", "2.0.0-rc.11", "2.0.0-beta", "2.0
             "10.1"]
 DATES = ["2017-12-06T00:00:00Z", "2017-12-06T07:00:00+07:00", "2020-01-01T00:00:00-05:30",
          1512518400000, 1512518399000, 1577836800000]
-DEFAULT = "DEFAULT"
-InMemoryFeatureStore: Any = _InMemoryFeatureStore  # the SDK's store methods are untyped
 
 # -- contexts --------------------------------------------------------------------------------
 
@@ -256,32 +248,7 @@ def world(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], list[dict[st
     return flags, segments, draw(st.lists(context_json(), min_size=4, max_size=4))
 
 
-# -- the oracle ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def oracle() -> Iterator[tuple[Any, Any]]:
-    store = InMemoryFeatureStore()
-    store.init({FEATURES: {}, SEGMENTS: {}})
-    nowhere = "http://127.0.0.1:9"
-    config = Config("sdk-differential", feature_store=store, use_ldd=True, send_events=False,
-                    diagnostic_opt_out=True, base_uri=nowhere, stream_uri=nowhere,
-                    events_uri=nowhere)
-    logging.getLogger("ldclient").setLevel(logging.CRITICAL)  # cycles and bad data are logged
-    client: Any = LDClient(config, start_wait=0)
-    try:
-        yield client, store
-    finally:
-        client.close()
-
-
-def _sdk_result(client: Any, key: str, context: dict[str, Any]) -> tuple[Any, Any, Any]:
-    detail = client.variation_detail(key, LDContext.from_dict(legacy_user_to_context(context)),
-                                     DEFAULT)
-    reason = {k: v for k, v in detail.reason.items() if not (k == "ruleId" and not v)}
-    if reason["kind"] == "ERROR":
-        reason.pop("bigSegmentsStatus", None)
-    return detail.value, detail.variation_index, reason
+# -- the oracle (the fixture is in conftest.py) ----------------------------------------------
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -305,5 +272,5 @@ def test_engine_matches_python_sdk(
             reason.pop("bigSegmentsStatus", None)
         value = DEFAULT if detail.variation_index is None else detail.value
         ours = (value, detail.variation_index, reason)
-        theirs = _sdk_result(client, key, ctx_json)
+        theirs = sdk_result(client, key, ctx_json)
         assert typed(ours) == typed(theirs), key

@@ -10,7 +10,8 @@ cheapest structure that answers "does any clause value match this context value"
 - numeric and date comparisons: "v < any clause value" is "v < the largest", so one number;
 - semver: parsed sort keys; equality is set membership.
 
-Values of the wrong type never match and never raise. What does raise
+Only the clause values ``clause_values`` finds usable take part (the validation refuses the
+others); context values of the wrong type never match and never raise. What does raise
 (``MalformedFlagError``) are the data errors the SDKs report as ``MALFORMED_FLAG``: a clause
 with no attribute or with an invalid attribute reference. A missing attribute, or a context
 without the clause's kind, is a non-match whether or not the clause is negated.
@@ -21,10 +22,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from streamer.evaluation.attrref import AttrRef, ref_for
-from streamer.evaluation.context import DEFAULT_KIND, MULTI_KIND, Context
-from streamer.evaluation.values import (
+from flagmodel.attrref import AttrRef, ref_for
+from flagmodel.clause_values import usable_operands
+from flagmodel.context import DEFAULT_KIND, MULTI_KIND, Context
+from flagmodel.values import (
     Semver,
     is_number,
     parse_semver,
@@ -64,8 +67,8 @@ def _never(value: object) -> bool:
 def _in_test(values: list[object]) -> Test:
     strs = frozenset(v for v in values if isinstance(v, str))
     bools = frozenset(v for v in values if isinstance(v, bool))
-    nums = frozenset(float(v) for v in values if is_number(v))  # type: ignore[arg-type]
-    others = [v for v in values if isinstance(v, list | dict) or v is None]
+    nums = frozenset(float(v) for v in values if is_number(v))
+    others = [v for v in values if isinstance(v, list | dict)]
 
     def test(v: object) -> bool:
         if isinstance(v, str):
@@ -79,10 +82,7 @@ def _in_test(values: list[object]) -> Test:
     return test
 
 
-def _string_test(op: str, values: list[object]) -> Test:
-    strs = tuple(v for v in values if isinstance(v, str))
-    if not strs:
-        return _never
+def _string_test(op: str, strs: tuple[str, ...]) -> Test:
     if op == "startsWith":
         return lambda v: isinstance(v, str) and v.startswith(strs)
     if op == "endsWith":
@@ -90,37 +90,22 @@ def _string_test(op: str, values: list[object]) -> Test:
     return lambda v: isinstance(v, str) and any(s in v for s in strs)
 
 
-def _matches_test(values: list[object]) -> Test:
-    patterns = []
-    for v in values:
-        if isinstance(v, str):
-            try:
-                patterns.append(re.compile(v))
-            except (re.error, RecursionError, OverflowError):
-                continue  # an invalid regex is a non-match, not an error
-    if not patterns:
-        return _never
+def _matches_test(patterns: list[re.Pattern[str]]) -> Test:
     return lambda v: isinstance(v, str) and any(p.search(v) is not None for p in patterns)
 
 
-def _numeric_test(op: str, values: list[object]) -> Test:
-    nums = [float(v) for v in values if is_number(v)]  # type: ignore[arg-type]
-    if not nums:
-        return _never
+def _numeric_test(op: str, nums: list[float]) -> Test:
     hi, lo = max(nums), min(nums)
     if op == "lessThan":
-        return lambda v: is_number(v) and float(v) < hi  # type: ignore[arg-type]
+        return lambda v: is_number(v) and float(v) < hi
     if op == "lessThanOrEqual":
-        return lambda v: is_number(v) and float(v) <= hi  # type: ignore[arg-type]
+        return lambda v: is_number(v) and float(v) <= hi
     if op == "greaterThan":
-        return lambda v: is_number(v) and float(v) > lo  # type: ignore[arg-type]
-    return lambda v: is_number(v) and float(v) >= lo  # type: ignore[arg-type]
+        return lambda v: is_number(v) and float(v) > lo
+    return lambda v: is_number(v) and float(v) >= lo
 
 
-def _date_test(op: str, values: list[object]) -> Test:
-    times = [t for t in map(to_timestamp_ns, values) if t is not None]
-    if not times:
-        return _never
+def _date_test(op: str, times: list[int]) -> Test:
     if op == "before":
         latest = max(times)
 
@@ -138,10 +123,7 @@ def _date_test(op: str, values: list[object]) -> Test:
     return after
 
 
-def _semver_test(op: str, values: list[object]) -> Test:
-    vers: list[Semver] = [s for s in map(parse_semver, values) if s is not None]
-    if not vers:
-        return _never
+def _semver_test(op: str, vers: list[Semver]) -> Test:
     if op == "semVerEqual":
         exact = frozenset(vers)
 
@@ -160,20 +142,25 @@ def _semver_test(op: str, values: list[object]) -> Test:
 
 
 def compile_test(op: str, values: list[object]) -> Test:
-    """A predicate telling whether one context value matches any of ``values`` under ``op``."""
+    """A predicate telling whether one context value matches any of ``values`` under ``op``.
+
+    Only the values ``clause_values`` finds usable take part; with none, nothing matches."""
+    operands: list[Any] = usable_operands(op, values)
+    if not operands:
+        return _never  # also unknown operators (negation still applies)
     if op == "in":
-        return _in_test(values)
+        return _in_test(operands)
     if op in ("startsWith", "endsWith", "contains"):
-        return _string_test(op, values)
+        return _string_test(op, tuple(operands))
     if op == "matches":
-        return _matches_test(values)
+        return _matches_test(operands)
     if op in ("lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual"):
-        return _numeric_test(op, values)
+        return _numeric_test(op, operands)
     if op in ("before", "after"):
-        return _date_test(op, values)
+        return _date_test(op, operands)
     if op in ("semVerEqual", "semVerLessThan", "semVerGreaterThan"):
-        return _semver_test(op, values)
-    return _never  # unknown operators never match (negation still applies)
+        return _semver_test(op, operands)
+    return _never  # segmentMatch: the evaluator decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +214,7 @@ def compile_clause(op: str, context_kind: str, attribute: str | None, negate: bo
     kind = context_kind or DEFAULT_KIND
     ref = ref_for(attribute, context_kind)
     if op == SEGMENT_MATCH:
-        keys = tuple(v for v in values if isinstance(v, str))
+        keys = tuple(k for k in usable_operands(op, values) if isinstance(k, str))
         return Clause(op, kind, ref, negate, tuple(values), keys, True, _never_ctx)
     test = compile_test(op, values)
     return Clause(op, kind, ref, negate, tuple(values), (), False,

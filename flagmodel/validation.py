@@ -6,7 +6,9 @@ empty list means the item is valid.
 
 The rules are deliberately stricter than the SDKs: anything an SDK would evaluate to
 ``MALFORMED_FLAG`` is refused, and so is anything that can only be a mistake (an unknown
-operator, a clause value an operator can never match, rollout weights not summing to 100 %).
+operator, a clause value the evaluator cannot use, rollout weights not summing to 100 %).
+Clause values are judged by ``flagmodel.clause_values``, the same code the evaluator compiles
+clauses with.
 The conformance suites' deliberately broken flags go in through the lenient import instead.
 Unknown top-level properties are allowed, because newer SDK models add fields.
 """
@@ -14,14 +16,13 @@ Unknown top-level properties are allowed, because newer SDK models add fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from store.clause_values import CLAUSE_VALUE_CHECKS
+from flagmodel.attrref import literal_ref, parse_ref
+from flagmodel.clause_values import OPERANDS, Unusable
+from flagmodel.context import kind_error
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+")
-_KIND_RE = re.compile(r"[A-Za-z0-9._-]+")
-_BAD_ESCAPE_RE = re.compile(r"~[^01]|~$")
 TOTAL_WEIGHT = 100_000
 
 Errors = list[str]
@@ -131,24 +132,15 @@ def _check_context_kind(errs: Errors, obj: dict[str, Any], path: str, name: str,
         if required and kind == "":
             errs.append(f"{_join(path, name)}: must not be empty")
         return None
-    if _KIND_RE.fullmatch(kind) is None or kind in ("kind", "multi"):
+    if kind_error(kind) is not None:
         errs.append(f'{_join(path, name)}: invalid context kind "{kind}"')
         return None
     return str(kind)
 
 
 def attr_ref_error(ref: str, *, literal: bool) -> str | None:
-    """Why an attribute reference is malformed, or None (go-sdk-common ``ldattr.Ref``)."""
-    if ref == "" or (not literal and ref == "/"):
-        return "attribute reference must not be empty"
-    if literal or not ref.startswith("/"):
-        return None
-    for comp in ref[1:].split("/"):
-        if comp == "":
-            return f'attribute reference "{ref}" has an empty path component'
-        if _BAD_ESCAPE_RE.search(comp):
-            return f'attribute reference "{ref}" has a "~" not followed by 0 or 1'
-    return None
+    """Why an attribute reference is malformed, or None: the evaluator's own reading of it."""
+    return (literal_ref(ref) if literal else parse_ref(ref)).error
 
 
 def _check_variation(errs: Errors, obj: dict[str, Any], path: str, name: str,
@@ -173,12 +165,13 @@ def _check_clause(
     values = _typed(errs, clause, path, "values", "array", required=True)
     if op is None:
         return
-    check: Callable[[Any], str | None] | None = CLAUSE_VALUE_CHECKS.get(op)
-    if check is None:
+    parse = OPERANDS.get(op)
+    if parse is None:
         errs.append(f'{_join(path, "op")}: unknown operator "{op}"')
         return
     for i, val in enumerate(values or ()):
-        err = check(val)
+        operand = parse(val)
+        err = operand.reason if isinstance(operand, Unusable) else None
         if err is None and op == "segmentMatch" and val == self_segment:
             err = f'segment "{val}" cannot match itself'
         if err:

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.evaluation.attrref import AttrRef, ref_for
-from streamer.evaluation.bucketing import cumulative_thresholds, weight_fraction
-from streamer.evaluation.clauses import Clause, compile_clause
-from streamer.evaluation.context import DEFAULT_KIND
+from flagmodel.attrref import AttrRef, ref_for
+from flagmodel.bucketing import cumulative_thresholds, weight_fraction
+from flagmodel.clauses import Clause, compile_clause
+from flagmodel.context import DEFAULT_KIND
 
 
 class _Odd(Exception):

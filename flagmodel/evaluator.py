@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.evaluation.bucketing import KEY_REF, bucket_context
-from streamer.evaluation.clauses import Clause, MalformedFlagError
-from streamer.evaluation.context import DEFAULT_KIND, Context
-from streamer.evaluation.model import Flag, Segment, VariationOrRollout
+from flagmodel.bucketing import KEY_REF, bucket_context
+from flagmodel.clauses import Clause, MalformedFlagError
+from flagmodel.context import DEFAULT_KIND, Context
+from flagmodel.model import Flag, Segment, VariationOrRollout
 
 Result = tuple[Any, int | None, dict[str, Any]]
 NOT_CONFIGURED = "NOT_CONFIGURED"

@@ -1,4 +1,4 @@
-"""Table-driven tests of store.validation: every error names the JSON path of the bad value."""
+"""Table-driven tests of flagmodel.validation: every error names the JSON path of the bad value."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from store.validation import attr_ref_error, check_item
+from flagmodel.validation import attr_ref_error, check_item
 
 V2 = [True, False]
 RULE_IN = {"attribute": "email", "op": "in", "values": ["a@b.c"]}
@@ -101,6 +101,9 @@ VALID_FLAGS: list[tuple[str, dict[str, Any]]] = [
         flag(rules=[rule(clauses=[clause(op="semVerEqual", values=["2", "2.0", "1.2.3-rc.1+b"])])]),
     ),
     ("numbers", flag(rules=[rule(clauses=[clause(op="lessThan", values=[1, 2.5])])])),
+    # the evaluator and both SDKs match objects and arrays by deep equality
+    ("in with object", flag(rules=[rule(clauses=[clause(values=[{"a": 1}, [1, "x"]])])])),
+    ("whole float milliseconds", flag(rules=[rule(clauses=[clause(op="after", values=[1e12])])])),
     ("prerequisite", flag(prerequisites=[{"key": "other", "variation": 0}])),
     (
         "all optional fields",
@@ -354,9 +357,35 @@ INVALID_FLAGS: list[tuple[str, Any, str]] = [
         "expected a string",
     ),
     (
-        "in with object",
-        flag(rules=[rule(clauses=[clause(values=[{"a": 1}])])]),
+        "in with null",
+        flag(rules=[rule(clauses=[clause(values=[None])])]),
         'clause values for "in"',
+    ),
+    # Values the evaluator cannot use, nor the official SDK (tests/flagmodel/test_clause_values)
+    (
+        "semver leading zero in a numeric prerelease identifier",
+        flag(rules=[rule(clauses=[clause(op="semVerEqual", values=["1.2.3-01"])])]),
+        'rules[0].clauses[0].values[0]: "1.2.3-01" is not a semantic version',
+    ),
+    (
+        "date with an offset hour above 23",
+        flag(rules=[rule(clauses=[clause(op="after", values=["2020-01-01T00:00:00+99:00"])])]),
+        "the offset hour is above 23",
+    ),
+    (
+        "date finer than a microsecond",
+        flag(rules=[rule(clauses=[clause(op="after", values=["2020-01-01T00:00:00.0000001Z"])])]),
+        "more precise than a microsecond",
+    ),
+    (
+        "fractional milliseconds",
+        flag(rules=[rule(clauses=[clause(op="before", values=[1.5])])]),
+        "Unix milliseconds must be a whole number",
+    ),
+    (
+        "one-digit hour",
+        flag(rules=[rule(clauses=[clause(op="before", values=["2020-01-01T1:00:00Z"])])]),
+        "the hour needs two digits",
     ),
     (
         "segmentMatch number",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streamer.evaluation import (
+from flagmodel import (
     ContextError,
     EvalDetail,
     Evaluator,
@@ -21,7 +21,7 @@ from streamer.evaluation import (
     error_detail,
     parse_context,
 )
-from tests.evaluation.harness_data import (
+from tests.flagmodel.harness_data import (
     Evaluation,
     Suite,
     all_evaluations,

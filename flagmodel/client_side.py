@@ -7,9 +7,9 @@ import hmac
 from collections.abc import Iterable
 from typing import Any
 
-from streamer.evaluation.context import Context
-from streamer.evaluation.evaluator import EvalDetail, Evaluator
-from streamer.evaluation.model import Flag
+from flagmodel.context import Context
+from flagmodel.evaluator import EvalDetail, Evaluator
+from flagmodel.model import Flag
 
 
 def client_side_flag(flag: Flag, detail: EvalDetail, *, with_reasons: bool) -> dict[str, Any]:

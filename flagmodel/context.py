@@ -121,13 +121,21 @@ class Context:
         return hash(self.fully_qualified_key)
 
 
-def _validate_kind(kind: str) -> None:
+def kind_error(kind: str) -> str | None:
+    """Why ``kind`` cannot be the kind of a single context, or None."""
     if kind == "kind":
-        raise ContextError('"kind" is not a valid context kind')
+        return '"kind" is not a valid context kind'
     if kind == MULTI_KIND:
-        raise ContextError('a single context cannot have kind "multi"')
+        return 'a single context cannot have kind "multi"'
     if not _KIND_RE.match(kind):
-        raise ContextError(f"context kind {kind!r} contains disallowed characters")
+        return f"context kind {kind!r} contains disallowed characters"
+    return None
+
+
+def _validate_kind(kind: str) -> None:
+    error = kind_error(kind)
+    if error is not None:
+        raise ContextError(error)
 
 
 def _private_list(value: object, what: str) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ which is the reference the other SDKs are tested against:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, TypeGuard
 
 NS_PER_MS: Final = 1_000_000
 _NS_PER_SECOND: Final = 1_000_000_000
@@ -28,7 +29,7 @@ _NS_PER_SECOND: Final = 1_000_000_000
 Semver = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     return (isinstance(value, int | float)) and not isinstance(value, bool)
 
 
@@ -94,38 +95,69 @@ def _field(sc: _Scan, terms: str, eof_ok: bool, lo_len: int, hi_len: int, hi: in
     return n, term
 
 
-# Context values repeat across the flags evaluated for one context, and across contexts; the
-# parsers are pure, so a bounded cache turns the repeated parses into one dict lookup.
-@lru_cache(maxsize=8192)
-def parse_rfc3339_ns(s: str) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Rfc3339:
+    """The fields of an RFC 3339 string as Go's parser reads them, before normalisation.
+
+    ``ns`` is the instant; the other fields let ``clause_values`` tell a strict RFC 3339 date
+    from one only Go's leniencies accept."""
+
+    ns: int
+    year: int
+    month: int
+    day: int
+    hour_digits: int
+    second: int
+    fraction_digits: str
+    offset_hour: int
+
+
+def parse_rfc3339(s: str) -> Rfc3339 | None:
     sc = _Scan(s)
     year = _field(sc, "-", False, 4, 4, 9999)
     month = year and _field(sc, "-", False, 2, 2, 12, 1)
     day = month and _field(sc, "tT", False, 2, 2, 31, 1)
+    hour_start = sc.pos
     hour = day and _field(sc, ":", False, 1, 2, 23)
+    hour_digits = sc.pos - hour_start - 1
     minute = hour and _field(sc, ":", False, 2, 2, 59)
     second = minute and _field(sc, ".Zz+-", False, 2, 2, 60)
     if not (year and month and day and hour and minute and second):
         return None
     term = second[1]
-    nanos = 0
+    frac = ""
     if term == ord("."):
         frac, term = sc.read_until("Zz+-")
         if term < 0 or len(frac) > 9 or frac == "" or not (frac.isascii() and frac.isdigit()):
             return None
-        nanos = int(frac) * 10 ** (9 - len(frac))
-    offset = 0
+    nanos = int(frac.ljust(9, "0")) if frac else 0
+    offset = offset_hour = 0
     if term in (ord("+"), ord("-")):
         oh = _field(sc, ":", False, 2, 2, 99)
         om = oh and _field(sc, "", True, 2, 2, 59)
         if not (oh and om):
             return None
+        offset_hour = oh[0]
         offset = (oh[0] * 60 + om[0]) * 60
         if term == ord("+"):
             offset = -offset
     days = _days_from_civil(year[0], month[0], 1) + day[0] - 1
     seconds = days * 86400 + hour[0] * 3600 + minute[0] * 60 + second[0] + offset
-    return seconds * _NS_PER_SECOND + nanos
+    return Rfc3339(seconds * _NS_PER_SECOND + nanos, year[0], month[0], day[0], hour_digits,
+                   second[0], frac, offset_hour)
+
+
+def days_in_month(year: int, month: int) -> int:
+    following = (year + 1, 1) if month == 12 else (year, month + 1)
+    return _days_from_civil(*following, 1) - _days_from_civil(year, month, 1)
+
+
+# Context values repeat across the flags evaluated for one context, and across contexts; the
+# parsers are pure, so a bounded cache turns the repeated parses into one dict lookup.
+@lru_cache(maxsize=8192)
+def parse_rfc3339_ns(s: str) -> int | None:
+    parsed = parse_rfc3339(s)
+    return None if parsed is None else parsed.ns
 
 
 def _semver_number(text: str) -> int | None:
