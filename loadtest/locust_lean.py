@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Locust runs on gevent, and one greenlet per stream costs 18-31 µs of CPU per received event
-(research/fanout.md). A :class:`StreamSet` instead owns thousands of plain (unpatched) non-
+(docs/research/fanout.md). A :class:`StreamSet` instead owns thousands of plain (unpatched) non-
 blocking sockets and one real ``epoll`` (taken from before gevent's monkey-patching, which hides
 it), and drains ready sockets in a tight loop through `loadtest.lean_wire` (about 2-3 µs per
 event of Python). Latencies are handed back in batches: one call per loop turn, not per event.

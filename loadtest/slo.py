@@ -1,4 +1,4 @@
-"""The SLO runner (issue 5): one command, every scenario, a report with a verdict per target.
+"""The SLO runner: one command, every scenario, a report with a verdict per target.
 
     python3 -m loadtest.slo --connections 50000 --workers 3 --changes 10 --out /tmp/slo50k
 
@@ -717,7 +717,7 @@ SCENARIOS = ("fanout", "stalled", "storm", "overload", "floor", "baselines", "lo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="flagstream SLO runner (issue 5)")
+    ap = argparse.ArgumentParser(description="flagstream SLO runner: every scenario, one report")
     ap.add_argument("--connections", type=int, default=50_000)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--changes", type=int, default=10)

@@ -2,7 +2,7 @@
 
 Every worker opens its own socket on the same address; the kernel hashes each new connection's
 4-tuple onto one of the listening sockets, which spread connections evenly (measured within
-±2 %, shared/research/fanout.md §5) and keeps each process under its file-descriptor limit.
+±2 %, docs/research/fanout.md §5) and keeps each process under its file-descriptor limit.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The floor: a raw epoll SSE server whose fan-out is one loop of non-blocking `send()` calls.
 
-This is the cheapest way Python can put one pre-encoded frame on N loopback sockets (research/
+This is the cheapest way Python can put one pre-encoded frame on N loopback sockets (docs/research/
 fanout.md: about 9 µs per client, nearly all kernel time); flagstream's fan-out time is reported
 as a ratio to it. Several processes share the port with `SO_REUSEPORT`, as flagstream's workers
 do. Contract: `loadtest/baselines/__init__.py` (stdin lines are published by every process).

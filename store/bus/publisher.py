@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 ``publish`` encodes a change and hands it to nng with the synchronous, non-blocking send: it
-costs 2-7 µs against about 120 µs for ``asend`` (research/fanout.md §1), and because there is
+costs 2-7 µs against about 120 µs for ``asend`` (docs/research/fanout.md §1), and because there is
 no await between the send and recording ``latest_seq``, concurrent callers can never reorder
 messages on the wire. Pub0 never blocks: when a subscriber's queue is full nng drops the
 message for that subscriber, which the subscriber notices (gap or heartbeat) and repairs from

@@ -1,7 +1,7 @@
-"""Loader for LaunchDarkly's sdk-test-harness evaluation suites (shared/conformance/ldharness).
+"""Loader for LaunchDarkly's sdk-test-harness evaluation suites (tests/flagmodel/conformance/ldharness).
 
 It does what the harness's Go loader does (``data/substitutions.go``, ``data/parser.go``,
-``mockld/sdk_data.go``, ``sdktests/helpers.go``; research/real-components.md Part C):
+``mockld/sdk_data.go``, ``sdktests/helpers.go``; docs/research/real-components.md Part C):
 
 1. parse ``constants`` and ``parameters`` from the file as YAML 1.2 (``on:`` stays a string key,
    ``yes``/``no`` stay strings, no timestamps);
@@ -15,7 +15,7 @@ It does what the harness's Go loader does (``data/substitutions.go``, ``data/par
 Public functions (reused by the HTTP conformance test):
 
 - ``conformance_dir() -> Path``: the ``ldharness`` folder (``FLAGSTREAM_CONFORMANCE_DIR`` or
-  ``shared/conformance/ldharness`` beside the repository);
+  ``conformance/ldharness`` beside this file, a copy kept in the repository);
 - ``load_suites(folder="server-side-eval", base=None) -> list[Suite]``: every expanded suite;
 - ``all_evaluations(suites) -> list[tuple[Suite, Evaluation]]``;
 - ``legacy_user_to_context(obj) -> dict``: an old-style user as a new-format ``kind: user`` context;
@@ -177,7 +177,7 @@ def conformance_dir() -> Path:
     env = os.environ.get("FLAGSTREAM_CONFORMANCE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared/conformance/ldharness"
+    return Path(__file__).resolve().parent / "conformance" / "ldharness"
 
 
 def _with_key(key: str, item: dict[str, Any]) -> dict[str, Any]:
