@@ -260,6 +260,8 @@ class EnvLink(Protocol):
 
     async def attach(self, conn: Conn) -> None: ...
 
+    def detach_nowait(self, conn: Conn) -> None: ...
+
 
 class StreamDirectory(Protocol):
     @property
@@ -469,6 +471,7 @@ class ClientActor:
                         self._sock.send(END_OF_BODY)  # a clean end; the SDK reconnects
         finally:
             conn.state = CLOSED
+            link.detach_nowait(conn)  # frees what the environment actor holds for it, now
             reason = conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
             if gate is not None:
