@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the option."""
@@ -129,8 +131,9 @@ OPTIONS: dict[str, Option] = {
         Option("max-loop-lag", _nonneg_float, 0.0,
                "a worker whose event loop wakes this many seconds late refuses new streams "
                "(503 + Retry-After) for 2 s; 0: never (the default)"),
-        Option("worker-memory-budget", _nonneg_int, 0,
-               "MiB of RSS per worker past which it refuses new streams; 0: no budget"),
+        Option("worker-memory-budget", _nonneg_int, DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+               "MiB of RSS per worker past which it refuses new streams (503 + Retry-After); "
+               "0: no budget"),
         Option("max-connections-per-key", _nonneg_int, 0,
                "streams per SDK key per worker; 0: no limit"),
         Option("max-connections-per-address", _nonneg_int, 0,

@@ -31,12 +31,18 @@ from dataclasses import dataclass
 import trio
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+# The default memory budget (MiB per worker). A worker holds 20,000 idle streams in about
+# 200 MB plus its flag data, so 1 GiB leaves it room for large environments and client-side
+# context groups, and stops one whose memory runs away (e.g. distinct contexts by the
+# thousand, issue 12) from taking new streams long before the host's OOM killer would end it
+# with all of its streams. Every stream kind passes the same gate, client-side ones included.
+DEFAULT_WORKER_MEMORY_BUDGET_MIB = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class LoadBudget:
     max_loop_lag_s: float = 0.0  # 0: lag never saturates
-    max_rss_bytes: int = 0  # 0: memory never saturates
+    max_rss_bytes: int = DEFAULT_WORKER_MEMORY_BUDGET_MIB * 1024 * 1024  # 0: never saturates
     # Saturated until this long after the last sample over budget; longer than the RSS
     # sampling interval (1 s), so a worker that stays over its memory budget stays saturated.
     hold_s: float = 2.0

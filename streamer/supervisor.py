@@ -44,6 +44,7 @@ from typing import Any
 
 import trio
 
+from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
 from streamer.reuseport import open_reuseport_listener
 
 log = logging.getLogger("flagstream.supervisor")
@@ -79,7 +80,7 @@ class NodeConfig:
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
     max_loop_lag: float = 0.0
-    worker_memory_budget: int = 0  # MiB
+    worker_memory_budget: int = DEFAULT_WORKER_MEMORY_BUDGET_MIB  # MiB
     header_timeout: float = 10.0
     key_grace: float = 86400.0
     log_format: str = "json"

@@ -40,7 +40,12 @@ from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
-from streamer.load_monitor import LoadBudget, LoadMonitor, run_load_probe
+from streamer.load_monitor import (
+    DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+    LoadBudget,
+    LoadMonitor,
+    run_load_probe,
+)
 from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
@@ -202,7 +207,8 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
     p.add_argument("--max-loop-lag", type=float, default=0.0, metavar="S")
-    p.add_argument("--worker-memory-budget", type=int, default=0, metavar="MIB")
+    p.add_argument("--worker-memory-budget", type=int, default=DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+                   metavar="MIB")
     p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--log-format", choices=["json", "text"], default="text")
