@@ -132,6 +132,11 @@ class GroupStatistics:
     interned: int  # distinct cached entries
     intern_resets: int
 
+    @classmethod
+    def total(cls, parts: list[GroupStatistics]) -> GroupStatistics:
+        """The sum over several environments (the worker's metrics)."""
+        return cls(*(sum(getattr(p, f) for p in parts) for f in cls.__slots__))
+
 
 class ClientGroups(Generic[C]):
     """Every client-side group of one environment."""

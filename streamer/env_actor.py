@@ -27,7 +27,9 @@ One heartbeat ticker per environment writes the heartbeat comment to every strea
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
 A closing stream also tells the actor at once (:meth:`EnvActor.detach_nowait`, a
 :class:`Detach` message), so a client-side context group is freed with its last stream, not
-at the next heartbeat; the prune covers a Detach that did not fit in the inbox.
+at the next heartbeat; the prune covers a Detach that did not fit in the inbox. A tick after
+groups were freed also trims the C heap
+(:func:`~streamer.load_monitor.release_free_memory`), so their memory leaves the RSS.
 
 Client-side streams (``/eval``, ``/meval``: :class:`~streamer.client_actor.ClientConn`) carry
 flags evaluated per context. They cost nothing until the first one attaches: then the actor
@@ -68,6 +70,7 @@ from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
+from streamer.load_monitor import release_free_memory
 from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
 
 INBOX_SIZE = 1024
@@ -120,6 +123,7 @@ class EnvActor:
         self._model: EvalModel | None = None  # parsed items: only once client-side is used
         self._groups: ClientGroups[ClientConn] | None = None
         self._max_warm_groups = max_warm_groups
+        self._freed_at_trim = 0  # groups.freed when the heap was last trimmed
         self._ping_jitter = ping_jitter
         self._ping_heap: list[tuple[float, int, Conn]] = []
         self._ping_pending: set[Conn] = set()
@@ -385,3 +389,6 @@ class EnvActor:
                 self._fanout(subs, [(HEARTBEAT_KEY, HEARTBEAT_CHUNK)])
             if self._groups is not None:
                 self._groups.prune(lambda c: c.state == CLOSED)
+                if self._groups.freed != self._freed_at_trim:  # groups went since the last tick
+                    self._freed_at_trim = self._groups.freed
+                    release_free_memory()
