@@ -17,7 +17,7 @@ from streamer.config import OPTIONS, ConfigError, load_toml, resolve
 STREAM_LIFECYCLE = [
     "drain-window", "max-connection-age", "max-connections",
     "max-connections-per-key", "max-connections-per-address", "header-timeout",
-    "max-loop-lag", "worker-memory-budget",
+    "max-loop-lag", "worker-memory-budget", "max-context-groups",
 ]
 SERVE_OPTIONS = [
     "data-dir", "stream-bind", "sdk-bind", "admin-bind", "workers", "admin-token",

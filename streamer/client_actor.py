@@ -271,6 +271,8 @@ class EnvLink(Protocol):
 
     async def attach(self, conn: Conn) -> None: ...
 
+    def detach_nowait(self, conn: Conn) -> None: ...
+
 
 class StreamDirectory(Protocol):
     @property
@@ -496,6 +498,7 @@ class ClientActor:
             raise
         finally:
             conn.state = CLOSED
+            link.detach_nowait(conn)  # frees what the environment actor holds for it, now
             reason = reason if reason == "failed" else conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
             if gate is not None:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamer.client_groups import MAX_WARM_GROUPS
+from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the option."""
@@ -129,8 +132,13 @@ OPTIONS: dict[str, Option] = {
         Option("max-loop-lag", _nonneg_float, 0.0,
                "a worker whose event loop wakes this many seconds late refuses new streams "
                "(503 + Retry-After) for 2 s; 0: never (the default)"),
-        Option("worker-memory-budget", _nonneg_int, 0,
-               "MiB of RSS per worker past which it refuses new streams; 0: no budget"),
+        Option("worker-memory-budget", _nonneg_int, DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+               "MiB of RSS per worker past which it refuses new streams (503 + Retry-After); "
+               "0: no budget"),
+        Option("max-context-groups", _positive_int, MAX_WARM_GROUPS,
+               "client-side context groups per environment (per worker) that keep their "
+               "evaluated flags cached; past it the least recently connected group's cache is "
+               "dropped and re-evaluated on demand (8-26 bytes per flag per group)"),
         Option("max-connections-per-key", _nonneg_int, 0,
                "streams per SDK key per worker; 0: no limit"),
         Option("max-connections-per-address", _nonneg_int, 0,

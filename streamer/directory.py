@@ -29,6 +29,7 @@ import trio
 
 from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
 from streamer.client_actor import StreamCounters, StreamStatistics
+from streamer.client_groups import MAX_WARM_GROUPS, GroupStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
 from streamer.http_head import StreamKind, sdk_credential
@@ -45,6 +46,7 @@ class DirectoryStatistics:
     environments: int
     loaded: bool
     streams: StreamStatistics
+    client_groups: GroupStatistics  # summed over the environments
 
 
 class ChangeProbe(Protocol):
@@ -64,11 +66,13 @@ class Directory:
         ping_jitter: float = 0.5,
         counters: StreamCounters | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        max_context_groups: int = MAX_WARM_GROUPS,
     ) -> None:
         if not 0 < heartbeat_interval < 60:
             raise ValueError("heartbeat_interval must be between 0 and 60 seconds")
         self.heartbeat_interval = heartbeat_interval
         self.ping_jitter = ping_jitter
+        self.max_context_groups = max_context_groups
         self.counters = counters if counters is not None else StreamCounters()
         self._wall_clock_ms = wall_clock_ms
         self._actors: dict[str, EnvActor] = {}
@@ -206,7 +210,10 @@ class Directory:
         return None if actor is None else actor.view()
 
     def statistics(self) -> DirectoryStatistics:
-        return DirectoryStatistics(len(self._actors), self.loaded, self.counters.statistics())
+        groups = [g.statistics() for a in self._actors.values()
+                  if (g := a.client_groups) is not None]
+        return DirectoryStatistics(len(self._actors), self.loaded, self.counters.statistics(),
+                                   GroupStatistics.total(groups))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -280,7 +287,8 @@ class Directory:
             counters = self.counters if self.probe is None else self.probe.wrap(env_key,
                                                                                 self.counters)
             actor = EnvActor(env_key, counters, heartbeat_interval=self.heartbeat_interval,
-                             ping_jitter=self.ping_jitter)
+                             ping_jitter=self.ping_jitter,
+                             max_warm_groups=self.max_context_groups)
             self._actors[env_key] = actor  # before the await, so a concurrent call finds it
             await self._nursery.start(actor.run)
         return actor

@@ -25,6 +25,11 @@ The worker also freezes long-lived objects after connection bursts (see the acce
 
 One heartbeat ticker per environment writes the heartbeat comment to every stream, every
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
+A closing stream also tells the actor at once (:meth:`EnvActor.detach_nowait`, a
+:class:`Detach` message), so a client-side context group is freed with its last stream, not
+at the next heartbeat; the prune covers a Detach that did not fit in the inbox. A tick after
+groups were freed also trims the C heap
+(:func:`~streamer.load_monitor.release_free_memory`), so their memory leaves the RSS.
 
 Client-side streams (``/eval``, ``/meval``: :class:`~streamer.client_actor.ClientConn`) carry
 flags evaluated per context. They cost nothing until the first one attaches: then the actor
@@ -43,6 +48,7 @@ groups and the actor go on.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import heapq
 import itertools
@@ -64,11 +70,12 @@ from streamer.client_actor import (
     Conn,
     StreamCounters,
 )
-from streamer.client_groups import ClientGroups
+from streamer.client_groups import MAX_WARM_GROUPS, ClientGroups
 from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
+from streamer.load_monitor import release_free_memory
 from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
 
 INBOX_SIZE = 1024
@@ -95,11 +102,16 @@ class Attach:
 
 
 @dataclass(frozen=True, slots=True)
+class Detach:
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     reason: str
 
 
-EnvMessage = Apply | Replace | Attach | Close
+EnvMessage = Apply | Replace | Attach | Detach | Close
 
 Frames = list[tuple[tuple[str, str], bytes]]
 ConnT = TypeVar("ConnT", bound=Conn)
@@ -108,7 +120,7 @@ ConnT = TypeVar("ConnT", bound=Conn)
 class EnvActor:
     def __init__(
         self, env_key: str, counters: StreamCounters, *, heartbeat_interval: float = 20.0,
-        ping_jitter: float = 0.5,
+        ping_jitter: float = 0.5, max_warm_groups: int = MAX_WARM_GROUPS,
     ) -> None:
         self.env_key = env_key
         self.state = EnvState()
@@ -118,6 +130,8 @@ class EnvActor:
         self._send, self._inbox = trio.open_memory_channel[EnvMessage](INBOX_SIZE)
         self._model: EvalModel | None = None  # parsed items: only once client-side is used
         self._groups: ClientGroups[ClientConn] | None = None
+        self._max_warm_groups = max_warm_groups
+        self._freed_at_trim = 0  # groups.freed when the heap was last trimmed
         self._ping_jitter = ping_jitter
         self._ping_heap: list[tuple[float, int, Conn]] = []
         self._ping_pending: set[Conn] = set()
@@ -131,6 +145,14 @@ class EnvActor:
 
     async def attach(self, conn: Conn) -> None:
         await self._send.send(Attach(conn))
+
+    def detach_nowait(self, conn: Conn) -> None:
+        """``conn`` has closed: free what it held (its context group) now rather than at the
+        next heartbeat. Overflow policy: with the inbox full (or the actor gone) the
+        heartbeat's prune frees it instead, so a closing stream never waits."""
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError,
+                                 trio.BrokenResourceError):
+            self._send.send_nowait(Detach(conn))
 
     def view(self) -> EnvView:
         """The current revision (read-only), for polling requests."""
@@ -221,6 +243,8 @@ class EnvActor:
                             self._client_change(resync=result.needs_put)
                     case Attach(conn):
                         self._attach(conn)
+                    case Detach(conn):
+                        self._detach(conn)
                     case Close(reason):
                         self._close_all(reason)
                         break
@@ -375,11 +399,13 @@ class EnvActor:
             if conn.group is not None:
                 assert conn.context is not None
                 if self._groups is None:
-                    self._groups = ClientGroups(self.eval_model())
+                    self._groups = ClientGroups(self.eval_model(),
+                                                max_warm=self._max_warm_groups)
                 elif not len(self._groups):
                     self.eval_model()  # not kept in sync while there was no group
                 with self._counters.failures.contain("evaluation", self.env_key) as outcome:
-                    put = self._groups.add(conn.group, conn.context, conn).put_frame()
+                    self._groups.add(conn.group, conn.context, conn)
+                    put = self._put_for(conn)
                 if outcome.error is not None:  # this context alone: its stream closes
                     conn.request_close("evaluation_failed")
                     return
@@ -400,6 +426,11 @@ class EnvActor:
         if sent < len(head) + len(put):
             self._enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent)
 
+    def _detach(self, conn: Conn) -> None:
+        self._subs[conn.kind].discard(conn)
+        if isinstance(conn, ClientConn) and conn.group is not None and self._groups is not None:
+            self._groups.remove(conn.group, conn)
+
     def _close_all(self, reason: str) -> None:
         for subs in self._subs.values():
             for conn in subs:
@@ -418,3 +449,6 @@ class EnvActor:
                 self._fanout(subs, [(HEARTBEAT_KEY, HEARTBEAT_CHUNK)])
             if self._groups is not None:
                 self._groups.prune(lambda c: c.state == CLOSED)
+                if self._groups.freed != self._freed_at_trim:  # groups went since the last tick
+                    self._freed_at_trim = self._groups.freed
+                    release_free_memory()

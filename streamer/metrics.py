@@ -119,6 +119,15 @@ class WorkerCollector(Collector):
         ):
             yield _counter(name, doc, w, value)
         yield _gauge("flagstream_environments", "environments loaded", w, stats.environments)
+        g = stats.client_groups
+        yield _gauge("flagstream_client_groups", "client-side context groups (distinct "
+                     "contexts with an open stream)", w, g.groups)
+        yield _gauge("flagstream_client_groups_warm", "client-side groups that keep their "
+                     "evaluated flags cached (at most --max-context-groups per environment)",
+                     w, g.warm)
+        yield _counter("flagstream_client_group_evictions", "client-side groups whose cache "
+                       "was dropped by the --max-context-groups bound (overflow policy)", w,
+                       g.evictions)
         versions = GaugeMetricFamily(
             "flagstream_env_version_sum",
             "sum of the item versions of an environment; equal on the store and every worker "

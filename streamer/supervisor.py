@@ -47,6 +47,8 @@ from typing import Any
 
 import trio
 
+from streamer.client_groups import MAX_WARM_GROUPS
+from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
 from streamer.node_readiness import MAX_REPORT_LINE, READINESS_FILE, NodeReadiness, parse_report
 from streamer.reuseport import open_reuseport_listener
 
@@ -83,7 +85,8 @@ class NodeConfig:
     max_connections_per_key: int = 0
     max_connections_per_address: int = 0
     max_loop_lag: float = 0.0
-    worker_memory_budget: int = 0  # MiB
+    worker_memory_budget: int = DEFAULT_WORKER_MEMORY_BUDGET_MIB  # MiB
+    max_context_groups: int = MAX_WARM_GROUPS
     header_timeout: float = 10.0
     key_grace: float = 86400.0
     log_format: str = "json"
@@ -120,6 +123,7 @@ class NodeConfig:
             max_connections_per_address=int(get("max_connections_per_address")),
             max_loop_lag=float(get("max_loop_lag")),
             worker_memory_budget=int(get("worker_memory_budget")),
+            max_context_groups=int(get("max_context_groups")),
             header_timeout=float(get("header_timeout")),
             key_grace=float(get("key_grace")),
             log_format=str(get("log_format")),
@@ -424,6 +428,7 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
         "--max-connections-per-address", str(cfg.max_connections_per_address),
         "--max-loop-lag", str(cfg.max_loop_lag),
         "--worker-memory-budget", str(cfg.worker_memory_budget),
+        "--max-context-groups", str(cfg.max_context_groups),
         "--drain-window", str(cfg.drain_window),
         "--drain-timeout", str(cfg.drain_timeout),
         "--log-format", cfg.log_format,

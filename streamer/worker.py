@@ -42,9 +42,15 @@ from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
+from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
-from streamer.load_monitor import LoadBudget, LoadMonitor, run_load_probe
+from streamer.load_monitor import (
+    DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+    LoadBudget,
+    LoadMonitor,
+    run_load_probe,
+)
 from streamer.logging_setup import setup_logging
 from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
 from streamer.node_readiness import report_readiness
@@ -73,6 +79,7 @@ class WorkerConfig:
     kinesis_endpoint: str | None = None
     gate: GateLimits = field(default_factory=GateLimits)
     load: LoadBudget = field(default_factory=LoadBudget)  # saturation: loop lag, memory
+    max_context_groups: int = MAX_WARM_GROUPS  # client-side groups kept warm per environment
     drain_window: float = 5.0  # SIGTERM: streams are closed spread over this many seconds
     drain_timeout: float = 10.0  # ... and the worker exits within this
     metrics_dir: Path | None = None  # per-worker /metrics snapshots (default DATA_DIR/metrics)
@@ -112,7 +119,8 @@ async def run_worker(
         raise
     gc_policy = GcPolicy()
     gc_policy.install()
-    directory = Directory(heartbeat_interval=config.heartbeat_interval)
+    directory = Directory(heartbeat_interval=config.heartbeat_interval,
+                          max_context_groups=config.max_context_groups)
     directory.gate.limits = fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     directory.gate.load = LoadMonitor(config.load)
     metrics = WorkerMetrics(config.worker_id, directory,
@@ -211,13 +219,17 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
     p.add_argument("--max-connections-per-key", type=int, default=0, metavar="N")
     p.add_argument("--max-connections-per-address", type=int, default=0, metavar="N")
     p.add_argument("--max-loop-lag", type=float, default=0.0, metavar="S")
-    p.add_argument("--worker-memory-budget", type=int, default=0, metavar="MIB")
+    p.add_argument("--worker-memory-budget", type=int, default=DEFAULT_WORKER_MEMORY_BUDGET_MIB,
+                   metavar="MIB")
+    p.add_argument("--max-context-groups", type=int, default=MAX_WARM_GROUPS, metavar="N")
     p.add_argument("--drain-window", type=float, default=5.0, metavar="S")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
     p.add_argument("--log-format", choices=["json", "text"], default="text")
     a = p.parse_args(argv)
     if min(a.max_connections, a.max_connections_per_key, a.max_connections_per_address) < 0:
         p.error("connection limits must be 0 (none) or more")
+    if a.max_context_groups < 1:
+        p.error("--max-context-groups must be 1 or more")
     if a.max_loop_lag < 0 or a.worker_memory_budget < 0:
         p.error("--max-loop-lag and --worker-memory-budget must be 0 (none) or more")
     if not 0 <= a.drain_window < a.drain_timeout:
@@ -241,6 +253,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         load=LoadBudget(max_loop_lag_s=a.max_loop_lag,
                         max_rss_bytes=a.worker_memory_budget * 1024 * 1024),
         drain_window=a.drain_window, drain_timeout=a.drain_timeout, log_format=a.log_format,
+        max_context_groups=a.max_context_groups,
     )
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from flagmodel import parse_context
 from store.bus.envelope import ItemChange
-from streamer.client_groups import ClientGroups, group_key
+from streamer.client_groups import ClientGroups, evaluate_entries, group_key, payload_json
 from streamer.client_model import Changed, EvalModel
 from streamer.envstate import EnvState
-from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
+from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent, event_chunk
 
 
 def flag(key: str, version: int, **over: Any) -> ItemChange:
@@ -168,3 +169,88 @@ def test_resync_puts_only_groups_that_differ_and_prune_drops_empty_groups() -> N
         (["amy"], ["put"])]
     w.groups.prune(lambda c: c == "amy")
     assert len(w.groups) == 1 and w.groups.connections() == 1
+
+
+# -- memory: compact entries, the warm-group bound -------------------------------------------
+
+def _reference_put(w: World, raw: dict[str, Any], *, mobile: bool, reasons: bool) -> bytes:
+    """The put as the code before the compact cache built it: one fresh entry per flag."""
+    entries = evaluate_entries(w.model, parse_context(raw), mobile=mobile, with_reasons=reasons)
+    return event_chunk("put", payload_json(entries))
+
+
+RULED = [flag(f"f{i}", 1 + i % 3, rules=[{"id": "r", "variation": 1, "trackEvents": i % 2 == 0,
+                                         "clauses": [{"attribute": "group", "op": "in",
+                                                      "values": [i % 4]}]}])
+         for i in range(40)]
+
+
+@pytest.mark.parametrize(("mobile", "reasons"), [(False, False), (True, False), (False, True)])
+def test_compact_cache_puts_the_same_bytes_and_costs_little(mobile: bool,
+                                                            reasons: bool) -> None:
+    w = World(*RULED)
+    contexts = [{"kind": "user", "key": f"u{i}", "group": i % 4} for i in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        groups = [w.groups.add(group_key(raw, with_reasons=reasons, mobile=mobile),
+                               parse_context(raw), f"c{i}") for i, raw in enumerate(contexts)]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    for raw, group in zip(contexts, groups, strict=True):
+        assert w.groups.put_frame(group.key) == _reference_put(w, raw, mobile=mobile,
+                                                                reasons=reasons)
+    per_group = sum(s.size_diff for s in after.compare_to(before, "filename")) / 200
+    # measured: about 6 KB per group (its dict of 40 slots, context, key, connection set;
+    # the entries are shared); a fresh orjson entry per flag holds about 4 KiB: 160 KB
+    assert per_group < 10_000, per_group
+    assert w.groups.statistics().interned <= 40 * 2 * 2
+
+
+def test_cold_groups_are_reevaluated_and_get_correct_frames() -> None:
+    w = World(flag("f", 1, targets=[{"values": ["bob"], "variation": 1}]),
+              flag("seg", 1, rules=[seg_rule("s")]), segment("s", 1))
+    w.groups.max_warm = 2
+    w.join("bob1", "bob")
+    w.join("amy1", "amy")
+    w.join("cat1", "cat")  # bob's group is the least recently used: it goes cold
+    stats = w.groups.statistics()
+    assert (stats.groups, stats.warm, stats.evictions) == (3, 2, 1)
+    # a flag that changed (so did its version): every group gets its patch
+    out = w.change(flag("f", 2, targets=[{"values": ["bob", "amy"], "variation": 1}]))
+    assert out[frozenset({"bob1"})] == [("patch", {"key": "f", "value": True, "variation": 1,
+                                                   "version": 2, "flagVersion": 2})]
+    assert out[frozenset({"amy1"})] == [("patch", {"key": "f", "value": True, "variation": 1,
+                                                   "version": 2, "flagVersion": 2})]
+    assert out[frozenset({"cat1"})] == [("patch", {"key": "f", "value": False, "variation": 0,
+                                                   "version": 2, "flagVersion": 2})]
+    # a segment change reaches a cold group as a put, evaluated now
+    out = w.change(segment("s", 2, included=["bob"]))
+    (event, body), = out[frozenset({"bob1"})]
+    assert event == "put" and body["seg"]["value"] is True and body["f"]["value"] is True
+    assert frozenset({"amy1"}) not in out and frozenset({"cat1"}) not in out
+    # a deleted flag: the cold group gets the delete as well
+    assert w.change(ItemChange("flags", "f", 3, None))[frozenset({"bob1"})] == [
+        ("delete", {"key": "f", "version": 3})]
+    # a new connection warms the group again (cat's goes cold) with the same payload
+    assert w.join("bob2", "bob") == {"seg": {"value": True, "variation": 1, "version": 1,
+                                             "flagVersion": 1}}
+    stats = w.groups.statistics()
+    assert (stats.groups, stats.warm, stats.evictions) == (3, 2, 2)
+    out = w.change(segment("s", 3, included=[]))
+    assert [e for e, _ in out[frozenset({"bob1", "bob2"})]] == ["put"]
+
+
+def test_a_group_is_freed_with_its_last_connection() -> None:
+    w = World(flag("f", 1))
+    w.join("a1", "amy")
+    w.join("a2", "amy")
+    w.join("b1", "bob")
+    key = group_key({"kind": "user", "key": "amy"}, with_reasons=False, mobile=False)
+    w.groups.remove(key, "a1")
+    assert len(w.groups) == 2
+    w.groups.remove(key, "a2")
+    stats = w.groups.statistics()
+    assert (stats.groups, stats.warm, stats.connections, stats.freed) == (1, 1, 1, 1)
+    assert w.groups.put_frame(key) is None

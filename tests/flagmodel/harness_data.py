@@ -1,4 +1,4 @@
-"""Loader for LaunchDarkly's sdk-test-harness evaluation suites (tests/flagmodel/conformance/ldharness).
+"""Loader for LaunchDarkly's sdk-test-harness evaluation suites (``conformance/ldharness``).
 
 It does what the harness's Go loader does (``data/substitutions.go``, ``data/parser.go``,
 ``mockld/sdk_data.go``, ``sdktests/helpers.go``; docs/research/real-components.md Part C):

@@ -4,6 +4,7 @@ a real directory and gate."""
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,7 @@ from streamer.acceptor import Acceptor
 from streamer.client_actor import ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import EnvActor
-from streamer.load_monitor import LoadBudget, LoadMonitor
+from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB, LoadBudget, LoadMonitor
 from streamer.stream_gate import GateLimits
 
 
@@ -178,5 +179,47 @@ async def test_idle_connections_count_toward_the_connection_limit(
     with trio.fail_after(5):
         await trio.lowlevel.wait_readable(client)
     assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    client.close()
+    listener.close()
+
+
+def _client_side_request(kind: str) -> bytes:
+    ctx = b'{"kind":"user","key":"amy"}'
+    b64 = base64.urlsafe_b64encode(ctx).decode().rstrip("=")
+    if kind == "eval":
+        return request(f"/eval/{ENV.client_side_id}/{b64}", key=None)
+    if kind == "meval":
+        return request(f"/meval/{b64}", key=ENV.mobile_key)
+    return (f"REPORT /eval/{ENV.client_side_id} HTTP/1.1\r\nHost: test\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(ctx)}\r\n\r\n"
+            ).encode() + ctx
+
+
+@pytest.mark.parametrize("kind", ["eval", "report", "meval"])
+@pytest.mark.parametrize("request_first", [True, False])
+async def test_client_side_streams_are_shed_over_the_default_memory_budget(
+    nursery: trio.Nursery, directory: SpyDirectory, kind: str, request_first: bool,
+) -> None:
+    # The gate's own default budget (no limit configured here): a worker whose RSS passed it
+    # refuses client-side streams too, before any context is evaluated.
+    directory.gate.load.observe_rss(DEFAULT_WORKER_MEMORY_BUDGET_MIB * 1024 * 1024,
+                                    trio.current_time())
+    listener = _listener()
+    client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+    if request_first:
+        client.sendall(_client_side_request(kind))
+    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    if not request_first:
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        client.sendall(_client_side_request(kind))
+    body, _ = await _response(client)
+    head, _, text = body.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), body
+    assert b"saturated (memory is over budget)" in text
+    assert int(head.lower().split(b"retry-after: ")[1].split(b"\r\n")[0]) in range(1, 4)
+    assert directory.gate.saturated_refusals == {"memory": 1}
+    actor = directory.actor(ENV.key)
+    assert actor is not None and actor.client_groups is None  # nothing was evaluated
     client.close()
     listener.close()

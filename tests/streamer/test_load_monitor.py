@@ -34,7 +34,11 @@ BUDGET = LoadBudget(max_loop_lag_s=0.5, max_rss_bytes=100 * MIB, hold_s=2.0)
         (BUDGET, [("rss", 120 * MIB, float(t)) for t in range(5)], [0.5, 1.5, 3.9, 6.0],
          ["memory", "memory", "memory", None]),
         # a zero budget disables that signal
-        (LoadBudget(), [("lag", 30.0, 0.0), ("rss", 10**12, 0.0)], [0.0], [None]),
+        (LoadBudget(max_rss_bytes=0), [("lag", 30.0, 0.0), ("rss", 10**12, 0.0)], [0.0],
+         [None]),
+        # by default memory has a budget (1 GiB), lag has none
+        (LoadBudget(), [("lag", 30.0, 0.0), ("rss", 1023 * MIB, 0.0)], [0.0], [None]),
+        (LoadBudget(), [("rss", 1024 * MIB, 0.0)], [0.0], ["memory"]),
     ],
 )
 def test_monitor(budget: LoadBudget, samples: list[tuple[str, float, float]],
