@@ -265,14 +265,17 @@ def test_http_edges(sec: SecurityNode) -> None:
 def test_node_came_through(sec: SecurityNode) -> None:
     """After every probe above: the same worker processes as before the first, bystander
     streams opened before the first probe receive a flag change, and a new stream opens."""
-    assert sec.pids == sec.initial_pids, (
-        f"worker pids changed: {sorted(sec.initial_pids)} -> {sorted(sec.pids)}")
+    problems = []
+    if sec.pids != sec.initial_pids:
+        problems.append(f"worker pids changed: {sorted(sec.initial_pids)} -> {sorted(sec.pids)}")
     with sec.node.admin as admin:
         r = admin.put("/api/v1/environments/sec/flags/after-attack", json=bool_flag())
         assert r.status_code == 201, r.text
     silent = [i for i, sock in enumerate(sec.bystanders)
               if not wait_for_bytes(sock, b"after-attack", 10.0)]
-    assert not silent, f"bystander streams {silent} of {len(sec.bystanders)} got no patch"
+    if silent:
+        problems.append(f"bystander streams {silent} of {len(sec.bystanders)} got no patch")
+    assert not problems, "; ".join(problems)
     sock, buf = open_stream(sec.node, sec.credentials["sdk"].decode())
     sock.close()
     assert b"after-attack" in buf, buf[:300]
