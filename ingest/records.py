@@ -179,7 +179,12 @@ def encode_records(payload: Payload, max_record_bytes: int = MAX_RECORD_BYTES) -
     chunk: list[bytes] = [head]
     size = len(head)
     for i, event in enumerate(payload.events):
-        line = orjson.dumps(event) + b"\n"
+        try:
+            line = orjson.dumps(event) + b"\n"
+        except orjson.JSONEncodeError:
+            # orjson reads deeper nesting (1024 levels) than it writes (254): such an event
+            # parsed, but cannot go into a record. Bad input, not a server error.
+            raise PayloadRejected(f"event {i} is nested too deeply") from None
         if len(line) + 200 + len(pid) > max_record_bytes:
             raise PayloadRejected(
                 f"event {i} is {len(line)} bytes; the limit per event is {max_record_bytes}",

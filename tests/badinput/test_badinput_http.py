@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.badinput.malformed import Case, cases, passed, run_case
-from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv
+from tests.e2e.node_proc import NodeProcess, bool_flag, create_env, serve_argv, wait_for_bytes
 
 HEADER_TIMEOUT = "2"
 
@@ -48,23 +48,6 @@ def _open_stream(addr: tuple[str, int], sdk_key: str) -> socket.socket:
     return sock
 
 
-def _wait_for(sock: socket.socket, needle: bytes, timeout: float) -> bool:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    sock.settimeout(0.5)
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        if not chunk:
-            return False
-        buf += chunk
-        if needle in buf:
-            return True
-    return False
-
-
 def test_malformed_http_battery(node: NodeProcess) -> None:
     env = create_env(node, "bad")
     listeners = {
@@ -91,7 +74,7 @@ def test_malformed_http_battery(node: NodeProcess) -> None:
         r = admin.put("/api/v1/environments/bad/flags/after-battery", json=bool_flag())
         assert r.status_code == 201, r.text
     try:
-        assert _wait_for(bystander, b"after-battery", 10.0), "bystander stream got no patch"
+        assert wait_for_bytes(bystander, b"after-battery", 10.0), "bystander stream got no patch"
     finally:
         bystander.close()
     # ... and every listener answers a new, well-formed request.

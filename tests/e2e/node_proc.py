@@ -172,3 +172,23 @@ def open_stream(node: NodeProcess, key: str) -> tuple[socket.socket, bytes]:
         while b"event: put" not in buf and time.monotonic() < deadline:
             buf += sock.recv(65536)
     return sock, buf
+
+
+def wait_for_bytes(sock: socket.socket, needle: bytes, timeout: float) -> bool:
+    """Whether ``needle`` arrives on ``sock`` (a stream, say) within ``timeout`` seconds."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+        if needle in buf:
+            return True
+    return False

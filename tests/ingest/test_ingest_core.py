@@ -20,6 +20,7 @@ from ingest.records import (
     decode_body,
     decode_record,
     encode_records,
+    parse_events,
 )
 
 MiB = 1024 * 1024
@@ -104,6 +105,15 @@ def test_an_event_over_the_record_limit_is_413() -> None:
     with pytest.raises(PayloadRejected) as info:
         encode_records(payload, max_record_bytes=1000)
     assert info.value.status == 413
+
+
+@pytest.mark.parametrize("kind", [PayloadKind.ANALYTICS, PayloadKind.DIAGNOSTIC])
+def test_an_event_nested_deeper_than_orjson_writes_is_400(kind: PayloadKind) -> None:
+    deep = b'{"kind":"custom","key":"k","data":' + b"[" * 300 + b"]" * 300 + b"}"
+    events = parse_events(deep if kind is PayloadKind.DIAGNOSTIC else b"[" + deep + b"]", kind)
+    with pytest.raises(PayloadRejected) as info:
+        encode_records(Payload("prod", kind, Source.SERVER, "p", 1, events))
+    assert info.value.status == 400 and "nested too deeply" in info.value.message
 
 
 def test_gzip_bomb_is_bounded() -> None:
