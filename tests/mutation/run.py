@@ -174,7 +174,8 @@ def main() -> int:
             if args.show_survivors:
                 print(show_diff(workspace, name))
         for name in score.other:
-            print(f"unchecked {name} (mutmut could not run it; see {workspace}/mutmut.log)")
+            print(f"unchecked {name} (no test of the module ran it, or mutmut could not; "
+                  f"see {workspace}/mutmut.log)")
         for name in score.stale_equivalent:
             print(f"warning: {name} is listed as equivalent but did not survive (or no longer "
                   "exists): update modules.toml and docs/MUTATION.md")
