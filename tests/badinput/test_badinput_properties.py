@@ -8,13 +8,15 @@ is split across reads. Example counts: ``FLAGSTREAM_PROPERTY_EXAMPLES`` (default
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import os
+import re
+import string
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from flagmodel.validation import check_item
@@ -75,27 +77,97 @@ def test_sse_roundtrip_any_split(events: list[tuple[str, bytes]], cuts: list[int
     assert got == want
 
 
+def _sse_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of an event stream and its unfinished tail (WHATWG line ends)."""
+    *lines, tail = re.split(rb"\r\n|\r|\n", data)
+    return lines, tail
+
+
 @SETTINGS
-@given(st.binary(max_size=2000), st.lists(st.integers(0, 10**6), max_size=8))
-def test_sse_decoder_takes_any_bytes(data: bytes, cuts: list[int]) -> None:
+@given(st.binary(max_size=2000) | st.lists(st.sampled_from(
+    [b"data: x", b"data:", b":c", b"event: e", b"id: 1", b"retry: 7", b"\r", b"\n", b"\r\n",
+     b"\xff", b"x" * 40]), max_size=40).map(b"".join), st.lists(st.integers(0, 10**6), max_size=8))
+def test_sse_decoder_accepts_every_stream_of_short_lines(data: bytes, cuts: list[int]) -> None:
+    # No line over max_line: however the bytes are split, the decoder never refuses them and
+    # yields what one read of the whole input yields, with one comment per ':' line.
+    lines, tail = _sse_lines(data)
+    assume(all(len(line) <= 512 for line in [*lines, tail]))
+    whole = SSEDecoder(max_line=512).feed(data)
     dec = SSEDecoder(max_line=512)
-    try:
-        for piece in _split(data, cuts):
-            for item in dec.feed(piece):
-                assert isinstance(item, SSEEvent | SSEComment)
-    except FramingError:
-        pass
+    got = [item for piece in _split(data, cuts) for item in dec.feed(piece)]
+    assert got == whole
+    comments = [line for line in lines if line.startswith(b":")]
+    assert [c for c in got if isinstance(c, SSEComment)] == [
+        SSEComment(c[1:].decode("utf-8", "replace")) for c in comments]
+    assert sum(isinstance(e, SSEEvent) for e in got) <= sum(not line for line in lines)
 
 
 @SETTINGS
-@given(st.binary(max_size=2000))
-def test_chunked_decoder_takes_any_bytes(data: bytes) -> None:
+@given(st.binary(max_size=600), st.integers(513, 2000))
+def test_sse_decoder_rejects_an_unfinished_line_over_max_line(data: bytes, extra: int) -> None:
+    dec = SSEDecoder(max_line=512)
+    with pytest.raises(FramingError, match=r"^SSE line too long$"):
+        dec.feed(data + b"x" * extra)
+
+
+chunk_bodies = st.lists(st.binary(min_size=1, max_size=300), max_size=6)
+extensions = st.sampled_from([b"", b";a=1", b";a=1;b=two", b" ;x"])
+
+
+def _chunked(frames: list[bytes], ext: bytes) -> bytes:
+    return b"".join(b"%x%b\r\n%b\r\n" % (len(f), ext, f) for f in frames) + b"0\r\n\r\n"
+
+
+@SETTINGS
+@given(chunk_bodies, extensions, st.lists(st.integers(0, 10**6), max_size=8))
+def test_chunked_decoder_accepts_every_well_formed_body(
+    frames: list[bytes], ext: bytes, cuts: list[int],
+) -> None:
     dec = ChunkedDecoder()
+    body = b"".join(dec.feed(piece) for piece in _split(_chunked(frames, ext), cuts))
+    assert body == b"".join(frames) and dec.finished
+
+
+@SETTINGS
+@given(st.lists(st.binary(min_size=1, max_size=50), min_size=1, max_size=4), st.data())
+def test_chunked_decoder_rejects_a_broken_frame(frames: list[bytes], data: st.DataObject) -> None:
+    # Break one chunk: its size line is not hex, or its data is not followed by CRLF.
+    i = data.draw(st.integers(0, len(frames) - 1))
+    broken = [chunk(f) for f in frames]
+    if data.draw(st.booleans()):
+        broken[i] = b"g" + broken[i]
+        message = r"^bad chunk size b'g"
+    else:
+        broken[i] = broken[i][:-2] + b"XY"
+        message = r"^chunk data not followed by CRLF$"
+    with pytest.raises(FramingError, match=message):
+        ChunkedDecoder().feed(b"".join(broken) + b"0\r\n\r\n")
+
+
+def _chunked_outcome(pieces: list[bytes]) -> tuple[bytes, bool] | None:
+    """What a decoder makes of the pieces: (body, finished), or None if it refused them."""
+    dec, out = ChunkedDecoder(), b""
     try:
-        out = dec.feed(data)
-        assert len(out) <= len(data)
+        for piece in pieces:
+            out += dec.feed(piece)
     except FramingError:
-        pass
+        return None
+    return out, dec.finished
+
+
+@SETTINGS
+@given(st.binary(max_size=1000), st.lists(st.integers(0, 10**6), max_size=8))
+def test_chunked_decoder_decides_any_bytes_the_same_however_split(
+    data: bytes, cuts: list[int],
+) -> None:
+    # Arbitrary input (shorter than the 1,024-byte size-line limit, which is checked per read):
+    # accepted or refused alike whether it comes in one read or many, never more body than input.
+    whole = _chunked_outcome([data])
+    assert _chunked_outcome(_split(data, cuts)) == whole
+    if whole is not None:
+        assert len(whole[0]) <= len(data)
+    if b"\r\n" in data and data[:1] not in b"0123456789abcdefABCDEF+- \t\n\r\x0b\x0c":
+        assert whole is None  # a complete size line that cannot start a hex number
 
 
 # -- analytics events --------------------------------------------------------------------------
@@ -113,11 +185,32 @@ def test_parse_events_any_json(doc: Any, kind: PayloadKind) -> None:
         assert list(events) == doc
 
 
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
 @SETTINGS
-@given(st.binary(max_size=500), st.sampled_from(list(PayloadKind)))
+@given(st.binary(max_size=500) | json_values.map(orjson.dumps), st.sampled_from(list(PayloadKind)))
 def test_parse_events_any_bytes(body: bytes, kind: PayloadKind) -> None:
-    with contextlib.suppress(PayloadRejected):
-        parse_events(body, kind)
+    # Accepted only if the body is JSON of the kind's shape, and then exactly as sent;
+    # anything that is not JSON is a 400 with a message.
+    doc = _json_or_none(body)
+    try:
+        events = parse_events(body, kind)
+    except PayloadRejected as exc:
+        assert exc.status == 400 and exc.message
+        return
+    assert doc is not _NOT_JSON
+    if kind is PayloadKind.DIAGNOSTIC:
+        assert isinstance(doc, dict) and events == (doc,)
+    else:
+        assert isinstance(doc, list) and list(events) == doc
 
 
 @SETTINGS
@@ -135,11 +228,23 @@ def test_decode_body_never_exceeds_limit(raw: bytes, encoding: str | None, zippe
         assert out == raw and len(out) <= limit
 
 
+BASE64_CHARS = set(string.ascii_letters + string.digits + "+/-_=")
+
+
 @SETTINGS
-@given(st.text(max_size=300))
+@given(st.text(max_size=300) | st.binary(max_size=200).map(
+    lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")))
 def test_gif_data_any_text(d: str) -> None:
-    with contextlib.suppress(PayloadRejected):
-        decode_gif_data(d)
+    # Accepted exactly when ``d`` is base64 (either alphabet, padding optional), and then it
+    # decodes to the bytes that were encoded; otherwise a 400 that names the parameter.
+    try:
+        raw = decode_gif_data(d)
+    except PayloadRejected as exc:
+        assert exc.status == 400 and "'d'" in exc.message
+        return
+    assert d and set(d) <= BASE64_CHARS
+    assert len(raw) == len(d.rstrip("=")) * 3 // 4
+    assert decode_gif_data(base64.b64encode(raw).decode()) == raw
 
 
 # -- client-side context decoding (base64 and JSON) ---------------------------------------------
@@ -184,8 +289,15 @@ def test_request_context_any_json(doc: Any) -> None:
 @SETTINGS
 @given(st.binary(max_size=400))
 def test_request_context_any_bytes(body: bytes) -> None:
-    with contextlib.suppress(BadRequest):
-        request_context(body=body)
+    # Bytes that are not a JSON object are refused with a reason; what is accepted is the
+    # object that was sent.
+    doc = _json_or_none(body)
+    try:
+        raw, _ = request_context(body=body)
+    except BadRequest as exc:
+        assert str(exc)
+        return
+    assert isinstance(doc, dict) and raw == doc
 
 
 # -- flag and segment validation ---------------------------------------------------------------

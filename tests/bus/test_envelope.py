@@ -153,10 +153,58 @@ MALFORMED: list[tuple[str, bytes]] = [
 ]  # fmt: skip
 
 
+# The reason each one is refused (the start of its message; a wrapped exception's text after
+# its type name is Python's): the subscriber logs it, and a decoder that refused everything for
+# one wrong reason would otherwise pass the table above.
+REASONS: dict[str, str] = {
+    'empty': "not msgpack: ValueError('Unpack failed: incomplete input')",
+    'not msgpack': 'not msgpack: FormatError()',
+    'truncated': "not msgpack: ValueError('Unpack failed: incomplete input')",
+    'trailing bytes': "not msgpack: ExtraData({'t': 'hb', 'seq': 1, 'epoch': 'e'}, b'\\x00')",
+    'not a map': 'message is not a map',
+    'no type': 'unknown message type None',
+    'unknown type': "unknown message type 'nope'",
+    'type not a string': 'unknown message type 3',
+    'int map key': "not msgpack: ValueError(",
+    'invalid utf-8': "not msgpack: UnicodeDecodeError(",
+    'change missing seq': "malformed message: KeyError('seq')",
+    'change seq is a string': 'expected an integer, got str',
+    'change seq is a float': 'expected an integer, got float',
+    'change seq is a bool': 'expected an integer, got bool',
+    'change env not a string': 'expected a string, got int',
+    'change items not a list': 'items is not a list',
+    'item not a list': 'item is not a 4-element list',
+    'item too short': 'item is not a 4-element list',
+    'item kind unknown': "unknown item kind 'users'",
+    'item key not str': 'expected a string, got int',
+    'item version str': 'expected an integer, got str',
+    'item version bool': 'expected an integer, got bool',
+    'item data str': 'item data is neither bytes nor nil',
+    'env change env not a map': 'environment is not a map',
+    'env missing sdkKey': "bad environment: KeyError('sdkKey')",
+    'env secureMode not bool': "bad environment: EnvelopeError('expected a boolean, got str')",
+    'env oldKeys not a list': "bad environment: EnvelopeError('expected a list, got int')",
+    'env oldKeys bad pair': "bad environment: ValueError(",
+    'env oldKeys time str': "bad environment: EnvelopeError('expected an integer, got str')",
+    'heartbeat epoch missing': "malformed message: KeyError('epoch')",
+    'heartbeat epoch not str': 'expected a string, got bytes',
+    'request env not str': 'expected a string, got int',
+    'snapshot envs not a list': 'expected a list, got str',
+    'snapshot env entry not a map': "malformed message: TypeError(",
+    'snapshot entry missing items': "malformed message: KeyError('items')",
+    'error message missing': "malformed message: KeyError('message')",
+    "item a 4-character string": "item is not a 4-element list",
+}  # fmt: skip
+
+MALFORMED.append(("item a 4-character string",
+                  _pack({"t": "chg", "seq": 1, "env": "p", "items": ["abcd"]})))
+
+
 @pytest.mark.parametrize(("name", "raw"), MALFORMED, ids=[n for n, _ in MALFORMED])
 def test_malformed_input_raises_envelope_error(name: str, raw: bytes) -> None:
-    with pytest.raises(EnvelopeError):
+    with pytest.raises(EnvelopeError) as info:
         decode(raw)
+    assert str(info.value).startswith(REASONS[name]), str(info.value)
 
 
 def test_unknown_map_keys_are_ignored() -> None:
@@ -169,7 +217,7 @@ def test_unknown_map_keys_are_ignored() -> None:
 
 
 def test_encode_refuses_a_non_message() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^not a bus message: str$"):
         encode("hello")  # type: ignore[arg-type]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Heartbeat
-from streamer.seqtrack import Action, BusEvent, Reason, SeqTracker, decide
+from streamer.seqtrack import Action, BusEvent, Decision, Reason, SeqTracker, decide
 
 ENV = EnvironmentInfo("prod", "P", "s", "m", "c")
 
@@ -113,6 +113,23 @@ def test_deadline_follows_messages_and_never_goes_back() -> None:
     assert t.deadline() == 8.0 and t.last_message_at == 6.0 and t.last_seq == 2
 
 
-def test_timeout_must_be_positive() -> None:
-    with pytest.raises(ValueError):
-        SeqTracker(heartbeat_timeout=0)
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_timeout_must_be_positive(timeout: float) -> None:
+    with pytest.raises(ValueError, match=r"^heartbeat_timeout must be positive$"):
+        SeqTracker(heartbeat_timeout=timeout)
+
+
+def test_a_timeout_below_one_second_is_kept_exactly() -> None:
+    t = SeqTracker(heartbeat_timeout=0.25)
+    assert t.epoch is None and t.last_seq is None and t.last_message_at is None
+    t.on_snapshot(1, "e", now=10.0)
+    assert t.deadline() == 10.25
+    assert t.on_tick(10.2) == Decision(Action.IGNORE, Reason.WAITING)
+    assert t.on_tick(10.25) == Decision(Action.RESYNC, Reason.SILENCE)
+
+
+def test_tick_reasons() -> None:
+    t = SeqTracker(heartbeat_timeout=3.0)
+    assert t.on_tick(1.0) == Decision(Action.RESYNC, Reason.NOT_SYNCED)
+    t.on_snapshot(1, "e", now=1.0)
+    assert t.on_tick(4.0) == Decision(Action.RESYNC, Reason.SILENCE)

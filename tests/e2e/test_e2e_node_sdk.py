@@ -188,7 +188,13 @@ def test_polling_sdks_get_304_when_nothing_changed(node: NodeProcess) -> None:
         # second polls at ~30 s; the other worker's figures reach /metrics within 5 s
         wait_until(lambda: _polls(node, "304") >= 2, 45.0, "both SDKs' second poll", 1.0)
         assert time.monotonic() - started >= 20
-        time.sleep(6)  # every worker's /metrics snapshot (5 s) is current: the sum is exact
+        # The sum is exact once every worker's /metrics snapshot (rewritten every 5 s) was
+        # written after the second polls were seen: wait for those writes, not a fixed time.
+        seen_at = time.time()
+        snapshots = list((node.data_dir / "metrics").glob("worker-*.prom"))
+        assert snapshots
+        wait_until(lambda: all(p.stat().st_mtime > seen_at for p in snapshots), 15.0,
+                   "every worker's metrics snapshot to be rewritten", 0.1)
         assert _polls(node, "304") == 2
     finally:
         py.close()

@@ -35,10 +35,17 @@ def test_idle_workers_are_not_restarted_and_streams_stay_open(node: NodeProcess)
         first = b""
         while b"event: put" not in first:  # the stream opens with its retry: block, then put
             first += next(chunks)
-        time.sleep(12.5)
+        # Keep the stream past trio's 10 s idle-thread timeout, reading the heartbeats (5 s in
+        # the test node) as they come: each shows the same connection still served. The read
+        # timeout (30 s) is the deadline for each; the third, about 15 s in, ends the wait.
+        opened = time.monotonic()
+        for _ in range(4):
+            assert next(chunks).startswith(b":")
+            if time.monotonic() - opened >= 10.5:
+                break
+        else:
+            raise AssertionError("the heartbeats did not span 10.5 s")
         assert node.children() == workers
-        # still the same connection: the heartbeat (5 s in the test node) keeps arriving
-        assert next(chunks).startswith(b":")
 
 
 def test_workers_exit_when_the_supervisor_is_killed(node: NodeProcess) -> None:

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from ingest import spool
-from ingest.batching import Backoff, Pacer, classify, plan_batch
+from ingest.batching import (
+    MAX_BYTES_PER_CALL,
+    MAX_BYTES_PER_RECORD,
+    MAX_RECORDS_PER_CALL,
+    Backoff,
+    Episode,
+    Pacer,
+    classify,
+    plan_batch,
+)
 from ingest.dedup import PayloadDedup
 from ingest.errors import PayloadRejected
 from ingest.ports import Record, RecordOutcome
@@ -33,16 +42,28 @@ MiB = 1024 * 1024
         ([10] * 600, 500),  # record-count limit
         ([1_000_000] * 6, 5),  # 5 MiB limit: 5 records of ~1 MB fit, the 6th does not
         ([MiB - 1], 1),  # a record at the limit (its 1-byte key included) goes alone
-        ([MiB - 1] * 6, 5),  # exactly 5 MiB in five records
+        ([MiB - 1] * 6, 5),  # 5 MiB - 5 bytes in five records; the sixth would exceed
+        ([MiB] * 6, 5),  # exactly 5 MiB in five records of 1 MiB; the sixth waits
+        ([MiB] * 4 + [MiB - 1, 1], 6),  # exactly 5 MiB in six records: all fit
+        ([MiB] * 4 + [MiB - 1, 2], 5),  # one byte over: the last one waits
     ],
 )
 def test_plan_batch(sizes: list[int], expected: int) -> None:
+    # sizes count the data and the 1-byte partition key, as Kinesis does
     records = [Record("k", b"x" * (n - 1)) for n in sizes]
     assert plan_batch(records) == expected
 
 
+def test_plan_batch_limits_are_the_kinesis_ones() -> None:
+    assert MAX_RECORDS_PER_CALL == 500
+    assert MAX_BYTES_PER_CALL == 5_242_880
+    assert MAX_BYTES_PER_RECORD == 1_048_576
+
+
 def test_plan_batch_refuses_an_oversized_record() -> None:
-    with pytest.raises(ValueError, match="per-record limit"):
+    assert plan_batch([Record("k", b"x" * (MiB - 1))]) == 1  # 1 MiB with its key: allowed
+    with pytest.raises(ValueError, match=r"^record of 1048577 bytes exceeds the Kinesis "
+                       r"per-record limit$"):
         plan_batch([Record("k", b"x" * MiB)])
 
 
@@ -55,6 +76,9 @@ def test_classify() -> None:
         ]
     )
     assert (result.stored, result.failed, result.throttled) == (1, (1, 2), 1)
+    throttled = RecordOutcome("ProvisionedThroughputExceededException")
+    result = classify([throttled, RecordOutcome("InternalFailure"), throttled, throttled])
+    assert (result.stored, result.failed, result.throttled) == (0, (0, 1, 2, 3), 3)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +87,44 @@ def test_classify() -> None:
 )
 def test_backoff_equal_jitter(attempt: int, rand: float, delay: float) -> None:
     assert Backoff(base_s=0.1, cap_s=10.0).delay(attempt, rand) == pytest.approx(delay)
+
+
+def test_backoff_defaults_and_exponent_cap() -> None:
+    # default base 0.1 s, cap 10 s: attempt 0 waits 50-100 ms, attempt 7 on waits 5-10 s
+    assert Backoff().delay(0, 0.0) == pytest.approx(0.05)
+    assert Backoff().delay(0, 1.0) == pytest.approx(0.1)
+    assert Backoff().delay(7, 1.0) == pytest.approx(10.0)
+    # the exponent stops at 30, so a long outage never computes an unbounded power
+    assert Backoff(base_s=1.0, cap_s=1e12).delay(40, 1.0) == 2.0**30
+
+
+def test_pacer_defaults_and_clean_boundary() -> None:
+    pacer = Pacer()
+    assert (pacer.min_s, pacer.max_s, pacer.delay_s) == (0.05, 5.0, 0.0)
+    for _ in range(10):
+        pacer.on_throttled()
+    assert pacer.delay_s == 5.0
+    pacer = Pacer(min_s=0.25, max_s=1.0)
+    pacer.on_throttled()
+    pacer.on_throttled()
+    assert pacer.delay_s == 0.5
+    pacer.on_clean()
+    assert pacer.delay_s == 0.25  # half is exactly min_s: kept
+    pacer.on_clean()
+    assert pacer.delay_s == 0.0  # below min_s: no pacing
+
+
+def test_episode_logs_start_and_end_once() -> None:
+    episode = Episode()
+    assert (episode.active, episode.count) == (False, 0)
+    assert episode.resolved() is False  # nothing to end
+    assert [episode.occurred() for _ in range(3)] == [True, False, False]
+    assert (episode.active, episode.count) == (True, 3)
+    assert episode.resolved() is True
+    assert (episode.active, episode.count) == (False, 3)
+    assert episode.resolved() is False
+    assert episode.occurred() is True  # a new outage is a new episode
+    assert episode.count == 4
 
 
 def test_pacer_doubles_on_throttle_and_halves_back_to_zero() -> None:

@@ -157,6 +157,15 @@ def test_admission_and_graceful_drain(tmp_path: Path) -> None:
         node.stop()
 
 
+def _wait_heartbeat(sock: socket.socket) -> None:
+    """Read the stream until a heartbeat comment arrives (the socket's timeout is the deadline)."""
+    buf = b""
+    while b":\n\n" not in buf:
+        data = sock.recv(65536)
+        assert data, "the worker closed the stream"
+        buf += data
+
+
 def test_worker_at_its_open_file_limit_sheds_instead_of_failing(tmp_path: Path) -> None:
     # 320 open files: the worker keeps 256 for itself and admits 64 streams. More used to
     # make accept() fail with EMFILE (the herd waited in the queue) and the load probe's
@@ -179,7 +188,15 @@ def test_worker_at_its_open_file_limit_sheds_instead_of_failing(tmp_path: Path) 
                 assert b"connection limit" in head and b"Retry-After: " in head, head
                 sock.close()
         assert statuses == {b"200": 64, b"503": 56}
-        time.sleep(1.5)  # a load-probe RSS reading or more at the limit
+        # Stay at the limit past one load-probe RSS reading (every 1 s), waiting on the worker's
+        # own heartbeats on a stream it admitted: each one shows the worker still serving.
+        at_limit = time.monotonic()
+        for _ in range(3):  # heartbeats come every 5 s: the second one is past the second
+            _wait_heartbeat(socks[0])
+            if time.monotonic() - at_limit >= 1.0:
+                break
+        else:
+            raise AssertionError("no heartbeat came a second after the limit was reached")
         assert node.children() == workers  # the same worker: it did not fall over
         poll = httpx.get(node.urls["sdk"] + "/sdk/latest-all", timeout=10,
                          headers={"Authorization": env["sdkKey"]})

@@ -253,6 +253,22 @@ def test_next_due_and_take_all() -> None:
     assert co.next_due() == math.inf and len(co) == 0
 
 
+def test_default_window_is_5_ms() -> None:
+    co: Coalescer[str] = Coalescer()
+    co.submit(WriteOp(F1, OpKind.PUT, {}), "a", 2.0, lambda _: None)
+    assert co.next_due() == 2.005
+
+
+@pytest.mark.parametrize(("item", "op"), [(F1, OpKind.PATCH), (F1, OpKind.DELETE),
+                                          (S1, OpKind.PATCH), (S1, OpKind.DELETE)])
+def test_missing_item_is_named_in_the_rejection(item: ItemId, op: OpKind) -> None:
+    co: Coalescer[int] = Coalescer(W)
+    rejected = co.submit(WriteOp(item, op, {"on": True}), 0, 0.0, lambda _: None)
+    assert rejected is not None
+    noun = {"flags": "flag", "segments": "segment"}[item.kind]
+    assert (rejected.reason, rejected.errors) == (RejectReason.NOT_FOUND, (f"{noun} not found",))
+
+
 def test_new_item_gets_defaults_and_generated_salt() -> None:
     co: Coalescer[int] = Coalescer(W, salt_source=lambda: "generated")
     co.submit(WriteOp(F1, OpKind.PUT, {"variations": [True]}), 0, 0.0, lambda _: None)

@@ -49,7 +49,7 @@ def test_environment_credentials_and_conflict(db: FlagDB) -> None:
     assert env is not None
     assert env.sdk_key.startswith("sdk-") and len(env.sdk_key) == 40
     assert env.mobile_key.startswith("mob-") and len(env.mobile_key) == 40
-    assert len(env.client_side_id) == 24 and int(env.client_side_id, 16) >= 0
+    assert len(env.client_side_id) == 24 and set(env.client_side_id) <= set("0123456789abcdef")
     with pytest.raises(EnvironmentExistsError):
         db.create_environment("prod", "Again")
     msg = db.create_environment("test", "Test", secure_mode=True)

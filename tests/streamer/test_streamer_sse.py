@@ -15,7 +15,9 @@ from streamer.sse import (
     chunk,
     encode_comment,
     encode_event,
+    encode_retry,
     event_chunk,
+    retry_chunk,
 )
 
 # (event, data bytes, wire bytes, the data string a decoder yields)
@@ -118,3 +120,95 @@ def test_chunked_rejects_garbage(wire: bytes) -> None:
 def test_empty_chunk_refused() -> None:
     with pytest.raises(ValueError):
         chunk(b"")
+
+
+# -- exact behaviour that a mutation of streamer/sse.py changes (docs/MUTATION.md) -----------
+
+
+def test_encoders_exact_bytes() -> None:
+    assert encode_event("put", b"{}", event_id="7") == b"event: put\nid: 7\ndata: {}\n\n"
+    assert encode_comment() == b":\n\n"
+    assert encode_comment(b"a\rb\r\nc") == b":a b  c\n\n"
+    assert encode_retry(1500) == b"retry: 1500\n\n"
+
+
+def test_retry_block_spans_half_a_second_to_one_and_a_half_mean_one() -> None:
+    # The documented figures, written out rather than computed from the module's constants.
+    assert retry_chunk(0.0) == chunk(b"retry: 500\n\n")
+    assert retry_chunk(0.5) == chunk(b"retry: 1000\n\n")
+    assert retry_chunk(0.9999999) == chunk(b"retry: 1499\n\n")
+    draws = [int(ChunkedDecoder().feed(retry_chunk(i / 1000))[7:-2]) for i in range(1000)]
+    assert draws == list(range(500, 1500)) and sum(draws) / len(draws) == 999.5
+
+
+def test_empty_chunk_refused_with_its_reason() -> None:
+    with pytest.raises(ValueError, match=r"^an empty chunk would terminate the chunked body$"):
+        chunk(b"")
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"\r\n", "bad chunk size b''"),  # an empty size line: refused, not waited on
+        (b"zz\r\n", "bad chunk size b'zz'"),
+        (b"-1\r\n", "negative chunk size"),
+        (b"3\r\nabcXY", "chunk data not followed by CRLF"),
+        (b"1" * 1025, "chunk size line too long"),
+    ],
+)
+def test_chunked_rejects_with_a_reason(wire: bytes, message: str) -> None:
+    with pytest.raises(FramingError) as info:
+        ChunkedDecoder().feed(wire)
+    assert str(info.value) == message
+
+
+def test_chunk_size_line_limit_is_1024_bytes() -> None:
+    dec = ChunkedDecoder()
+    assert dec.feed(b"0" * 1023 + b"3") == b""  # 1,024 bytes without CRLF yet: waits for more
+    assert dec.feed(b"\r\nabc\r\n") == b"abc"
+    with pytest.raises(FramingError):
+        ChunkedDecoder().feed(b"0" * 1025)
+
+
+def test_chunk_extensions_are_skipped_however_many() -> None:
+    dec = ChunkedDecoder()
+    assert dec.finished is False
+    assert dec.feed(b"4;a=1;b=2\r\nabcd\r\n0\r\n\r\n") == b"abcd"
+    assert dec.finished is True
+
+
+def test_fresh_decoder_state() -> None:
+    dec = SSEDecoder()
+    assert dec.last_event_id is None and dec.retry is None
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        # CR ends one feed and its LF starts the next, mid-event: one line end, one event
+        ([b"data: a\r", b"\ndata: b\n\n"], [SSEEvent("message", "a\nb")]),
+        ([b"data: a\r", b"\n", b"\n"], [SSEEvent("message", "a")]),
+        # a CR at the end of a feed followed by something other than LF
+        ([b"data: a\r", b"data: b\r\r"], [SSEEvent("message", "a\nb")]),
+        # LF-ended line before a CR-ended one: each line ends at its own terminator
+        ([b"data: a\ndata: b\r\n\r\n"], [SSEEvent("message", "a\nb")]),
+        ([b"\ndata: x\r\n\r\n"], [SSEEvent("message", "x")]),
+        ([b"data: \xff\xfeok\n\n"], [SSEEvent("message", "\ufffd\ufffdok")]),
+        ([b"id: a\x00b\ndata: d\n\n"], [SSEEvent("message", "d")]),
+        ([b"foo: 42\nretry: 1.5\nretry: x\ndata: d\n\n"], [SSEEvent("message", "d")]),
+        ([b"data:x\ndata:  y\n\n"], [SSEEvent("message", "x\n y")]),
+    ],
+)
+def test_decoder_line_ends_and_fields(pieces: list[bytes], expected: list[object]) -> None:
+    dec = SSEDecoder()
+    got = [item for piece in pieces for item in dec.feed(piece)]
+    assert got == expected
+    assert dec.retry is None
+
+
+def test_sse_line_limit_is_max_line_bytes() -> None:
+    dec = SSEDecoder(max_line=8)
+    assert dec.feed(b"data: ab") == []  # exactly max_line bytes of an unfinished line
+    assert dec.feed(b"\n\n") == [SSEEvent("message", "ab")]
+    with pytest.raises(FramingError, match=r"^SSE line too long$"):
+        SSEDecoder(max_line=8).feed(b"data: abc")
