@@ -305,3 +305,22 @@ def test_a_store_from_before_drops_its_per_event_table(tmp_path: Path) -> None:
     tables = store._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     assert "seen" not in {t[0] for t in tables}
     store.close()
+
+
+async def test_the_cli_counts_only_the_flags_of_the_flag_store(tmp_path: Path) -> None:
+    """``flagstream insights replay`` on a data dir with a real flag store: its flags only."""
+    from store.db import FlagDB
+    from store.normalize import normalize
+    from store.records import ChangeRequest, ItemWrite
+
+    flags = FlagDB(tmp_path)
+    flags.create_environment("prod", "Production")
+    flags.commit([ChangeRequest("prod", "test", (
+        ItemWrite("flags", "f1", normalize("flags", "f1", {}, salt="s")),))])
+    flags.close()
+    write(tmp_path, [summary("a", DAY1, {"f1": 3, "invented": 5})])
+    argv = ["replay", "--since", "2026-03-01", "--data-dir", str(tmp_path)]
+    assert await trio.to_thread.run_sync(cli.main, argv) == 0
+    store = InsightsStore(tmp_path / "insights.sqlite3")
+    assert store.last_evaluated("prod") == {"f1": DAY1}
+    store.close()
