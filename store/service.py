@@ -23,9 +23,11 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from prometheus_client.registry import Collector
 from quart_trio import QuartTrio
 
 from ingest.insights.consumer import InsightsConfig, run_insights
+from ingest.insights.metrics import InsightsCollector
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
@@ -63,7 +65,7 @@ class StoreConfig:
     body_timeout_s: float = 10.0  # a request body must arrive within this (store/http_guard.py)
 
 
-class _DBCatalog:
+class DBCatalog:
     """``ingest.ports.FlagCatalog`` over the flag store: which flags an environment has."""
 
     def __init__(self, db: FlagDB) -> None:
@@ -134,17 +136,18 @@ async def run_store(
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s)
                 await nursery.start(writer.run)
+                collectors: list[Collector] = [StoreCollector(db, writer, publisher)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
-                    register_metrics_route,
-                    collectors=[StoreCollector(db, writer, publisher)])]
+                    register_metrics_route, collectors=collectors)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,
                         InsightsConfig(config.data_dir, config.kinesis_stream,
                                        config.kinesis_endpoint),
-                        _DBCatalog(db),
+                        DBCatalog(db),
                     )
                     extra.append(partial(register_insights_routes, insights=service))
+                    collectors.append(InsightsCollector(service))
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
                                        max_body_bytes=config.max_body_bytes, extra_routes=extra,
                                        key_grace_s=config.key_grace_s)

@@ -10,6 +10,10 @@
 retained segment), counts only events not yet counted, and exits when it has caught up. Events
 older than the stream's retention (or the spool's budget) cannot be rebuilt. Options also read
 ``FLAGSTREAM_DATA_DIR``, ``FLAGSTREAM_KINESIS_STREAM`` and ``FLAGSTREAM_KINESIS_ENDPOINT``.
+
+``run`` and ``replay`` count only flags that exist, read from the flag store in the same data
+dir (``flagstream.db``); a data dir without one (a consumer on a host of its own with a copy
+of nothing) counts every flag key, and says so.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -95,6 +101,7 @@ def main(argv: list[str]) -> int:
             kinesis_stream=args.kinesis_stream,
             kinesis_endpoint=args.kinesis_endpoint,
             replay_from_ms=replay_ms,
+            count_from_day=args.since,  # the days before were not forgotten: not again
         )
         folded = trio.run(catch_up, config)
         print(f"replayed {folded} records since {args.since}")
@@ -103,11 +110,30 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+@asynccontextmanager
+async def open_service(config: InsightsConfig) -> AsyncIterator[InsightsService]:
+    """The insights store with the catalog of the flag store beside it, when there is one."""
+    from store.db import DB_FILE, FlagDB
+    from store.service import DBCatalog
+
+    store = await trio.to_thread.run_sync(InsightsStore, config.db_path)
+    flags = None
+    if (config.data_dir / DB_FILE).exists():
+        flags = await trio.to_thread.run_sync(FlagDB, config.data_dir)
+    else:
+        print(f"no flag store in {config.data_dir}: counting every flag key", file=sys.stderr)
+    try:
+        yield InsightsService(store, None if flags is None else DBCatalog(flags))
+    finally:
+        store.close()
+        if flags is not None:
+            flags.close()
+
+
 async def catch_up(config: InsightsConfig) -> int:
     """Poll until a pass reads nothing; returns the records folded."""
-    store = await trio.to_thread.run_sync(InsightsStore, config.db_path)
-    try:
-        consumer = InsightsConsumer(config, InsightsService(store))
+    async with open_service(config) as service:
+        consumer = InsightsConsumer(config, service)
         total = 0
         for _ in range(1_000_000):
             folded = await consumer.poll_once()
@@ -115,16 +141,11 @@ async def catch_up(config: InsightsConfig) -> int:
             if folded == 0:
                 break
         return total
-    finally:
-        store.close()
 
 
 async def run_forever(config: InsightsConfig) -> None:
-    store = await trio.to_thread.run_sync(InsightsStore, config.db_path)
-    try:
-        await InsightsConsumer(config, InsightsService(store)).run()
-    finally:
-        store.close()
+    async with open_service(config) as service:
+        await InsightsConsumer(config, service).run()
 
 
 if __name__ == "__main__":

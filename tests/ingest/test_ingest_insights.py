@@ -18,13 +18,14 @@ from quart_trio import QuartTrio
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.insights import cli
 from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService, run_insights
-from ingest.insights.fold import Contribution, fold_line
+from ingest.insights.fold import Contribution, fold_line, fold_record
 from ingest.insights.routes import register_insights_routes
 from ingest.insights.store import InsightsStore
 from ingest.records import Payload, PayloadKind, Source
 
 DAY1 = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp() * 1000)
 DAY2 = DAY1 + 86_400_000
+NOW_MS = DAY2 + 3_600_000  # when the consumer counts, in the store tests
 
 
 def line(event: dict[str, Any], id_: str = "p:0", kind: str = "analytics") -> dict[str, Any]:
@@ -78,9 +79,9 @@ def test_fold(lines: dict[str, Any], expected: list[Contribution]) -> None:
 
 def test_store_counts_each_event_once(tmp_path: Path) -> None:
     store = InsightsStore(tmp_path / "i.sqlite3")
-    parts = [fold_line(line(SUMMARY, "a:0")), fold_line(line(SUMMARY, "b:0"))] * 2
-    assert store.apply(parts, "src", "1") == 2
-    assert store.apply(parts, "src", "2") == 0  # duplicate delivery
+    parts = [fold_record([line(SUMMARY, "a:0")]), fold_record([line(SUMMARY, "b:0")])] * 2
+    assert store.apply(parts, "src", "1", NOW_MS) == 2
+    assert store.apply(parts, "src", "2", NOW_MS) == 0  # duplicate delivery
     found = store.flag("prod", "f1")
     assert found is not None
     assert found.to_json() == {
