@@ -108,7 +108,7 @@ def _client_route(head: RequestHead, path: str, query: str) -> (
     report = method == "REPORT" and kind in (StreamKind.EVAL, StreamKind.MEVAL) and b64 is None
     if not report and not (method == "GET" and (b64 is not None or kind in PING_KINDS)):
         allowed = "REPORT, OPTIONS" if b64 is None and kind not in PING_KINDS else "GET, OPTIONS"
-        return ErrorAnswer(405, f"this stream takes {allowed}", allow=allowed)
+        return ErrorAnswer(405, f"method not allowed; this stream takes {allowed}", allow=allowed)
     if report:
         if not is_json_content_type(head.header("content-type")):
             return ErrorAnswer(415, "REPORT needs Content-Type: application/json")

@@ -184,7 +184,7 @@ def route_stream(head: RequestHead) -> StreamRoute | ErrorAnswer:
     if kind is None:
         return ErrorAnswer(404, "no stream at this path")
     if head.method != "GET":
-        return ErrorAnswer(405, "this stream takes GET only", allow="GET")
+        return ErrorAnswer(405, "method not allowed; this stream takes GET only", allow="GET")
     for name, value in parse_qsl(split.query, keep_blank_values=True):
         if name == "filter" and value:
             # Payload filters are not supported; Relay answers 404 for an unknown filter.
