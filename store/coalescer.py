@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from store.merge_patch import merge_patch
 from store.normalize import new_salt, normalize
+from store.patch_errors import PatchConflictError, PatchError
+from store.patch_format import apply_patch
 from store.records import ItemId
 from store.validation import check_item
 
@@ -42,13 +43,15 @@ class OpKind(enum.Enum):
 class WriteOp:
     item: ItemId
     op: OpKind
-    body: Any = None  # PUT: the item JSON; PATCH: an RFC 7386 merge patch; DELETE: unused
+    body: Any = None  # PUT: the item JSON; PATCH: a store.patch_format.Patch (or a bare
+    # RFC 7386 merge patch); DELETE: unused
     actor: str = "admin"
 
 
 class RejectReason(enum.Enum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"  # the item is not in the state the patch expects
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,12 @@ class Coalescer(Generic[T]):
             case OpKind.PATCH:
                 if state is None:
                     return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
-                new = merge_patch(state, op.body)
+                try:
+                    new = apply_patch(state, op.body)
+                except PatchConflictError as exc:
+                    return Rejected(RejectReason.CONFLICT, (exc.message,))
+                except PatchError as exc:
+                    return Rejected(RejectReason.INVALID, (exc.message,))
             case OpKind.PUT:
                 new = op.body
         if op.op is not OpKind.DELETE:

@@ -149,6 +149,7 @@ class Writer:
 
     async def patch(self, env: str, kind: ItemKind, key: str, patch: Any, *,
                     actor: str = "admin") -> WriteResult:
+        """``patch`` is a ``store.patch_format.Patch`` or a bare RFC 7386 merge patch."""
         return await self._item(WriteOp(ItemId(env, kind, key), OpKind.PATCH, patch, actor))
 
     async def delete(self, env: str, kind: ItemKind, key: str, *,
@@ -319,5 +320,7 @@ class Writer:
 def _rejection_error(rejected: Rejected) -> WriteError:
     if rejected.reason is RejectReason.NOT_FOUND:
         return NotFoundError(*rejected.errors)
+    if rejected.reason is RejectReason.CONFLICT:
+        return ConflictError(*rejected.errors)
     return InvalidError(*rejected.errors)
 
