@@ -195,7 +195,8 @@ def create_admin_app(
         require_env(env)
         check_key(key, "key")
         patch = await read_patch(kind, env, max_body_bytes)
-        result = await writer.patch(env, cast(ItemKind, kind), key, patch, actor=actor())
+        result = await writer.patch(env, cast(ItemKind, kind), key, patch, actor=actor(),
+                                    comment=patch.comment)
         return json_response(result.item.json)
 
     @app.delete(f"{_ITEM}/<key>")

@@ -46,6 +46,7 @@ class WriteOp:
     body: Any = None  # PUT: the item JSON; PATCH: a store.patch_format.Patch (or a bare
     # RFC 7386 merge patch); DELETE: unused
     actor: str = "admin"
+    comment: str | None = None  # the client's reason for the change (semantic patch)
 
 
 class RejectReason(enum.Enum):
@@ -66,6 +67,7 @@ class _Pending(Generic[T]):
     due: float
     tokens: list[T] = field(default_factory=list)
     actors: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class Due(Generic[T]):
     value: dict[str, Any] | None
     tokens: tuple[T, ...]
     actor: str
+    comment: str | None = None  # the writes' comments, joined
 
     @property
     def writes(self) -> int:
@@ -128,6 +131,8 @@ class Coalescer(Generic[T]):
         pending.tokens.append(token)
         if op.actor not in pending.actors:
             pending.actors.append(op.actor)
+        if op.comment:
+            pending.comments.append(op.comment)
         return None
 
     def next_due(self) -> float:
@@ -151,4 +156,5 @@ class Coalescer(Generic[T]):
 
     def _take(self, item: ItemId, pending: _Pending[T]) -> Due[T]:
         del self._pending[item]
-        return Due(item, pending.value, tuple(pending.tokens), ", ".join(pending.actors))
+        return Due(item, pending.value, tuple(pending.tokens), ", ".join(pending.actors),
+                   "; ".join(pending.comments) or None)

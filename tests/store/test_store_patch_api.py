@@ -58,6 +58,8 @@ async def test_semantic_patch_turns_the_flag_off_and_stores_no_instructions(
     assert flag["on"] is False and "instructions" not in flag and "comment" not in flag
     assert flag["version"] == before["version"] + 1
     assert flag == {**before, "on": False, "version": before["version"] + 1}
+    change = (await client.get("/api/v1/environments/prod/changes")).json()["items"][0]
+    assert change["key"] == "f" and change["comment"] == "incident 42"
 
 
 async def test_semantic_patch_instructions_over_http(client: httpx.AsyncClient) -> None:
