@@ -7,7 +7,7 @@ Three formats, chosen by the Content-Type alone, never by sniffing the body (an
 - ``application/json`` and ``application/merge-patch+json``: RFC 7386 JSON merge patch;
 - ``application/json-patch+json``: RFC 6902 JSON Patch;
 - ``application/json; domain-model=launchdarkly.semanticpatch``: LaunchDarkly's semantic
-  patch, for flags only (segments answer 415).
+  patch, with the flag or the segment instructions.
 
 The media type and parameter names are case-insensitive (RFC 9110 §8.3.1); the
 ``domain-model`` value is compared case-insensitively too, with or without quotes and with
@@ -80,14 +80,14 @@ def unsupported_message(content_type: str | None) -> str:
             + ", ".join(SUPPORTED_PATCH_TYPES))
 
 
-def parse_patch(fmt: PatchFormat, body: Any) -> Patch:
-    """Check the shape of ``body`` for ``fmt`` before any state is read; raises
-    ``store.patch_errors.PatchError``."""
+def parse_patch(fmt: PatchFormat, body: Any, item_kind: str = "flags") -> Patch:
+    """Check the shape of ``body`` for ``fmt`` (and a semantic patch's instructions for
+    ``item_kind``) before any state is read; raises ``store.patch_errors.PatchError``."""
     match fmt:
         case PatchFormat.JSON_PATCH:
             return Patch(fmt, check_json_patch(body))
         case PatchFormat.SEMANTIC:
-            return Patch(fmt, parse_semantic_patch(body))
+            return Patch(fmt, parse_semantic_patch(body, item_kind))
         case _:
             return Patch(fmt, body)
 

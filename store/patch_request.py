@@ -11,7 +11,7 @@ from quart import request
 
 from store.admin_http import PATCH_TYPES, ApiError, read_json
 from store.patch_errors import PatchError
-from store.patch_format import Patch, PatchFormat, parse_patch, patch_format, unsupported_message
+from store.patch_format import Patch, parse_patch, patch_format, unsupported_message
 from store.semantic_patch import SemanticPatch
 
 
@@ -21,12 +21,9 @@ async def read_patch(kind: str, env: str, max_bytes: int) -> Patch:
     fmt = patch_format(content_type)
     if fmt is None:
         raise ApiError(415, unsupported_message(content_type))
-    if fmt is PatchFormat.SEMANTIC and kind != "flags":
-        raise ApiError(415, "a semantic patch applies to flags only; patch a segment with "
-                            "application/merge-patch+json or application/json-patch+json")
     body = await read_json(max_bytes, PATCH_TYPES)
     try:
-        patch = parse_patch(fmt, body)
+        patch = parse_patch(fmt, body, kind)
     except PatchError as exc:
         raise ApiError(400, exc.message) from None
     if isinstance(patch.body, SemanticPatch) and patch.body.environment_key not in (None, env):

@@ -1,56 +1,40 @@
-"""LaunchDarkly's semantic patch for flags (pure).
+"""LaunchDarkly's semantic patch (pure).
 
 A semantic patch is ``{"comment"?: str, "environmentKey"?: str, "instructions": [...]}``, each
 instruction an object whose ``kind`` names what to do (``turnFlagOn``, ``addRule``, ...).
-``parse_semantic_patch`` checks the shape (known kinds, known parameters) before any state is
-read; ``apply_semantic_patch`` applies the instructions in order to a copy of the flag, so a
-failing instruction leaves the flag as it was. Every error names the instruction's index.
-
-How LaunchDarkly's IDs map onto the SDK flag model that flagstream stores:
-
-- ``variationId`` is the variation's index in ``variations`` (``0``, or the string ``"0"``:
-  LaunchDarkly's IDs are strings); ``rolloutWeights`` maps such indices to weights in
-  thousandths of a percent, which must sum to 100000.
-- ``ruleId`` is a rule's ``id``; ``addRule`` and ``replaceRules`` give each new rule a fresh
-  ``id`` (``replaceRules`` keeps an ``_id`` it is given).
-- ``addTargets``/``removeTargets`` with ``contextKind`` "user" (the default) change ``targets``,
-  any other kind ``contextTargets``; a context is targeted by one variation at a time, so adding
-  it to one removes it from the others of its kind.
-- A rule's ``description`` is accepted and not stored: the SDK data model has no such field.
+``parse_semantic_patch`` checks the shape (kinds known for the item's kind, known parameters)
+before any state is read; ``apply_semantic_patch`` applies the instructions in order to a copy
+of the item, so a failing instruction leaves it as it was. Every error names the
+instruction's index. The instructions themselves live in ``store.semantic_flag`` (with how
+LaunchDarkly's variation and rule IDs map onto the SDK model) and ``store.semantic_segment``.
 """
 
 from __future__ import annotations
 
 import copy
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from store.patch_errors import PatchError
+from store.semantic_flag import FLAG_INSTRUCTIONS, Instructions, Item, NewId, new_rule_id
+from store.semantic_segment import SEGMENT_INSTRUCTIONS
 
 MAX_INSTRUCTIONS = 100
 MAX_COMMENT_CHARS = 1000
-NewId = Callable[[], str]
-_Flag = dict[str, Any]
-_CLAUSE_FIELDS = frozenset({"contextKind", "attribute", "op", "negate", "values", "_id"})
-_SERVE = ("variationId", "rolloutWeights", "rolloutBucketBy", "rolloutContextKind")
-_RULE = ("clauses", *_SERVE, "description", "trackEvents")
+_BY_KIND: dict[str, Instructions] = {"flags": FLAG_INSTRUCTIONS, "segments": SEGMENT_INSTRUCTIONS}
 
 
 @dataclass(frozen=True, slots=True)
 class SemanticPatch:
+    item_kind: str  # "flags" or "segments": which instructions apply
     instructions: tuple[dict[str, Any], ...]
     comment: str | None
     environment_key: str | None
 
 
-def new_rule_id() -> str:
-    return str(uuid.uuid4())
-
-
-def parse_semantic_patch(body: Any) -> SemanticPatch:
-    """The checked patch; PatchError naming the first fault of its shape."""
+def parse_semantic_patch(body: Any, item_kind: str = "flags") -> SemanticPatch:
+    """The checked patch of an item of ``item_kind``; PatchError naming the first fault."""
+    table = _BY_KIND[item_kind]
     if not isinstance(body, dict):
         raise PatchError('a semantic patch must be an object with "instructions"')
     unknown = sorted(set(body) - {"comment", "environmentKey", "instructions"})
@@ -71,235 +55,25 @@ def parse_semantic_patch(body: Any) -> SemanticPatch:
     for i, ins in enumerate(instructions):
         if not isinstance(ins, dict) or not isinstance(ins.get("kind"), str):
             raise PatchError(f'instruction {i}: expected an object with a string "kind"')
-        entry = _INSTRUCTIONS.get(ins["kind"])
+        entry = table.get(ins["kind"])
         if entry is None:
-            raise PatchError(f'instruction {i}: unknown kind "{ins["kind"][:100]}"; supported: '
-                             + ", ".join(sorted(_INSTRUCTIONS)))
+            raise PatchError(f'instruction {i}: unknown kind "{ins["kind"][:100]}" for '
+                             f'{item_kind}; supported: ' + ", ".join(sorted(table)))
         extra = sorted(set(ins) - {"kind", *entry[1]})
         if extra:
             raise PatchError(f'instruction {i} ({ins["kind"]}): unknown parameter "{extra[0]}"'
                              f"; it takes {', '.join(entry[1]) or 'none'}")
-    return SemanticPatch(tuple(instructions), comment, env)
+    return SemanticPatch(item_kind, tuple(instructions), comment, env)
 
 
-def apply_semantic_patch(flag: _Flag, patch: SemanticPatch, *,
-                         new_id: NewId = new_rule_id) -> _Flag:
-    """``flag`` with every instruction applied; ``flag`` itself is not changed."""
-    out = copy.deepcopy(flag)
+def apply_semantic_patch(item: Item, patch: SemanticPatch, *,
+                         new_id: NewId = new_rule_id) -> Item:
+    """``item`` with every instruction applied; ``item`` itself is not changed."""
+    out = copy.deepcopy(item)
+    table = _BY_KIND[patch.item_kind]
     for i, ins in enumerate(patch.instructions):
         try:
-            _INSTRUCTIONS[ins["kind"]][0](out, ins, new_id)
+            table[ins["kind"]][0](out, ins, new_id)
         except PatchError as exc:
             raise PatchError(f'instruction {i} ({ins["kind"]}): {exc.message}') from None
     return out
-
-
-# -- parameters -----------------------------------------------------------------------------
-
-def _variation(flag: _Flag, value: Any, name: str = "variationId") -> int:
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise PatchError(f"{name}: expected a variation index (0, 1, ...), got {value!r}")
-    variations = flag.get("variations")
-    count = len(variations) if isinstance(variations, list) else 0
-    if value >= count:
-        raise PatchError(f"{name}: the flag has no variation {value} (it has {count})")
-    return value
-
-
-def _serve(flag: _Flag, ins: dict[str, Any]) -> dict[str, Any]:
-    """``{"variation": i}`` or ``{"rollout": ...}`` from variationId or rolloutWeights."""
-    has_var, weights = "variationId" in ins, ins.get("rolloutWeights")
-    if has_var == (weights is not None):
-        raise PatchError("needs exactly one of variationId and rolloutWeights")
-    if has_var:
-        return {"variation": _variation(flag, ins["variationId"])}
-    if not isinstance(weights, dict) or not weights:
-        raise PatchError("rolloutWeights: expected an object of variation index to weight")
-    parts = []
-    for var, weight in weights.items():
-        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
-            raise PatchError(f"rolloutWeights.{var}: expected a non-negative integer")
-        parts.append({"variation": _variation(flag, var, f"rolloutWeights.{var}"),
-                      "weight": weight})
-    rollout: dict[str, Any] = {"variations": sorted(parts, key=lambda p: p["variation"])}
-    for param, field in (("rolloutBucketBy", "bucketBy"), ("rolloutContextKind", "contextKind")):
-        if ins.get(param) is not None:
-            if not isinstance(ins[param], str):
-                raise PatchError(f"{param}: expected a string")
-            rollout[field] = ins[param]
-    return {"rollout": rollout}
-
-
-def _objects(value: Any, name: str, known: frozenset[str]) -> list[dict[str, Any]]:
-    """``value`` as an array of objects with no member outside ``known``."""
-    if not isinstance(value, list):
-        raise PatchError(f"{name}: expected an array")
-    for i, obj in enumerate(value):
-        if not isinstance(obj, dict):
-            raise PatchError(f"{name}[{i}]: expected an object")
-        extra = sorted(set(obj) - known)
-        if extra:
-            raise PatchError(f'{name}[{i}]: unknown field "{extra[0]}"; expected '
-                             + ", ".join(sorted(known)))
-    return value
-
-
-def _clauses(value: Any) -> list[dict[str, Any]]:
-    # LaunchDarkly's clauses may carry an ``_id``; the SDK model has none, so it is dropped.
-    return [{"negate": False, **{k: v for k, v in clause.items() if k != "_id"}}
-            for clause in _objects(value, "clauses", _CLAUSE_FIELDS)]
-
-
-def _rule_index(flag: _Flag, rule_id: Any, name: str = "ruleId") -> int:
-    for i, rule in enumerate(flag.get("rules") or ()):
-        if isinstance(rule, dict) and rule.get("id") == rule_id and isinstance(rule_id, str):
-            return i
-    raise PatchError(f"{name}: the flag has no rule with id {rule_id!r}")
-
-
-def _new_rule(flag: _Flag, spec: dict[str, Any], rule_id: str) -> dict[str, Any]:
-    if "description" in spec and not isinstance(spec["description"], str):
-        raise PatchError("description: expected a string")
-    track = spec.get("trackEvents", False)
-    if not isinstance(track, bool):
-        raise PatchError("trackEvents: expected a boolean")
-    return {"id": rule_id, "clauses": _clauses(spec.get("clauses", [])), **_serve(flag, spec),
-            "trackEvents": track}
-
-
-def _rules(flag: _Flag) -> list[Any]:
-    rules = flag.get("rules")
-    if not isinstance(rules, list):
-        rules = flag["rules"] = []
-    return rules
-
-
-# -- instructions ---------------------------------------------------------------------------
-
-def _turn_on(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    flag["on"] = True
-
-
-def _turn_off(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    flag["on"] = False
-
-
-def _add_rule(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    rule = _new_rule(flag, ins, new_id())
-    before = ins.get("beforeRuleId")
-    at = len(_rules(flag)) if before is None else _rule_index(flag, before, "beforeRuleId")
-    _rules(flag).insert(at, rule)
-
-
-def _remove_rule(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    del _rules(flag)[_rule_index(flag, ins.get("ruleId"))]
-
-
-def _add_clauses(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    rule = _rules(flag)[_rule_index(flag, ins.get("ruleId"))]
-    clauses = _clauses(ins.get("clauses"))
-    if not clauses:
-        raise PatchError("clauses: expected at least one clause")
-    rule["clauses"] = [*(rule.get("clauses") or []), *clauses]
-
-
-def _fallthrough(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    flag["fallthrough"] = _serve(flag, ins)
-
-
-def _off_variation(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    flag["offVariation"] = _variation(flag, ins.get("variationId"))
-
-
-def _replace_rules(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    rules = []
-    for i, spec in enumerate(_objects(ins.get("rules"), "rules", frozenset({*_RULE, "_id"}))):
-        given = spec.get("_id")
-        try:
-            rules.append(_new_rule(flag, spec, given if isinstance(given, str) else new_id()))
-        except PatchError as exc:
-            raise PatchError(f"rules[{i}]: {exc.message}") from None
-    flag["rules"] = rules
-
-
-def _target_args(flag: _Flag, ins: dict[str, Any]) -> tuple[str, int, list[str]]:
-    kind = ins.get("contextKind", "user")
-    if not isinstance(kind, str) or not kind:
-        raise PatchError("contextKind: expected a non-empty string")
-    values = ins.get("values")
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-        raise PatchError("values: expected a non-empty array of context keys")
-    return kind, _variation(flag, ins.get("variationId")), values
-
-
-def _target_list(flag: _Flag, kind: str) -> list[Any]:
-    """``targets`` for kind "user", else ``contextTargets`` (created if missing)."""
-    name = "targets" if kind == "user" else "contextTargets"
-    targets = flag.get(name)
-    if not isinstance(targets, list):
-        targets = flag[name] = []
-    return targets
-
-
-def _entries(flag: _Flag, kind: str) -> list[dict[str, Any]]:
-    return [t for t in _target_list(flag, kind) if isinstance(t, dict)
-            and (kind == "user" or t.get("contextKind") == kind)]
-
-
-def _add_targets(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    kind, var, values = _target_args(flag, ins)
-    for entry in _entries(flag, kind):  # one variation per context: leave the others
-        entry["values"] = [v for v in entry.get("values") or [] if v not in values]
-    found = [t for t in _entries(flag, kind) if t.get("variation") == var]
-    if found:
-        found[0]["values"].extend(values)
-    else:
-        extra = {} if kind == "user" else {"contextKind": kind}
-        _target_list(flag, kind).append({**extra, "variation": var, "values": list(values)})
-    _tidy_targets(flag, kind)
-
-
-def _remove_targets(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
-    kind, var, values = _target_args(flag, ins)
-    for entry in _entries(flag, kind):
-        if entry.get("variation") == var:
-            entry["values"] = [v for v in entry.get("values") or [] if v not in values]
-    _tidy_targets(flag, kind)
-
-
-def _tidy_targets(flag: _Flag, kind: str) -> None:
-    """Drop emptied entries, and keep ``contextTargets``' "user" placeholders in step with
-    ``targets``: once ``contextTargets`` is not empty the SDKs read user targets only
-    through such a placeholder (an entry of kind "user" with no values)."""
-    targets = _target_list(flag, "user")
-    targets[:] = [t for t in targets if not isinstance(t, dict) or t.get("values")]
-    contexts = _target_list(flag, "any other kind")
-    contexts[:] = [t for t in contexts if not isinstance(t, dict)
-                   or t.get("contextKind") == "user" or t.get("values")]
-    user_vars = [t.get("variation") for t in targets if isinstance(t, dict)]
-    contexts[:] = [t for t in contexts if not isinstance(t, dict)
-                   or t.get("contextKind") != "user" or t.get("variation") in user_vars]
-    if any(isinstance(t, dict) and t.get("contextKind") != "user" for t in contexts):
-        held = {t.get("variation") for t in contexts
-                if isinstance(t, dict) and t.get("contextKind") == "user"}
-        contexts.extend({"contextKind": "user", "variation": v, "values": []}
-                        for v in user_vars if v not in held)
-    else:  # only placeholders left: SDKs fall back to targets by themselves
-        contexts.clear()
-
-
-_Handler = Callable[[_Flag, dict[str, Any], NewId], None]
-_INSTRUCTIONS: dict[str, tuple[_Handler, tuple[str, ...]]] = {
-    "turnFlagOn": (_turn_on, ()),
-    "turnFlagOff": (_turn_off, ()),
-    "addRule": (_add_rule, (*_RULE, "beforeRuleId")),
-    "removeRule": (_remove_rule, ("ruleId",)),
-    "addClauses": (_add_clauses, ("ruleId", "clauses")),
-    "updateFallthroughVariationOrRollout": (_fallthrough, _SERVE),
-    "updateOffVariation": (_off_variation, ("variationId",)),
-    "addTargets": (_add_targets, ("variationId", "values", "contextKind")),
-    "removeTargets": (_remove_targets, ("variationId", "values", "contextKind")),
-    "replaceRules": (_replace_rules, ("rules",)),
-}

@@ -120,11 +120,20 @@ async def test_semantic_patch_refused_with_400_and_nothing_stored(
     assert await stored(client) == before
 
 
-async def test_semantic_patch_of_a_segment_is_415(client: httpx.AsyncClient) -> None:
-    await setup(client)
+async def test_semantic_patch_of_a_segment(client: httpx.AsyncClient) -> None:
+    before = await setup(client)
+    r = await send(client, SEG_URL, SEMANTIC, {"comment": "add o1", "instructions": [
+        {"kind": "addIncludedTargets", "contextKind": "org", "values": ["o1"]},
+        {"kind": "removeIncludedTargets", "values": ["u1"]},
+        {"kind": "addExcludedUsers", "values": ["u2"]}]})
+    assert r.status_code == 200, r.text
+    seg = await stored(client, SEG_URL)
+    assert seg["included"] == [] and seg["excluded"] == ["u2"] and "instructions" not in seg
+    assert seg["includedContexts"] == [{"contextKind": "org", "values": ["o1"]}]
     err = error_of(await send(client, SEG_URL, SEMANTIC,
-                              {"instructions": [{"kind": "addIncludedTargets"}]}), 415)
-    assert "flags only" in err["message"]
+                              {"instructions": [{"kind": "turnFlagOff"}]}), 400)
+    assert 'unknown kind "turnFlagOff" for segments' in err["message"]
+    assert await stored(client) == before  # the flag was never touched
 
 
 async def test_json_patch_applies_atomically(client: httpx.AsyncClient) -> None:

@@ -101,7 +101,7 @@ BAD_SHAPES: list[tuple[str, Any, str]] = [
     ("no instructions", {"comment": "x"}, "instructions: expected a non-empty array"),
     ("empty instructions", {"instructions": []}, "instructions: expected a non-empty array"),
     ("unknown kind", {"instructions": [{"kind": "turnFlagOn"}, {"kind": "explode"}]},
-     'instruction 1: unknown kind "explode"; supported: addClauses'),
+     'instruction 1: unknown kind "explode" for flags; supported: addClauses'),
     ("kind missing", {"instructions": [{"ruleId": "r1"}]}, 'with a string "kind"'),
     ("unknown parameter", {"instructions": [{"kind": "removeRule", "ruleID": "r1"}]},
      'instruction 0 (removeRule): unknown parameter "ruleID"; it takes ruleId'),
@@ -162,3 +162,68 @@ def test_rollout_weights_that_do_not_sum_are_left_to_validation() -> None:
         {"kind": "updateFallthroughVariationOrRollout", "rolloutWeights": {"0": 1}}]}))
     assert check_item("flags", "f", out) == [
         "fallthrough.rollout.variations: weights sum to 1, not 100000"]
+
+
+SEGMENT: dict[str, Any] = {"key": "s", "included": ["u1"], "excluded": [], "salt": "s",
+                           "includedContexts": [], "excludedContexts": [], "rules": []}
+ORG_IN = {"includedContexts": [{"contextKind": "org", "values": ["o1", "o2"]}]}
+
+# (name, instructions, the top-level fields of the segment that change)
+SEGMENT_CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = [
+    ("addIncludedTargets user, no duplicates",
+     [{"kind": "addIncludedTargets", "values": ["u2", "u1", "u2"]}],
+     {"included": ["u1", "u2"]}),
+    ("addIncludedTargets org", [{"kind": "addIncludedTargets", "contextKind": "org",
+                                 "values": ["o1", "o2"]}], ORG_IN),
+    ("removeIncludedTargets user", [{"kind": "removeIncludedTargets", "values": ["u1", "u7"]}],
+     {"included": []}),
+    ("removeIncludedTargets drops the emptied kind",
+     [{"kind": "addIncludedTargets", "contextKind": "org", "values": ["o1"]},
+      {"kind": "removeIncludedTargets", "contextKind": "org", "values": ["o1"]}], {}),
+    ("addExcludedTargets", [{"kind": "addExcludedTargets", "contextKind": "org",
+                             "values": ["o9"]}],
+     {"excludedContexts": [{"contextKind": "org", "values": ["o9"]}]}),
+    ("removeExcludedTargets", [{"kind": "addExcludedTargets", "values": ["u9", "u8"]},
+                               {"kind": "removeExcludedTargets", "values": ["u9"]}],
+     {"excluded": ["u8"]}),
+    ("addIncludedUsers", [{"kind": "addIncludedUsers", "values": ["u3"]}],
+     {"included": ["u1", "u3"]}),
+    ("removeIncludedUsers", [{"kind": "removeIncludedUsers", "values": ["u1"]}],
+     {"included": []}),
+    ("addExcludedUsers and removeExcludedUsers",
+     [{"kind": "addExcludedUsers", "values": ["u4", "u5"]},
+      {"kind": "removeExcludedUsers", "values": ["u4"]}], {"excluded": ["u5"]}),
+]
+
+
+@pytest.mark.parametrize(("name", "instructions", "changes"), SEGMENT_CASES,
+                         ids=[c[0] for c in SEGMENT_CASES])
+def test_segment_instruction(name: str, instructions: list[dict[str, Any]],
+                             changes: dict[str, Any]) -> None:
+    before = copy.deepcopy(SEGMENT)
+    out = apply_semantic_patch(SEGMENT, parse_semantic_patch({"instructions": instructions},
+                                                             "segments"))
+    assert out == {**SEGMENT, **changes}
+    assert before == SEGMENT
+    assert check_item("segments", "s", out) == []
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"instructions": [{"kind": "turnFlagOn"}]},
+     'unknown kind "turnFlagOn" for segments; supported: addExcludedTargets'),
+    ({"instructions": [{"kind": "addIncludedUsers", "values": ["u"], "contextKind": "org"}]},
+     'unknown parameter "contextKind"; it takes values'),
+])
+def test_segment_refused_shape(body: Any, words: str) -> None:
+    with pytest.raises(PatchError) as caught:
+        parse_semantic_patch(body, "segments")
+    assert words in caught.value.message
+
+
+def test_segment_values_must_be_keys() -> None:
+    patch = parse_semantic_patch({"instructions": [{"kind": "addIncludedTargets",
+                                                    "values": [1]}]}, "segments")
+    with pytest.raises(PatchError) as caught:
+        apply_semantic_patch(SEGMENT, patch)
+    assert caught.value.message == ("instruction 0 (addIncludedTargets): values: expected a "
+                                    "non-empty array of context keys")
