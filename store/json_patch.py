@@ -24,6 +24,9 @@ from typing import Any
 from store.patch_errors import PatchConflictError, PatchError
 
 MAX_OPERATIONS = 1000  # a longer patch is refused; the body limit bounds it anyway
+# Values that copy operations may add in one patch: copying a document into itself doubles
+# it, so without a bound 30 small operations would ask for gigabytes. Overflow: 400.
+MAX_COPIED_VALUES = 100_000
 _INDEX_RE = re.compile(r"0|[1-9][0-9]*")
 _NEEDS_VALUE = frozenset({"add", "replace", "test"})
 _NEEDS_FROM = frozenset({"move", "copy"})
@@ -54,7 +57,7 @@ def check_json_patch(patch: Any) -> list[dict[str, Any]]:
         if not isinstance(op, dict):
             raise PatchError(f"operation {i}: expected an object")
         name = op.get("op")
-        if name not in _OPS:
+        if not isinstance(name, str) or name not in _OPS:
             raise PatchError(f"operation {i}: op must be one of {', '.join(sorted(_OPS))}, "
                              f"got {name!r}")
         for member in ("path", *(("from",) if name in _NEEDS_FROM else ())):
@@ -74,9 +77,10 @@ def apply_json_patch(doc: Any, patch: Any) -> Any:
     ``test`` fails, PatchError for any other failing operation."""
     ops = check_json_patch(patch)
     result = copy.deepcopy(doc)
+    budget = [MAX_COPIED_VALUES]  # what copy operations may still add
     for i, op in enumerate(ops):
         try:
-            result = _apply_one(result, op)
+            result = _apply_one(result, op, budget)
         except PatchConflictError as exc:
             raise PatchConflictError(f"operation {i} (test {op['path']}): {exc.message}") from None
         except PatchError as exc:
@@ -84,7 +88,7 @@ def apply_json_patch(doc: Any, patch: Any) -> Any:
     return result
 
 
-def _apply_one(doc: Any, op: dict[str, Any]) -> Any:
+def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
     path = parse_pointer(op["path"])
     match op["op"]:
         case "add":
@@ -110,7 +114,11 @@ def _apply_one(doc: Any, op: dict[str, Any]) -> Any:
             _remove(doc, source)
             return _add(doc, path, value)
         case "copy":
-            return _add(doc, path, copy.deepcopy(_get(doc, parse_pointer(op["from"]))))
+            value = _get(doc, parse_pointer(op["from"]))
+            budget[0] -= _count_values(value, budget[0] + 1)
+            if budget[0] < 0:
+                raise PatchError(f"copies would add more than {MAX_COPIED_VALUES} values")
+            return _add(doc, path, copy.deepcopy(value))
         case _:  # "test"; check_json_patch admits no other op
             try:
                 found = _get(doc, path)
@@ -119,6 +127,19 @@ def _apply_one(doc: Any, op: dict[str, Any]) -> Any:
             if not _json_equal(found, op["value"]):
                 raise PatchConflictError("test failed: the value differs")
             return doc
+
+
+def _count_values(value: Any, limit: int) -> int:
+    """The number of JSON values in ``value`` (itself included), counting at most to ``limit``."""
+    count, stack = 0, [value]
+    while stack and count < limit:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return count
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -138,7 +159,9 @@ def _index(container: list[Any], token: str, *, append: bool) -> int:
     if append and token == "-":
         return len(container)
     if not _INDEX_RE.fullmatch(token):
-        raise PatchError(f'"{token}" is not an array index')
+        raise PatchError(f'"{token[:40]}" is not an array index')
+    if len(token) > 9:  # past any array's length; int() would refuse beyond 4300 digits
+        raise PatchError(f"index {token[:40]}... is out of range (the array has {len(container)})")
     index = int(token)
     if index > len(container) or (index == len(container) and not append):
         raise PatchError(f"index {index} is out of range (the array has {len(container)})")

@@ -39,8 +39,8 @@ def new_rule_id() -> str:
 # -- parameters -----------------------------------------------------------------------------
 
 def _variation(flag: _Flag, value: Any, name: str = "variationId") -> int:
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        value = int(value)
+    if isinstance(value, str) and value.isdigit() and value.isascii() and len(value) <= 9:
+        value = int(value)  # (longer digit strings are no index; int() refuses > 4300 digits)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise PatchError(f"{name}: expected a variation index (0, 1, ...), got {value!r}")
     variations = flag.get("variations")
@@ -197,10 +197,19 @@ def _entries(flag: _Flag, kind: str) -> list[dict[str, Any]]:
             and (kind == "user" or t.get("contextKind") == kind)]
 
 
+def without(keys: Any, drop: set[str]) -> list[Any]:
+    """``keys`` (if a list; else nothing) less the strings in ``drop``: a set, so a patch of
+    many keys costs linear time, never keys times values."""
+    if not isinstance(keys, list):
+        return []
+    return [k for k in keys if not (isinstance(k, str) and k in drop)]
+
+
 def _add_targets(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
     kind, var, values = _target_args(flag, ins)
+    values = list(dict.fromkeys(values))
     for entry in _entries(flag, kind):  # one variation per context: leave the others
-        entry["values"] = [v for v in entry.get("values") or [] if v not in values]
+        entry["values"] = without(entry.get("values"), set(values))
     found = [t for t in _entries(flag, kind) if t.get("variation") == var]
     if found:
         found[0]["values"].extend(values)
@@ -214,7 +223,7 @@ def _remove_targets(flag: _Flag, ins: dict[str, Any], new_id: NewId) -> None:
     kind, var, values = _target_args(flag, ins)
     for entry in _entries(flag, kind):
         if entry.get("variation") == var:
-            entry["values"] = [v for v in entry.get("values") or [] if v not in values]
+            entry["values"] = without(entry.get("values"), set(values))
     _tidy_targets(flag, kind)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from store.semantic_flag import Instructions, Item, NewId, target_values
+from store.semantic_flag import Instructions, Item, NewId, target_values, without
 
 
 def _keys(segment: Item, which: str, kind: str) -> list[Any]:
@@ -28,8 +28,7 @@ def _keys(segment: Item, which: str, kind: str) -> list[Any]:
         entries = segment[f"{which}Contexts"] = []
     for entry in entries:
         if isinstance(entry, dict) and entry.get("contextKind") == kind:
-            if not isinstance(entry.get("values"), list):
-                entry["values"] = []
+            entry["values"] = without(entry.get("values"), set())
             values: list[Any] = entry["values"]
             return values
     entries.append({"contextKind": kind, "values": []})
@@ -42,9 +41,10 @@ def _change(segment: Item, ins: dict[str, Any], new_id: NewId, *, which: str, ad
     kind, values = target_values({**ins, "contextKind": "user"} if user_only else ins)
     keys = _keys(segment, which, kind)
     if add:
-        keys.extend(v for v in dict.fromkeys(values) if v not in keys)
+        present = {k for k in keys if isinstance(k, str)}
+        keys.extend(v for v in dict.fromkeys(values) if v not in present)
     else:
-        keys[:] = [k for k in keys if k not in values]
+        keys[:] = without(keys, set(values))
     entries = segment.get(f"{which}Contexts")
     if isinstance(entries, list):
         entries[:] = [e for e in entries if not isinstance(e, dict) or e.get("values")]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from store.json_patch import MAX_OPERATIONS, apply_json_patch, parse_pointer
+from store.json_patch import MAX_COPIED_VALUES, MAX_OPERATIONS, apply_json_patch, parse_pointer
 from store.patch_errors import PatchConflictError, PatchError
 
 # RFC 6902 Appendix A, example by example: (section, document, patch, result).
@@ -57,6 +57,7 @@ FAILURES: list[tuple[str, Any, Any, type[PatchError], str]] = [
     ("not an array", {}, {"op": "add"}, PatchError, "must be an array"),
     ("operation not an object", {}, ["add"], PatchError, "operation 0: expected an object"),
     ("unknown op", {}, [{"op": "merge", "path": "/a"}], PatchError, "operation 0: op must be"),
+    ("op not a string", {}, [{"op": {}, "path": "/a"}], PatchError, "operation 0: op must be"),
     ("missing path", {}, [{"op": "remove"}], PatchError, "operation 0 (remove): path must be"),
     ("pointer without slash", {"a": 1}, [{"op": "remove", "path": "a"}], PatchError,
      'must be empty or start with "/"'),
@@ -83,6 +84,10 @@ FAILURES: list[tuple[str, Any, Any, type[PatchError], str]] = [
      "operation 1 (remove /zz)"),
     ("too many", {}, [{"op": "test", "path": "", "value": {}}] * (MAX_OPERATIONS + 1), PatchError,
      f"at most {MAX_OPERATIONS}"),
+    ("a copy bomb", {"a": list(range(10))}, [{"op": "copy", "from": "", "path": "/a/0"}] * 30,
+     PatchError, f"copies would add more than {MAX_COPIED_VALUES} values"),
+    ("an index of 5000 digits", {"a": [1]}, [{"op": "remove", "path": "/a/" + "9" * 5000}],
+     PatchError, "is out of range"),
 ]
 
 MORE: list[tuple[str, Any, list[Any], Any]] = [

@@ -209,6 +209,8 @@ async def test_never_500_for_junk_patches(client: httpx.AsyncClient) -> None:
     junk = [*JUNK_BODIES, b'[{"op": "add", "path": "/~", "value": 1}]',
             b'{"instructions": [{"kind": null}]}', b'{"instructions": [[]]}',
             b'[{"op": "move", "from": "", "path": "/a"}]',
+            b'[{"op": {}, "path": ""}]',
+            b'[{"op": "remove", "path": "/rules/' + b"9" * 5000 + b'"}]',
             b'{"instructions": [{"kind": "addRule", "clauses": [1], "variationId": 0}]}',
             b'{"instructions": [{"kind": "addTargets", "variationId": [], "values": [1]}]}']
     for body in junk:
