@@ -17,9 +17,10 @@ where ``add`` (or the target of ``move``/``copy``) appends.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
+
+import orjson
 
 from store.patch_errors import PatchConflictError, PatchError
 
@@ -76,7 +77,7 @@ def apply_json_patch(doc: Any, patch: Any) -> Any:
     """``doc`` with ``patch`` applied; ``doc`` is not changed. PatchConflictError if a
     ``test`` fails, PatchError for any other failing operation."""
     ops = check_json_patch(patch)
-    result = copy.deepcopy(doc)
+    result = clone(doc)
     budget = [MAX_COPIED_VALUES]  # what copy operations may still add
     for i, op in enumerate(ops):
         try:
@@ -85,6 +86,10 @@ def apply_json_patch(doc: Any, patch: Any) -> Any:
             raise PatchConflictError(f"operation {i} (test {op['path']}): {exc.message}") from None
         except PatchError as exc:
             raise PatchError(f"operation {i} ({op['op']} {op['path']}): {exc.message}") from None
+    try:  # ops may nest values below values (a body's 64 levels, again and again)
+        orjson.dumps(result)
+    except orjson.JSONEncodeError:  # past 254 levels: the commit could not encode it
+        raise PatchError("the patched document nests too deeply to be stored") from None
     return result
 
 
@@ -92,7 +97,7 @@ def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
     path = parse_pointer(op["path"])
     match op["op"]:
         case "add":
-            return _add(doc, path, copy.deepcopy(op["value"]))
+            return _add(doc, path, clone(op["value"]))
         case "remove":
             if not path:
                 raise PatchError("the whole document cannot be removed")
@@ -100,10 +105,10 @@ def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
             return doc
         case "replace":
             if not path:
-                return copy.deepcopy(op["value"])
+                return clone(op["value"])
             _get(doc, path)  # the target must exist
             _remove(doc, path)
-            return _add(doc, path, copy.deepcopy(op["value"]))
+            return _add(doc, path, clone(op["value"]))
         case "move":
             source = parse_pointer(op["from"])
             if path[:len(source)] == source and len(path) > len(source):
@@ -118,7 +123,7 @@ def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
             budget[0] -= _count_values(value, budget[0] + 1)
             if budget[0] < 0:
                 raise PatchError(f"copies would add more than {MAX_COPIED_VALUES} values")
-            return _add(doc, path, copy.deepcopy(value))
+            return _add(doc, path, clone(value))
         case _:  # "test"; check_json_patch admits no other op
             try:
                 found = _get(doc, path)
@@ -127,6 +132,12 @@ def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
             if not _json_equal(found, op["value"]):
                 raise PatchConflictError("test failed: the value differs")
             return doc
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value. An orjson round trip costs about a tenth of
+    ``copy.deepcopy`` on a flag; every value here came from orjson, so it goes back."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def _count_values(value: Any, limit: int) -> int:

@@ -11,10 +11,10 @@ LaunchDarkly's variation and rule IDs map onto the SDK model) and ``store.semant
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
+from store.json_patch import clone
 from store.patch_errors import PatchError
 from store.semantic_flag import FLAG_INSTRUCTIONS, Instructions, Item, NewId, new_rule_id
 from store.semantic_segment import SEGMENT_INSTRUCTIONS
@@ -69,7 +69,7 @@ def parse_semantic_patch(body: Any, item_kind: str = "flags") -> SemanticPatch:
 def apply_semantic_patch(item: Item, patch: SemanticPatch, *,
                          new_id: NewId = new_rule_id) -> Item:
     """``item`` with every instruction applied; ``item`` itself is not changed."""
-    out = copy.deepcopy(item)
+    out: Item = clone(item)
     table = _BY_KIND[patch.item_kind]
     for i, ins in enumerate(patch.instructions):
         try:

@@ -42,6 +42,13 @@ RFC_APPENDIX_A: list[tuple[str, Any, list[Any], Any]] = [
 # A.13 (an operation object with two "op" members) is left out: JSON parsers disagree on
 # duplicate names and orjson keeps the last one, so the document never reaches this module.
 
+def nest(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels - 1):
+        value = {"x": value}
+    return value
+
+
 # Patches that must fail: (name, document, patch, error type, words the message contains).
 FAILURES: list[tuple[str, Any, Any, type[PatchError], str]] = [
     ("A.9 test fails", {"baz": "qux"}, [{"op": "test", "path": "/baz", "value": "bar"}],
@@ -86,6 +93,9 @@ FAILURES: list[tuple[str, Any, Any, type[PatchError], str]] = [
      f"at most {MAX_OPERATIONS}"),
     ("a copy bomb", {"a": list(range(10))}, [{"op": "copy", "from": "", "path": "/a/0"}] * 30,
      PatchError, f"copies would add more than {MAX_COPIED_VALUES} values"),
+    ("nesting too deep to store", {"a": nest(60)},
+     [{"op": "add", "path": "/a" + "/x" * 58 * i, "value": nest(60)} for i in range(1, 5)],
+     PatchError, "nests too deeply to be stored"),
     ("an index of 5000 digits", {"a": [1]}, [{"op": "remove", "path": "/a/" + "9" * 5000}],
      PatchError, "is out of range"),
 ]
