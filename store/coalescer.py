@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 Writes are keyed by (environment, kind, key). The first write to a key opens a *pending*
 entry that is due ``window_s`` after it arrived; later writes to the same key before it is
-taken join it: a PUT replaces the pending value, a PATCH is merged onto it, a DELETE makes
-it a tombstone. Each write is validated on its own against the state it would produce, so a
-bad PATCH is rejected alone and leaves the pending value as it was. The window is measured
+taken join it: a PUT replaces the pending value, a PATCH (merge patch, JSON Patch or
+semantic patch, ``store.patch_format``) is applied to it, a DELETE makes it a tombstone. Each
+write is validated on its own against the state it would produce, so a bad PATCH (or a JSON
+Patch whose ``test`` fails on that state) is rejected alone and leaves the pending value as
+it was. The window is measured
 from the first write, so a steady stream of writes to one key cannot postpone its commit.
 
 The caller (the writer actor) takes the due entries, commits them as one change each (one
