@@ -16,7 +16,6 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from store.admin_http import (
-    PATCH_TYPES,
     ApiError,
     actor,
     check_key,
@@ -31,6 +30,7 @@ from store.containment import Failures, install_http_boundary
 from store.db import FlagDB
 from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
+from store.patch_request import read_patch
 from store.writer import WriteError, Writer
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -192,8 +192,9 @@ def create_admin_app(
     async def patch_item(env: str, kind: str, key: str) -> Response:
         require_env(env)
         check_key(key, "key")
-        body = await read_json(max_body_bytes, PATCH_TYPES)
-        result = await writer.patch(env, cast(ItemKind, kind), key, body, actor=actor())
+        patch = await read_patch(kind, env, max_body_bytes)
+        result = await writer.patch(env, cast(ItemKind, kind), key, patch, actor=actor(),
+                                    comment=patch.comment)
         return json_response(result.item.json)
 
     @app.delete(f"{_ITEM}/<key>")

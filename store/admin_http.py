@@ -19,7 +19,10 @@ from store.writer import CommitFailedError, ConflictError, InvalidError, NotFoun
 
 MAX_JSON_DEPTH = 64  # deeper bodies are refused: orjson cannot re-encode past 254 levels
 JSON_TYPES = frozenset({"application/json"})
-PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+# The media types a PATCH body may have; store.patch_format picks the format (and reads the
+# domain-model parameter that makes application/json a semantic patch).
+PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json",
+                         "application/json-patch+json"})
 
 _CODES = {
     400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",

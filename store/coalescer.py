@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 Writes are keyed by (environment, kind, key). The first write to a key opens a *pending*
 entry that is due ``window_s`` after it arrived; later writes to the same key before it is
-taken join it: a PUT replaces the pending value, a PATCH is merged onto it, a DELETE makes
-it a tombstone. Each write is validated on its own against the state it would produce, so a
-bad PATCH is rejected alone and leaves the pending value as it was. The window is measured
+taken join it: a PUT replaces the pending value, a PATCH (merge patch, JSON Patch or
+semantic patch, ``store.patch_format``) is applied to it, a DELETE makes it a tombstone. Each
+write is validated on its own against the state it would produce, so a bad PATCH (or a JSON
+Patch whose ``test`` fails on that state) is rejected alone and leaves the pending value as
+it was. The window is measured
 from the first write, so a steady stream of writes to one key cannot postpone its commit.
 
 The caller (the writer actor) takes the due entries, commits them as one change each (one
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from flagmodel.validation import check_item
-from store.merge_patch import merge_patch
 from store.normalize import new_salt, normalize
+from store.patch_errors import PatchConflictError, PatchError
+from store.patch_format import apply_patch
 from store.records import ItemId
 
 T = TypeVar("T")
@@ -42,13 +45,16 @@ class OpKind(enum.Enum):
 class WriteOp:
     item: ItemId
     op: OpKind
-    body: Any = None  # PUT: the item JSON; PATCH: an RFC 7386 merge patch; DELETE: unused
+    body: Any = None  # PUT: the item JSON; PATCH: a store.patch_format.Patch (or a bare
+    # RFC 7386 merge patch); DELETE: unused
     actor: str = "admin"
+    comment: str | None = None  # the client's reason for the change (semantic patch)
 
 
 class RejectReason(enum.Enum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"  # the item is not in the state the patch expects
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ class _Pending(Generic[T]):
     due: float
     tokens: list[T] = field(default_factory=list)
     actors: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,7 @@ class Due(Generic[T]):
     value: dict[str, Any] | None
     tokens: tuple[T, ...]
     actor: str
+    comment: str | None = None  # the writes' comments, joined
 
     @property
     def writes(self) -> int:
@@ -102,7 +110,12 @@ class Coalescer(Generic[T]):
             case OpKind.PATCH:
                 if state is None:
                     return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
-                new = merge_patch(state, op.body)
+                try:
+                    new = apply_patch(state, op.body)
+                except PatchConflictError as exc:
+                    return Rejected(RejectReason.CONFLICT, (exc.message,))
+                except PatchError as exc:
+                    return Rejected(RejectReason.INVALID, (exc.message,))
             case OpKind.PUT:
                 new = op.body
         if op.op is not OpKind.DELETE:
@@ -120,6 +133,8 @@ class Coalescer(Generic[T]):
         pending.tokens.append(token)
         if op.actor not in pending.actors:
             pending.actors.append(op.actor)
+        if op.comment:
+            pending.comments.append(op.comment)
         return None
 
     def next_due(self) -> float:
@@ -143,4 +158,5 @@ class Coalescer(Generic[T]):
 
     def _take(self, item: ItemId, pending: _Pending[T]) -> Due[T]:
         del self._pending[item]
-        return Due(item, pending.value, tuple(pending.tokens), ", ".join(pending.actors))
+        return Due(item, pending.value, tuple(pending.tokens), ", ".join(pending.actors),
+                   "; ".join(pending.comments) or None)

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (env, kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, kind TEXT NOT NULL,
-    key TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, before TEXT, after TEXT);
+    key TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, before TEXT, after TEXT,
+    comment TEXT);
 CREATE INDEX IF NOT EXISTS history_by_env ON history (env, seq);
 CREATE TABLE IF NOT EXISTS old_keys (
     credential TEXT PRIMARY KEY, env TEXT NOT NULL REFERENCES environments(key),
@@ -121,6 +122,7 @@ class FlagDB:
         self._wconn.execute("PRAGMA synchronous=FULL")  # see the module docstring
         self._wconn.execute("PRAGMA foreign_keys=ON")
         self._wconn.executescript(_SCHEMA)
+        _add_comment_column(self._wconn)
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
         self.epoch: str = self._wconn.execute(
@@ -197,12 +199,12 @@ class FlagDB:
         """Change history of ``env``, newest first, with ``seq < before`` if given."""
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT seq, env, kind, key, actor, at_ms, before, after FROM history"
+                "SELECT seq, env, kind, key, actor, at_ms, before, after, comment FROM history"
                 " WHERE env = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
                 (env, before if before is not None else 2**63 - 1, limit)).fetchall()
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
                              None if r[6] is None else r[6].encode(),
-                             None if r[7] is None else r[7].encode()) for r in rows]
+                             None if r[7] is None else r[7].encode(), r[8]) for r in rows]
 
     def snapshot(self, env: str | None) -> Snapshot:
         """Every item (tombstones included) of ``env`` (or all), consistent with one ``seq``."""
@@ -329,7 +331,7 @@ class FlagDB:
                         for k in ("flags", "segments")})
                 seq = _history(conn, req.env, kind, key, req.actor, now_ms,
                                None if before is None else before.decode(),
-                               None if after is None else after.decode())
+                               None if after is None else after.decode(), req.comment)
                 change = Change(seq, req.env, tuple(
                     ItemChange(c.stored.kind, c.stored.key, c.stored.version,
                                None if c.stored.deleted else c.stored.json) for c in committed))
@@ -349,6 +351,13 @@ def _owner_only(path: Path) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
 
 
+def _add_comment_column(conn: sqlite3.Connection) -> None:
+    """A database made before history had comments gets the column (NULL for old rows)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(history)")}
+    if "comment" not in columns:
+        conn.execute("ALTER TABLE history ADD COLUMN comment TEXT")
+
+
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
@@ -366,9 +375,9 @@ def _latest_seq(conn: sqlite3.Connection) -> int:
 
 
 def _history(conn: sqlite3.Connection, env: str, kind: str, key: str, actor: str, at_ms: int,
-             before: str | None, after: str | None) -> int:
+             before: str | None, after: str | None, comment: str | None = None) -> int:
     cur = conn.execute(
-        "INSERT INTO history (env, kind, key, actor, at_ms, before, after)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", (env, kind, key, actor, at_ms, before, after))
+        "INSERT INTO history (env, kind, key, actor, at_ms, before, after, comment)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (env, kind, key, actor, at_ms, before, after, comment))
     assert cur.lastrowid is not None
     return cur.lastrowid

@@ -38,6 +38,7 @@ class ChangeRequest:
     actor: str
     items: tuple[ItemWrite, ...]
     label: str | None = None
+    comment: str | None = None  # why, in the client's words (a semantic patch's comment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +76,15 @@ class HistoryEntry:
     at_ms: int
     before: bytes | None
     after: bytes | None
+    comment: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "seq": self.seq, "env": self.env, "kind": self.kind, "key": self.key,
             "actor": self.actor, "at": self.at_ms,
             "before": None if self.before is None else orjson.loads(self.before),
             "after": None if self.after is None else orjson.loads(self.after),
         }
+        if self.comment is not None:
+            out["comment"] = self.comment
+        return out

@@ -148,8 +148,10 @@ class Writer:
         return await self._item(WriteOp(ItemId(env, kind, key), OpKind.PUT, body, actor))
 
     async def patch(self, env: str, kind: ItemKind, key: str, patch: Any, *,
-                    actor: str = "admin") -> WriteResult:
-        return await self._item(WriteOp(ItemId(env, kind, key), OpKind.PATCH, patch, actor))
+                    actor: str = "admin", comment: str | None = None) -> WriteResult:
+        """``patch`` is a ``store.patch_format.Patch`` or a bare RFC 7386 merge patch."""
+        return await self._item(
+            WriteOp(ItemId(env, kind, key), OpKind.PATCH, patch, actor, comment))
 
     async def delete(self, env: str, kind: ItemKind, key: str, *,
                      actor: str = "admin") -> WriteResult:
@@ -241,8 +243,8 @@ class Writer:
                       extra: tuple[ChangeRequest, _Ticket] | None = None) -> None:
         if not dues and extra is None:
             return
-        batch = [ChangeRequest(d.item.env, d.actor, (ItemWrite(d.item.kind, d.item.key, d.value),))
-                 for d in dues]
+        batch = [ChangeRequest(d.item.env, d.actor, (ItemWrite(d.item.kind, d.item.key, d.value),),
+                               comment=d.comment) for d in dues]
         if extra is not None:
             batch.append(extra[0])
         try:
@@ -319,5 +321,7 @@ class Writer:
 def _rejection_error(rejected: Rejected) -> WriteError:
     if rejected.reason is RejectReason.NOT_FOUND:
         return NotFoundError(*rejected.errors)
+    if rejected.reason is RejectReason.CONFLICT:
+        return ConflictError(*rejected.errors)
     return InvalidError(*rejected.errors)
 
