@@ -446,9 +446,12 @@ def settings_kwargs() -> dict[str, Any]:
             "suppress_health_check": list(HealthCheck)}
 
 
-def read_all(where: tuple[str, int], data: bytes, timeout: float = 2.0) -> tuple[bytes, bool]:
-    """Send ``data`` and read until the server closes or ``timeout`` passes: everything
-    received, and whether the server closed the connection."""
+def read_all(where: tuple[str, int], data: bytes, timeout: float = 15.0,
+             answers: int | None = None) -> tuple[bytes, bool]:
+    """Send ``data`` and read until the server closes, ``answers`` status lines have come
+    (then: not closed, as far as this knows), or ``timeout`` passes: everything received,
+    and whether the server closed the connection. The timeout is a bound for a server that
+    never answers, not a measure: a loaded machine may take seconds."""
     deadline = time.monotonic() + timeout
     buf = b""
     with socket.create_connection(where, timeout=timeout) as sock:
@@ -465,4 +468,6 @@ def read_all(where: tuple[str, int], data: bytes, timeout: float = 2.0) -> tuple
             if not chunk:
                 return buf, True
             buf += chunk
+            if answers is not None and buf.count(b"HTTP/1.1 ") >= answers:
+                break
     return buf, False
