@@ -230,7 +230,8 @@ def create_admin_app(
         committed = await writer.import_items(env, plan.items, actor=actor())
         counts = {k: sum(1 for i in plan.items if i.kind == k) for k in ("flags", "segments")}
         return json_response({"seq": committed.change.seq, **counts,
-                              "invalid": list(plan.accepted_invalid)})
+                              "invalid": list(plan.accepted_invalid),
+                              "malformed": list(plan.malformed)})
 
     for register in extra_routes:
         register(app)

@@ -5,10 +5,13 @@ conformance suite's ``sdkData``. Items are upserted; items not named are left al
 marked ``deleted: true`` become tombstones. The store assigns versions (each item's next
 version), so an import never moves an item backwards.
 
-Strict mode refuses the whole import if any item fails validation. Lenient mode stores such
-items anyway (the evaluation engine answers them with ``MALFORMED_FLAG``, as SDKs do), but
-still requires every item to be a JSON object under a valid key, because the key goes into
-URLs and SSE paths and a non-object cannot be an SDK item at all.
+Strict mode refuses the whole import if any item fails validation. Lenient mode stores items
+that fail only the semantic validation (the SDKs parse them and evaluate them to
+``MALFORMED_FLAG``, as the engine does) and lists them in the answer. It still refuses the
+whole import for a problem of the type level (``flagmodel.schema``: a wrong JSON type, a
+missing required property, an unknown field) and for an item that is not an object under a
+valid key (the key goes into URLs and SSE paths): one such item would stop an SDK from
+loading the whole environment, so "lenient" never means "unparseable".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flagmodel.validation import check_item, is_valid_key
+from flagmodel.validation import is_valid_key, judge_item
 from store.bus.envelope import ITEM_KINDS
 from store.normalize import new_salt, normalize
 from store.records import ItemWrite
@@ -32,7 +35,8 @@ class ImportRejectedError(Exception):
 @dataclass(frozen=True, slots=True)
 class ImportPlan:
     items: tuple[ItemWrite, ...]
-    accepted_invalid: tuple[str, ...]  # validation errors let through by lenient mode
+    accepted_invalid: tuple[str, ...]  # semantic problems let through by lenient mode
+    malformed: tuple[str, ...]  # the items they are in ("flags.KEY"), each once
 
 
 def plan_import(body: Any, *, lenient: bool,
@@ -42,6 +46,7 @@ def plan_import(body: Any, *, lenient: bool,
         raise ImportRejectedError(['(root): expected {"flags": {...}, "segments": {...}}'])
     fatal: list[str] = []
     invalid: list[str] = []
+    malformed: list[str] = []
     items: list[ItemWrite] = []
     for kind in ITEM_KINDS:
         group = body.get(kind)
@@ -63,7 +68,11 @@ def plan_import(body: Any, *, lenient: bool,
                 continue
             if lenient and "key" in data:
                 data = {**data, "key": key}
-            invalid.extend(f"{path}.{err}" for err in check_item(kind, key, data))
+            verdict = judge_item(kind, key, data)
+            fatal.extend(f"{path}.{err}" for err in verdict.unparseable)
+            invalid.extend(f"{path}.{err}" for err in verdict.malformed)
+            if verdict.malformed:
+                malformed.append(path)
             salt = data.get("salt")
             items.append(ItemWrite(kind, key, normalize(
                 kind, key, data, salt=salt if isinstance(salt, str) else salt_source())))
@@ -71,4 +80,4 @@ def plan_import(body: Any, *, lenient: bool,
         fatal.append("(root): nothing to import (no flags or segments)")
     if fatal or (invalid and not lenient):
         raise ImportRejectedError(fatal + invalid)
-    return ImportPlan(tuple(items), tuple(invalid))
+    return ImportPlan(tuple(items), tuple(invalid), tuple(malformed))

@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from flagmodel.schema import SHAPES
+
 # -- YAML 1.2 core schema -----------------------------------------------------------------
 
 
@@ -169,8 +171,29 @@ class Suite:
 
     @property
     def sdk_data(self) -> dict[str, Any]:
-        """``{"flags": ..., "segments": ...}`` as a server would import it."""
-        return {"flags": self.flags, "segments": self.segments}
+        """``{"flags": ..., "segments": ...}`` as the harness serves it to an SDK: its Go
+        model re-marshals the data, dropping the properties it does not read
+        (``segment-recursion.yml`` misspells ``clauses`` as ``clauss``) and writing the
+        arrays it reads as empty; flagstream refuses the former and requires ``clauses``."""
+        return {"flags": {k: sdk_normalized_flag(_known_only(v, "Flag"))
+                          for k, v in self.flags.items()},
+                "segments": {k: sdk_normalized_segment(_known_only(v, "Segment"))
+                             for k, v in self.segments.items()}}
+
+
+def _known_only(obj: dict[str, Any], shape: str) -> dict[str, Any]:
+    fields = SHAPES[shape]
+    out = {}
+    for name, value in obj.items():
+        if name not in fields:
+            continue
+        element = fields[name].type.strip("[]")
+        if element in SHAPES and isinstance(value, dict):
+            value = _known_only(value, element)
+        elif element in SHAPES and isinstance(value, list):
+            value = [_known_only(v, element) if isinstance(v, dict) else v for v in value]
+        out[name] = value
+    return out
 
 
 def conformance_dir() -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flagmodel.validation import attr_ref_error, check_item
+from flagmodel.validation import Verdict, attr_ref_error, check_item, judge_item
 
 V2 = [True, False]
 RULE_IN = {"attribute": "email", "op": "in", "values": ["a@b.c"]}
@@ -117,7 +117,6 @@ VALID_FLAGS: list[tuple[str, dict[str, Any]]] = [
             excludeFromSummaries=False,
             migration={"checkRatio": 1},
             clientSideAvailability={"usingMobileKey": True, "usingEnvironmentId": False},
-            somethingNew={"x": 1},
         ),
     ),
 ]
@@ -427,6 +426,28 @@ INVALID_FLAGS: list[tuple[str, Any, str]] = [
         "clientSideAvailability.usingMobileKey: expected boolean",
     ),
     ("migration", flag(migration={"checkRatio": "1"}), "migration.checkRatio: expected integer"),
+    # issue 14: unknown fields are refused at every level, naming the nearest known one
+    ("rule instead of rules", flag(rule=[rule()]),
+     "rule: unknown field `rule`; did you mean `rules`?"),
+    ("clause typo", flag(rules=[rule(clauses=[clause(), {**RULE_IN, "negated": True}])]),
+     "rules[0].clauses[1].negated: unknown field `negated`; did you mean `negate`?"),
+    ("rollout typo", flag(fallthrough={"rollout": rollout(100000, seeds=1)}),
+     "fallthrough.rollout.seeds: unknown field `seeds`; did you mean `seed`?"),
+    ("target typo", flag(targets=[{"value": ["u"], "values": [], "variation": 0}]),
+     "targets[0].value: unknown field `value`; did you mean `values`?"),
+    ("prerequisite typo", flag(prerequisites=[{"key": "p", "variaton": 0, "variation": 0}]),
+     "prerequisites[0].variaton: unknown field `variaton`; did you mean `variation`?"),
+    ("unknown top-level field", flag(somethingNew={"x": 1}), "somethingNew: unknown field"),
+    # issue 14: the Python SDK refuses a whole environment over one of these
+    ("clause values string", flag(rules=[rule(clauses=[clause(), clause(values="x")])]),
+     "rules[0].clauses[1].values: expected array, got string"),
+    ("variation float", flag(rules=[rule(variation=1.0)]),
+     "rules[0].variation: expected integer, got number"),
+    ("contextTargets values null",
+     flag(contextTargets=[{"contextKind": "o", "values": None, "variation": 0}]),
+     "contextTargets[0].values: expected array, got null"),
+    ("weight missing", flag(fallthrough={"rollout": {"variations": [{"variation": 0}]}}),
+     "fallthrough.rollout.variations[0].weight: required"),
 ]
 
 
@@ -496,7 +517,7 @@ def test_valid_segment() -> None:
                 "rules": [
                     {
                         "id": "r",
-                        "clauses": [{"op": "segmentMatch", "values": ["other"]}],
+                        "clauses": [{"op": "segmentMatch", "values": ["other"]}],  # no attribute
                         "weight": 25000,
                         "bucketBy": "key",
                         "rolloutContextKind": "user",
@@ -516,6 +537,33 @@ def test_valid_segment() -> None:
 def test_invalid_segments(name: str, data: dict[str, Any], expected: str) -> None:
     errors = check_item("segments", "s", data)
     assert any(expected in e for e in errors), errors
+
+
+LEVELS: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = [
+    # (name, flag, type-level problems, semantic problems)
+    ("the issue's flag", {"on": "yes", "variations": "x"},
+     ("on: expected boolean, got string", "variations: expected array, got string"), ()),
+    ("index out of range", flag(offVariation=5), (),
+     ("offVariation: variation index 5 is out of range (the flag has 2 variations)",)),
+    ("bad regex", flag(rules=[rule(clauses=[clause(op="matches", values=["(a"])])]), (),
+     ("rules[0].clauses[0].values[0]: regular expression does not compile: missing ), "
+      "unterminated subpattern at position 0",)),
+    ("unknown operator", flag(rules=[rule(clauses=[clause(op="isOneOf")])]), (),
+     ('rules[0].clauses[0].op: unknown operator "isOneOf"',)),
+    ("clause without attribute", flag(rules=[rule(clauses=[{"op": "in", "values": [1]}])]), (),
+     ("rules[0].clauses[0].attribute: required",)),
+    ("both", flag(offVariation=5, rule=[]),
+     ("rule: unknown field `rule`; did you mean `rules`?",),
+     ("offVariation: variation index 5 is out of range (the flag has 2 variations)",)),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "unparseable", "malformed"), LEVELS,
+                         ids=[c[0] for c in LEVELS])
+def test_levels(name: str, data: dict[str, Any], unparseable: tuple[str, ...],
+                malformed: tuple[str, ...]) -> None:
+    """Type-level problems are refused even by a lenient import; semantic ones are not."""
+    assert judge_item("flags", "f", data) == Verdict(unparseable, malformed)
 
 
 def test_every_error_starts_with_its_path() -> None:
