@@ -34,12 +34,12 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
+from store.hypercorn_setup import base_config
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.clientside_app import register_clientside_routes
@@ -152,11 +152,9 @@ async def run_worker(
             ingest = await nursery.start(run_ingest)
             metrics.collector.subscriber = subscriber.statistics
             metrics.collector.ingest = ingest.statistics
-            hconfig = HypercornConfig()
+            hconfig = base_config(graceful_timeout_s=1.0)
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
-            hconfig.accesslog = None
-            hconfig.graceful_timeout = 1.0
             app = create_sdk_app(directory, node_readiness=config.node_readiness, extra_routes=[
                 partial(register_event_routes, resolver=directory, ingest=ingest),
                 register_clientside_routes,
