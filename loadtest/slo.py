@@ -58,7 +58,7 @@ import orjson
 
 from loadtest import bench_eval_streams, procstats
 from loadtest.node import serve_command
-from loadtest.report import hgrm_text, percentile_svg, rounds_svg, write_report
+from loadtest.report import hgrm_text, percentile_svg, rounds_svg, table_lines, write_report
 from loadtest.rounds import (
     MAX_PER_CLIENT,
     REPO,
@@ -71,6 +71,9 @@ from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
 from streamer.stream_gate import streams_for_open_files
 
 SLO_MS = 500.0
+# The issue's performance targets are defined at this many connections; a smaller run (the
+# 2,000-stream smoke test) reports their figures without a verdict.
+FULL_SCALE = 50_000
 RECONNECT = {"base_s": 1.0, "max_s": 30.0, "jitter": 0.5}  # PROTOCOL.md §1.3
 
 
@@ -532,24 +535,32 @@ def scenario_locust(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str, str]]:
-    """(target, measured, met / NOT MET) rows for the issue's targets that were run."""
+    """(target, measured, verdict) rows for the issue's targets that were run. The verdict is
+    met / NOT MET, or for a target defined at 50,000 connections in a smaller run, that it
+    was not judged."""
     rows: list[tuple[str, str, str]] = []
+    small = args.connections < FULL_SCALE
 
-    def row(name: str, measured: str, ok: bool) -> None:
-        rows.append((name, measured, "met" if ok else "NOT MET"))
+    def row(name: str, measured: str, ok: bool, *, at_scale: bool = False) -> None:
+        if at_scale and small:
+            rows.append((name, measured, f"applies at {FULL_SCALE:,} connections; not judged "
+                                         f"at {args.connections:,}"))
+        else:
+            rows.append((name, measured, "met" if ok else "NOT MET"))
 
     fan = report.get("fanout")
     if fan:
         c = fan["connect"]
         row(f"{args.connections} connections held", f"{c['held']}", c["held"] >= args.connections)
         row("server RSS <= 10 KB/conn", f"{c['server_rss_per_conn_kb']:.1f} KB",
-            c["server_rss_per_conn_kb"] <= 10)
+            c["server_rss_per_conn_kb"] <= 10, at_scale=True)
         row("pooled P99 <= 500 ms", f"{fan['pooled_ms']['p99']:.0f} ms",
-            fan["pooled_ms"]["p99"] <= SLO_MS)
+            fan["pooled_ms"]["p99"] <= SLO_MS, at_scale=True)
         k, m = fan["rounds_p99_within_slo"], fan["measured_rounds"]
-        row("per-change P99 <= 500 ms in >= 80 % of changes", f"{k}/{m}", k >= 0.8 * m)
+        row("per-change P99 <= 500 ms in >= 80 % of changes", f"{k}/{m}", k >= 0.8 * m,
+            at_scale=True)
         row("server CPU <= 11 µs/client/change", f"{fan['server_cpu_us_per_client']:.1f} µs",
-            fan["server_cpu_us_per_client"] <= 11)
+            fan["server_cpu_us_per_client"] <= 11, at_scale=True)
         row("every stream got every change", str(fan["all_delivered"]), fan["all_delivered"])
     floor = report.get("floor")
     if fan and floor:
@@ -564,7 +575,7 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
     if st:
         row(f"{st['stalled']} stalled: others' P99 +<= 10 %", f"{st['p99_increase'] * 100:+.1f} %"
             f" ({st['p99_without_ms']:.0f} -> {st['p99_with_ms']:.0f} ms)",
-            st["p99_increase"] <= 0.10)
+            st["p99_increase"] <= 0.10, at_scale=True)
         row("stalled streams disconnected by the server",
             f"{st['closed_by_server']} closed, {st['still_open']} open",
             st["closed_by_server"] == st["stalled"])
@@ -572,7 +583,7 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
     if sm:
         row("storm: every client has a fresh put within 15 s",
             f"{sm['within_15s']}/{sm['streams_before']} (max {sm['recover_max_ms'] / 1000:.1f} s)",
-            sm["within_15s"] >= sm["streams_before"])
+            sm["within_15s"] >= sm["streams_before"], at_scale=True)
         peak = max(sm["peak_worker_rss_mb"], default=math.nan)
         row("storm: no worker over its memory budget",
             f"peak {peak:.0f} MB of {sm['worker_memory_budget_mb']} MB",
@@ -621,7 +632,7 @@ def verdicts(report: dict[str, Any], args: argparse.Namespace) -> list[tuple[str
             lc["streams"] >= args.connections and lc["changes_to_all"] > 0)
         cpu = lc["locust_cpu_us_per_event_steady"]
         row("locust: <= 10 µs CPU per received event (steady, idle included)",
-            f"{cpu:.1f} µs", cpu <= 10)
+            f"{cpu:.1f} µs", cpu <= 10, at_scale=True)
     for name in ("starlette", "node"):
         b = report.get("baselines", {})
         if name in b and "flagstream" in b:
@@ -691,12 +702,13 @@ def render(report: dict[str, Any], rows: list[tuple[str, str, str]]) -> str:
         lines += render_fanout(f"baseline {name} at {report['baseline_connections']}", fan)
     for key in ("stalled", "storm", "storm_floor", "overload", "locust"):
         if key in report:
-            lines += [f"== {key}", orjson.dumps(report[key]).decode(), ""]
+            lines += table_lines(key, report[key])
     if "eval" in report:
         lines += ["== client-side /eval streams", bench_eval_streams.render(report["eval"]), ""]
     width = max((len(r[0]) for r in rows), default=10)
     lines.append("== targets")
-    lines += [f"{name:<{width}}  {measured:<40}  {verdict}" for name, measured, verdict in rows]
+    lines += [f"{name:<{width}}  {measured:<40}  {verdict}".rstrip()
+              for name, measured, verdict in rows]
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@ port, an unusable data dir, a bus address that cannot be listened on) are raised
 from __future__ import annotations
 
 import errno
-import logging
 import socket
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HyperConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
@@ -34,10 +32,9 @@ from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.db import FlagDB
 from store.http_guard import RequestGuard
+from store.hypercorn_setup import base_config
 from store.metrics import StoreCollector, register_metrics_route
 from store.writer import Writer
-
-log = logging.getLogger(__name__)
 
 
 class StoreStartError(Exception):
@@ -151,10 +148,7 @@ async def run_store(
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
                                        max_body_bytes=config.max_body_bytes, extra_routes=extra,
                                        key_grace_s=config.key_grace_s)
-                hc = HyperConfig()
-                hc.accesslog = None
-                hc.errorlog = log
-                hc.graceful_timeout = config.graceful_timeout_s
+                hc = base_config(graceful_timeout_s=config.graceful_timeout_s)
                 await nursery.start(partial(
                     worker_serve,
                     wrap_app(RequestGuard(app, body_timeout=config.body_timeout_s),  # type: ignore[arg-type]

@@ -12,7 +12,10 @@ another node.
 
 :class:`LoadMonitor` is the pure core. It is fed samples with the time they were taken: loop
 lag (how late a periodic sleep woke up) and RSS. One sample over budget makes the worker
-saturated until ``hold_s`` after it, so the state does not flap from sample to sample.
+saturated until ``hold_s`` after it, so the state does not flap from sample to sample. Memory
+is a level, not an event: while the latest RSS sample is over budget the worker stays
+saturated however long the next sample takes (a loop stalled past ``hold_s`` would otherwise
+admit streams, and count a new episode, in the moment before its probe runs again).
 :meth:`LoadMonitor.saturated` answers the reason (``"loop_lag"`` or ``"memory"``) or None.
 Memory is checked first: it is the harder limit.
 
@@ -23,6 +26,7 @@ stream gate (:mod:`streamer.stream_gate`) asks the monitor before it admits a st
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -66,6 +70,7 @@ class LoadMonitor:
         self.max_lag_s = 0.0
         self.rss_bytes = 0
         self._until: dict[str, float] = {}  # reason -> saturated until this time
+        self._rss_over = False  # the latest RSS sample is over budget
         self.episodes: dict[str, int] = {}
 
     def observe_lag(self, lag_s: float, now: float) -> None:
@@ -78,18 +83,25 @@ class LoadMonitor:
     def observe_rss(self, rss_bytes: int, now: float) -> None:
         self.rss_bytes = rss_bytes
         limit = self.budget.max_rss_bytes
-        if limit > 0 and rss_bytes >= limit:
+        over = limit > 0 and rss_bytes >= limit
+        if over:
             self._over("memory", now)
+        self._rss_over = over
 
     def _over(self, reason: str, now: float) -> None:
-        if self._until.get(reason, -math.inf) <= now:  # not saturated for it: a new episode
+        if not self._active(reason, now):  # not saturated for it: a new episode
             self.episodes[reason] = self.episodes.get(reason, 0) + 1
         self._until[reason] = now + self.budget.hold_s
+
+    def _active(self, reason: str, now: float) -> bool:
+        if reason == "memory" and self._rss_over:
+            return True
+        return now < self._until.get(reason, -math.inf)
 
     def saturated(self, now: float) -> str | None:
         """The reason this worker should refuse new streams at ``now``, or None."""
         for reason in ("memory", "loop_lag"):
-            if now < self._until.get(reason, -math.inf):
+            if self._active(reason, now):
                 return reason
         return None
 
@@ -135,9 +147,13 @@ async def run_load_probe(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed ``monitor`` until cancelled: loop lag every ``interval_s``, RSS every
-    ``rss_every_s``. Costs one wake-up per interval, nothing per stream."""
+    ``rss_every_s``, the first RSS sample before it reports started (so a worker over its
+    budget refuses from its first stream on). Costs one wake-up per interval, nothing per
+    stream."""
+    with contextlib.suppress(OSError):
+        monitor.observe_rss(read_rss(), trio.current_time())
     task_status.started()
-    next_rss = trio.current_time()
+    next_rss = trio.current_time() + rss_every_s
     while True:
         before = trio.current_time()
         await trio.sleep(interval_s)

@@ -27,7 +27,14 @@ other workers. A worker that dies before its first readiness line
 ends the node: that is a configuration problem, not a crash to retry.
 
 SIGTERM or SIGINT drains: workers get SIGTERM (they stop accepting and close their streams),
-then ``drain_timeout`` later anything left is killed, and the store stops last.
+then ``drain_timeout`` later anything left is killed, and the store stops last. The signal is
+watched from the start: one that arrives while the store or the workers are still starting
+cancels the start-up (a worker being spawned is stopped, the ones already up are drained) and
+the node exits 0 without printing ``ready``, as it would after a stop once ready: the operator
+asked for a stop and got one, with no process left behind.
+
+A ``--workers`` count above what the machine can hold (:mod:`streamer.worker_limit`) is refused
+before anything starts, with the bound and the resource that sets it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
 from streamer.node_readiness import MAX_REPORT_LINE, READINESS_FILE, NodeReadiness, parse_report
 from streamer.reuseport import open_reuseport_listener
+from streamer.stop_signal import StopSignal
+from streamer.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
 
 log = logging.getLogger("flagstream.supervisor")
 
@@ -287,6 +296,7 @@ class WorkerSupervisor:
         self.process: trio.Process | None = None
         self.restarts = 0
         self.stopping = False
+        self.started = False  # its first start line came
 
     async def _spawn(self) -> tuple[trio.Process, dict[str, Any], bytes]:
         """The started worker, its start line, and what it wrote after that line."""
@@ -327,6 +337,7 @@ class WorkerSupervisor:
 
     async def run(self, *, task_status: trio.TaskStatus[dict[str, Any]]) -> None:
         proc, ready, rest = await self._spawn()
+        self.started = True
         task_status.started(ready)
         backoff: float | None = None
         while True:
@@ -440,8 +451,21 @@ def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
     return argv
 
 
+def machine_worker_limit() -> WorkerLimit:
+    """The ``--workers`` bound of this machine (CPUs and /proc/meminfo's MemTotal)."""
+    try:
+        memory = memtotal_bytes(Path("/proc/meminfo").read_text())
+    except OSError:
+        memory = None
+    return worker_limit(os.cpu_count() or 1, memory)
+
+
 async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
     """Run the node until SIGTERM/SIGINT. Raises StartError for configuration problems."""
+    if cfg.role in ("serve", "streamer"):
+        refused = check_workers(cfg.workers, machine_worker_limit())
+        if refused is not None:
+            raise StartError(refused)
     prepare_data_dir(cfg.data_dir)
     from store.bus.addresses import local_bus_addresses, snapshot_address_for
 
@@ -465,47 +489,21 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
         sdk = (cfg.sdk_bind[0], r2.getsockname()[1])
 
     supervisors: list[WorkerSupervisor] = []
-    signals_cm = trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+    stop = StopSignal()
     try:
-        with signals_cm as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                if cfg.role in ("serve", "store"):
-                    check_admin_exposure(cfg.admin_bind, cfg.admin_token, cfg.data_dir)
-                    token, generated = ensure_admin_token(cfg.data_dir, cfg.admin_token)
-                    if generated:
-                        out(f"flagstream: generated admin token (stored in "
-                            f"{cfg.data_dir / 'admin-token'}): {token}")
-                    from store.service import StoreConfig, StoreStartError, run_store
-
-                    store_cfg = StoreConfig(
-                        data_dir=cfg.data_dir, admin_bind=cfg.admin_bind, admin_token=token,
-                        bus_address=bus, snapshot_address=snap,
-                        coalesce_window_s=cfg.coalesce_window,
-                        kinesis_stream=cfg.kinesis_stream, kinesis_endpoint=cfg.kinesis_endpoint,
-                        key_grace_s=cfg.key_grace, graceful_timeout_s=min(5.0, cfg.drain_timeout),
-                        body_timeout_s=cfg.header_timeout,
-                    )  # fmt: skip
-                    try:
-                        admin = await nursery.start(run_store, store_cfg)
-                    except StoreStartError as exc:
-                        raise StartError(str(exc)) from None
-                    out(f"flagstream: admin listening on {_url(admin)}")
-                    if cfg.role == "store":
-                        out(f"flagstream: bus publishing on {bus} (snapshots on {snap})")
+                nursery.start_soon(stop.watch, signals)
                 readiness = None
-                if stream is not None and sdk is not None:
-                    readiness = NodeReadiness(cfg.data_dir / READINESS_FILE, cfg.workers)
-                    for i in range(cfg.workers):
-                        sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap),
-                                               HeldListeners(stream, sdk), readiness)
-                        supervisors.append(sup)
-                        await nursery.start(sup.run)
-                    out(f"flagstream: stream listening on {_url(stream)}")
-                    out(f"flagstream: sdk listening on {_url(sdk)}")
-                out(f"flagstream: ready ({cfg.workers if stream else 0} workers)")
-                async for signum in signals:
-                    log.info("received %s; draining", signal.Signals(signum).name)
-                    break
+                with stop.startup:
+                    readiness = await _start_parts(cfg, nursery, supervisors, out,
+                                                   stream, sdk, bus, snap)
+                await stop.stopped.wait()
+                log.info("received %s; draining", stop.name)
+                if stop.startup.cancelled_caught:
+                    up = sum(1 for sup in supervisors if sup.started)
+                    out(f"flagstream: {stop.name} during start-up ({up} of {cfg.workers} "
+                        "workers were up); stopping")
                 if readiness is not None:
                     readiness.drain()  # load balancers stop sending before streams close
                 async with trio.open_nursery() as stopper:
@@ -518,6 +516,50 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
                 sup.listeners.close()
         for s in reserved:
             s.close()
+
+
+async def _start_parts(cfg: NodeConfig, nursery: trio.Nursery,
+                       supervisors: list[WorkerSupervisor], out: Callable[[str], None],
+                       stream: tuple[str, int] | None, sdk: tuple[str, int] | None,
+                       bus: str, snap: str) -> NodeReadiness | None:
+    """Start the store and the workers in ``nursery`` and print the listening lines and
+    ``ready``. Each worker's supervisor is in ``supervisors`` before its process starts, so
+    a start-up cancelled half-way still stops it."""
+    if cfg.role in ("serve", "store"):
+        check_admin_exposure(cfg.admin_bind, cfg.admin_token, cfg.data_dir)
+        token, generated = ensure_admin_token(cfg.data_dir, cfg.admin_token)
+        if generated:
+            out(f"flagstream: generated admin token (stored in "
+                f"{cfg.data_dir / 'admin-token'}): {token}")
+        from store.service import StoreConfig, StoreStartError, run_store
+
+        store_cfg = StoreConfig(
+            data_dir=cfg.data_dir, admin_bind=cfg.admin_bind, admin_token=token,
+            bus_address=bus, snapshot_address=snap,
+            coalesce_window_s=cfg.coalesce_window,
+            kinesis_stream=cfg.kinesis_stream, kinesis_endpoint=cfg.kinesis_endpoint,
+            key_grace_s=cfg.key_grace, graceful_timeout_s=min(5.0, cfg.drain_timeout),
+            body_timeout_s=cfg.header_timeout,
+        )  # fmt: skip
+        try:
+            admin = await nursery.start(run_store, store_cfg)
+        except StoreStartError as exc:
+            raise StartError(str(exc)) from None
+        out(f"flagstream: admin listening on {_url(admin)}")
+        if cfg.role == "store":
+            out(f"flagstream: bus publishing on {bus} (snapshots on {snap})")
+    readiness = None
+    if stream is not None and sdk is not None:
+        readiness = NodeReadiness(cfg.data_dir / READINESS_FILE, cfg.workers)
+        for i in range(cfg.workers):
+            sup = WorkerSupervisor(i, worker_argv(cfg, i, stream, sdk, bus, snap),
+                                   HeldListeners(stream, sdk), readiness)
+            supervisors.append(sup)
+            await nursery.start(sup.run)
+        out(f"flagstream: stream listening on {_url(stream)}")
+        out(f"flagstream: sdk listening on {_url(sdk)}")
+    out(f"flagstream: ready ({cfg.workers if stream else 0} workers)")
+    return readiness
 
 
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -34,12 +34,12 @@ from functools import partial
 from pathlib import Path
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
+from store.hypercorn_setup import base_config
 from streamer.acceptor import Acceptor, GcPolicy
 from streamer.client_actor import ClientLimits
 from streamer.client_groups import MAX_WARM_GROUPS
@@ -56,6 +56,7 @@ from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_r
 from streamer.node_readiness import report_readiness
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
+from streamer.stop_signal import StopSignal
 from streamer.stream_gate import GateLimits, fd_capped
 
 log = logging.getLogger("streamer.worker")
@@ -159,11 +160,9 @@ async def run_worker(
             ingest = await nursery.start(run_ingest)
             metrics.collector.subscriber = subscriber.statistics
             metrics.collector.ingest = ingest.statistics
-            hconfig = HypercornConfig()
+            hconfig = base_config(graceful_timeout_s=1.0)
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
-            hconfig.accesslog = None
-            hconfig.graceful_timeout = 1.0
             app = create_sdk_app(directory, node_readiness=config.node_readiness, extra_routes=[
                 partial(register_event_routes, resolver=directory, ingest=ingest),
                 register_clientside_routes,
@@ -270,20 +269,25 @@ async def _watch_parent(cancel_scope: trio.CancelScope) -> None:
 
 
 async def _main(config: WorkerConfig) -> None:
+    stop = StopSignal()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_parent, nursery.cancel_scope)
-            ready: WorkerReady = await nursery.start(run_worker, config)
-            line = {"event": "ready", "worker": config.worker_id, "pid": os.getpid(),
-                    "stream": _hostport(ready.stream), "sdk": _hostport(ready.sdk)}
-            sys.stdout.write(json.dumps(line) + "\n")
-            sys.stdout.flush()
-            if config.node_readiness is not None:
-                nursery.start_soon(report_readiness, lambda: ready.directory.ready, _stdout_line)
-            async for signum in signals:
-                log.info("worker %d: %s, draining", config.worker_id, signal.Signals(signum).name)
-                break
-            await drain(ready, config)
+            nursery.start_soon(stop.watch, signals)
+            ready: WorkerReady | None = None
+            with stop.startup:  # a stop during start-up ends it; nothing is up to drain
+                ready = await nursery.start(run_worker, config)
+                line = {"event": "ready", "worker": config.worker_id, "pid": os.getpid(),
+                        "stream": _hostport(ready.stream), "sdk": _hostport(ready.sdk)}
+                sys.stdout.write(json.dumps(line) + "\n")
+                sys.stdout.flush()
+                if config.node_readiness is not None:
+                    directory = ready.directory
+                    nursery.start_soon(report_readiness, lambda: directory.ready, _stdout_line)
+            await stop.stopped.wait()
+            log.info("worker %d: %s, draining", config.worker_id, stop.name)
+            if ready is not None and not stop.startup.cancelled_caught:
+                await drain(ready, config)
             nursery.cancel_scope.cancel()
 
 

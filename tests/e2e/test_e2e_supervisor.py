@@ -71,3 +71,11 @@ def test_a_stream_opened_while_every_worker_is_dead_waits_for_the_restarted_one(
     sock.close()
     assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b"event: put" in got, got
     assert not set(node.children()) & set(workers)  # served by a new worker
+
+
+def test_one_listening_line_per_listener(node: NodeProcess) -> None:
+    # The node says where it listens, once per listener; hypercorn's own "Running on" line
+    # (once per worker, and twice each through its own handler) is not printed.
+    lines = [line for line in node.output if "listening on" in line or "Running on" in line]
+    assert [line.split(" listening on ")[0] for line in lines] == [
+        "flagstream: admin", "flagstream: stream", "flagstream: sdk"], "\n".join(node.output)

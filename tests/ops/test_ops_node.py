@@ -208,14 +208,24 @@ def test_worker_at_its_open_file_limit_sheds_instead_of_failing(tmp_path: Path) 
 
 
 def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
-    # A 1 MiB memory budget: the worker is over it from its first RSS sample, so it must
-    # refuse every new stream cheaply, with a short jittered Retry-After, and keep serving
-    # polls; /metrics says why.
+    # A 1 MiB memory budget: the worker is over it from its first RSS sample, taken before
+    # it reports ready, and stays over it (memory is a level, not a hold that a late sample
+    # on a loaded machine can outrun), so it must refuse every new stream cheaply, with a
+    # short jittered Retry-After, and keep serving polls; /metrics says why.
     data = tmp_path / "data"
     node = NodeProcess(serve_argv(data, workers=1, extra=["--worker-memory-budget", "1"]),
                        data).start()
     try:
         env = create_env(node, "sat")
+
+        def poll() -> httpx.Response:
+            return httpx.get(node.urls["sdk"] + "/sdk/latest-all", timeout=10,
+                             headers={"Authorization": env["sdkKey"]})
+
+        # The admin API answers once the environment is committed; the worker learns of it
+        # over the bus a moment later (a poll before that is a 401, as on a loaded machine).
+        wait_until(lambda: poll().status_code == 200, 20.0, "the worker to know the env",
+                   interval=0.05)
         waits = set()
         for _ in range(12):
             sock, head = open_stream(node, env["sdkKey"])
@@ -225,9 +235,7 @@ def test_saturated_worker_sheds_new_streams_with_503(tmp_path: Path) -> None:
             assert b"saturated (memory is over budget)" in rest
             waits.add(int(rest.lower().split(b"retry-after:")[1].split(b"\r\n")[0]))
         assert waits <= {1, 2, 3} and len(waits) > 1
-        poll = httpx.get(node.urls["sdk"] + "/sdk/latest-all", timeout=10,
-                         headers={"Authorization": env["sdkKey"]})
-        assert poll.status_code == 200
+        assert poll().status_code == 200
         text = httpx.get(node.urls["sdk"] + "/metrics", timeout=10).text
         refused = dict((s[0]["reason"], s[1])
                        for s in samples(text, "flagstream_saturated_refusals_total"))

@@ -27,12 +27,19 @@ BUDGET = LoadBudget(max_loop_lag_s=0.5, max_rss_bytes=100 * MIB, hold_s=2.0)
         # a later sample over the limit extends the hold
         (BUDGET, [("lag", 0.7, 10.0), ("lag", 0.1, 11.0), ("lag", 0.6, 11.5)],
          [12.5, 13.49, 13.5], ["loop_lag", "loop_lag", None]),
-        # memory over budget wins over lag
-        (BUDGET, [("lag", 0.9, 5.0), ("rss", 100 * MIB, 5.0)], [5.0, 7.0], ["memory", None]),
+        # memory over budget wins over lag; a sample under budget ends it hold_s after the
+        # last one over
+        (BUDGET, [("lag", 0.9, 5.0), ("rss", 100 * MIB, 5.0), ("rss", 99 * MIB, 6.0)],
+         [5.0, 6.5, 7.0], ["memory", "memory", None]),
         (BUDGET, [("rss", 99 * MIB, 5.0)], [5.0], [None]),
         # memory sampled every second and staying over budget stays saturated
         (BUDGET, [("rss", 120 * MIB, float(t)) for t in range(5)], [0.5, 1.5, 3.9, 6.0],
-         ["memory", "memory", "memory", None]),
+         ["memory", "memory", "memory", "memory"]),
+        # ... also when the next sample is late (a stalled loop): memory is a level; it ends
+        # only with a sample under budget (the flaky saturated-node test admitted a stream in
+        # the gap between the hold's end and the late sample)
+        (BUDGET, [("rss", 120 * MIB, 0.0)], [2.0, 2.5, 60.0], ["memory", "memory", "memory"]),
+        (BUDGET, [("rss", 120 * MIB, 0.0), ("rss", 50 * MIB, 3.0)], [3.0, 3.1], [None, None]),
         # a zero budget disables that signal
         (LoadBudget(max_rss_bytes=0), [("lag", 30.0, 0.0), ("rss", 10**12, 0.0)], [0.0],
          [None]),
@@ -62,6 +69,26 @@ def test_episodes_are_counted_once_per_episode() -> None:
     stats = monitor.statistics(4.0)
     assert stats.episodes == {"loop_lag": 2} and stats.saturated == "loop_lag"
     assert stats.max_lag_s == 0.8
+
+
+def test_a_late_rss_sample_over_budget_is_the_same_episode() -> None:
+    monitor = LoadMonitor(BUDGET)
+    monitor.observe_rss(120 * MIB, 0.0)
+    monitor.observe_rss(120 * MIB, 3.5)  # the loop stalled: 3.5 s between samples
+    assert monitor.statistics(3.5).episodes == {"memory": 1}
+
+
+async def test_probe_samples_rss_before_it_reports_started(
+        autojump_clock: trio.testing.MockClock) -> None:
+    # A worker over its budget is saturated from its first stream on, not from the probe's
+    # first wake-up (a stream accepted in between was admitted).
+    monitor = LoadMonitor(BUDGET)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: run_load_probe(
+            monitor, interval_s=0.05, read_rss=lambda: 150 * MIB, task_status=task_status))
+        assert trio.current_time() == 0.0
+        assert monitor.saturated(0.0) == "memory"
+        nursery.cancel_scope.cancel()
 
 
 def test_read_rss_is_this_process() -> None:

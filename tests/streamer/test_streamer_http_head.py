@@ -194,3 +194,25 @@ def test_routing_errors_do_not_repeat_the_request(request_head: RequestHead) -> 
     got = route_stream(request_head)
     assert isinstance(got, ErrorAnswer) and got.status in (404, 405)
     assert b"MARK" not in error_response(got)
+
+
+# Every status the stream listener answers with itself (http_head, client_actor, acceptor,
+# stream_gate, client_streams): each status line carries its standard reason phrase.
+OWN_STATUSES = [400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 503, 505]
+
+
+@pytest.mark.parametrize("status", OWN_STATUSES)
+def test_error_status_lines_carry_their_reason_phrase(status: int) -> None:
+    from http import HTTPStatus
+
+    raw = error_response(ErrorAnswer(status, "why"), retry_after=2)
+    assert raw.split(b"\r\n", 1)[0] == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()
+
+
+def test_success_heads_carry_their_reason_phrase() -> None:
+    from streamer.client_streams import Preflight, client_stream_head, preflight_response
+    from streamer.http_head import STREAM_RESPONSE_HEAD
+
+    heads = [STREAM_RESPONSE_HEAD, client_stream_head(StreamKind.PING, None),
+             preflight_response(Preflight(origin=None, methods="GET"))]
+    assert [h.split(b"\r\n", 1)[0] for h in heads] == [b"HTTP/1.1 200 OK"] * 3
