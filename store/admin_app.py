@@ -31,6 +31,8 @@ from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.db import FlagDB
 from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
+from store.records import HistoryFilter
+from store.timefmt import ms_from_text
 from store.writer import WriteError, Writer
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_GRACE_S = 30 * 86400  # a rotated key lives at most 30 days
+# The kinds of change the history records (see FlagDB.commit and the environment writes).
+HISTORY_KINDS = ("flags", "segments", "environment", "import", "batch")
 
 
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
@@ -57,6 +61,25 @@ def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
     if not raw.isdigit() or not lo <= int(raw) <= hi:
         raise ApiError(400, f"query parameter {name} must be an integer from {lo} to {hi}")
     return int(raw)
+
+
+def history_filter() -> HistoryFilter:
+    """The ``kind``, ``key``, ``actor`` and ``since`` query parameters of ``.../changes``."""
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in HISTORY_KINDS:
+        raise ApiError(400, f"query parameter kind must be one of {', '.join(HISTORY_KINDS)}")
+    key = request.args.get("key") or None
+    if key is not None:
+        check_key(key, "query parameter key")
+    who = request.args.get("actor") or None
+    if who is not None and (len(who) > 200 or not who.isprintable()):
+        raise ApiError(400, "query parameter actor must be at most 200 printable characters")
+    since_raw = request.args.get("since") or None
+    try:
+        since = None if since_raw is None else ms_from_text(since_raw)
+    except ValueError as exc:
+        raise ApiError(400, f"query parameter since: {exc}") from None
+    return HistoryFilter(kind, key, who, since)
 
 
 def create_admin_app(
@@ -210,7 +233,7 @@ def create_admin_app(
         require_env(env)
         limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
         before = _int_arg("before", None, 1, 2**62)
-        rows = db.history(env, limit=limit + 1, before=before)
+        rows = db.history(env, limit=limit + 1, before=before, filters=history_filter())
         page = rows[:limit]
         more = len(rows) > limit
         return json_response({"items": [r.as_dict() for r in page],

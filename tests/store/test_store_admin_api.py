@@ -167,6 +167,32 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
         error_of(await client.get(f"/api/v1/environments/prod/changes?{q}"), 400)
 
 
+async def test_changes_filters(client: httpx.AsyncClient) -> None:
+    await make_env(client)
+    base = "/api/v1/environments/prod"
+    for key, who in (("a", "alice"), ("b", "bob"), ("a", "bob")):
+        r = await client.put(f"{base}/flags/{key}", json=FLAG, headers={"X-Flagstream-Actor": who})
+        assert r.status_code in (200, 201), r.text
+
+    async def seen(**params: str) -> list[tuple[str, str, str]]:
+        r = await client.get(f"{base}/changes", params=params)
+        assert r.status_code == 200, r.text
+        return [(c["kind"], c["key"], c["actor"]) for c in r.json()["items"]]
+
+    assert await seen(kind="flags", key="a") == [("flags", "a", "bob"), ("flags", "a", "alice")]
+    assert await seen(actor="alice") == [("flags", "a", "alice")]
+    assert await seen(kind="environment") == [("environment", "prod", "admin")]
+    first = (await client.get(f"{base}/changes")).json()["items"][0]
+    assert first["at"].endswith("Z") and isinstance(first["atMs"], int)
+    assert await seen(since=first["at"], actor="bob") == [("flags", "a", "bob")]
+    assert await seen(since=str(first["atMs"] + 1)) == []
+    assert len(await seen(since="2020-01-01")) == 4
+    for query, name in (("kind=flag", "kind"), ("key=a%20b", "key"), ("since=yesterday", "since"),
+                        ("since=-5", "since"), ("actor=%07", "actor")):
+        err = error_of(await client.get(f"{base}/changes?{query}"), 400)
+        assert name in err["message"], (query, err)
+
+
 async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:
     await make_env(client)
     data = {
