@@ -85,6 +85,8 @@ CREATE TABLE IF NOT EXISTS old_keys (
 """
 
 _ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
+# The credentials POST .../rotate can replace: its "key" value -> the column.
+ROTATABLE = {"sdk": "sdk_key", "mobile": "mobile_key", "clientSide": "client_side_id"}
 
 
 class EnvironmentExistsError(Exception):
@@ -262,16 +264,19 @@ class FlagDB:
 
     def rotate_key(self, env: str, which: str, grace_ms: int, *,
                    actor: str = "admin") -> EnvChange | None:
-        """Give ``env`` a new SDK key (``which="sdk"``) or mobile key (``"mobile"``).
+        """Give ``env`` a new SDK key (``which="sdk"``), mobile key (``"mobile"``) or
+        client-side ID (``"clientSide"``).
 
-        The old credential keeps working for ``grace_ms`` (0: it stops at once), as the same
-        kind of key only: it travels in ``EnvironmentInfo.old_sdk_keys`` or
-        ``old_mobile_keys`` until it expires. Returns the bus message, or None if
-        the environment does not exist.
+        An old SDK or mobile key keeps working for ``grace_ms`` (0: it stops at once), as the
+        same kind of key only: it travels in ``EnvironmentInfo.old_sdk_keys`` or
+        ``old_mobile_keys`` until it expires. An old client-side ID stops at once whatever
+        ``grace_ms`` says: it is public (it sits in every page that loads the JS SDK), so
+        rotating it only makes sense to cut off whoever uses the old one. Returns the bus
+        message, or None if the environment does not exist.
         """
-        if which not in ("sdk", "mobile"):
-            raise ValueError(f"which must be sdk or mobile, got {which!r}")
-        column = "sdk_key" if which == "sdk" else "mobile_key"
+        if which not in ROTATABLE:
+            raise ValueError(f"which must be one of {', '.join(ROTATABLE)}, got {which!r}")
+        column = ROTATABLE[which]
         fresh = getattr(new_env_credentials(), column)
         now_ms = self._now_ms()
         with self._write_lock, _transaction(self._wconn) as conn:
@@ -279,16 +284,60 @@ class FlagDB:
                 f"SELECT {column} FROM environments WHERE key = ?", (env,)).fetchone()
             if row is None:
                 return None
-            if grace_ms > 0:
+            if grace_ms > 0 and which != "clientSide":
                 conn.execute("INSERT OR REPLACE INTO old_keys VALUES (?, ?, ?, ?)",
                              (row[0], env, which, now_ms + grace_ms))
             conn.execute("DELETE FROM old_keys WHERE expires_ms <= ?", (now_ms,))
             conn.execute(f"UPDATE environments SET {column} = ? WHERE key = ?", (fresh, env))
-            after = orjson.dumps({"rotated": which, "graceMs": grace_ms}).decode()
+            graced = grace_ms if which != "clientSide" else 0
+            after = orjson.dumps({"rotated": which, "graceMs": graced}).decode()
             seq = _history(conn, env, "environment", env, actor, now_ms, None, after)
-            info = conn.execute(
-                f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (env,)).fetchone()
-            return EnvChange(seq, _env(info, _old_keys(conn, env, now_ms)))
+            return EnvChange(seq, self._read_env(conn, env, now_ms))
+
+    def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                           actor: str = "admin") -> EnvChange | None:
+        """Change the name and/or secure mode; None if the environment does not exist."""
+        now_ms = self._now_ms()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            row = conn.execute("SELECT name, secure_mode FROM environments WHERE key = ?",
+                               (env,)).fetchone()
+            if row is None:
+                return None
+            before = {"name": row[0], "secureMode": bool(row[1])}
+            after = {"name": row[0] if name is None else name,
+                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode}
+            conn.execute("UPDATE environments SET name = ?, secure_mode = ? WHERE key = ?",
+                         (after["name"], int(after["secureMode"]), env))
+            seq = _history(conn, env, "environment", env, actor, now_ms,
+                           orjson.dumps(before).decode(), orjson.dumps(after).decode())
+            return EnvChange(seq, self._read_env(conn, env, now_ms))
+
+    def delete_environment(self, env: str, *, actor: str = "admin") -> EnvChange | None:
+        """Remove ``env``, its items and its rotated keys; None if it does not exist.
+
+        No tombstone: the environment's credentials die with it, so no SDK can hold versions
+        of its items that a later environment of the same key would have to exceed. Its
+        history rows stay (the audit trail), ending with this removal.
+        """
+        now_ms = self._now_ms()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            if conn.execute("SELECT 1 FROM environments WHERE key = ?", (env,)).fetchone() \
+                    is None:
+                return None
+            info = self._read_env(conn, env, now_ms)
+            conn.execute("DELETE FROM items WHERE env = ?", (env,))
+            conn.execute("DELETE FROM old_keys WHERE env = ?", (env,))
+            conn.execute("DELETE FROM environments WHERE key = ?", (env,))
+            before = orjson.dumps({"key": env, "name": info.name,
+                                   "secureMode": info.secure_mode}).decode()
+            seq = _history(conn, env, "environment", env, actor, now_ms, before, None)
+        return EnvChange(seq, info, removed=True)
+
+    @staticmethod
+    def _read_env(conn: sqlite3.Connection, env: str, now_ms: int) -> EnvironmentInfo:
+        row = conn.execute(f"SELECT {_ENV_COLS} FROM environments WHERE key = ?",
+                           (env,)).fetchone()
+        return _env(row, _old_keys(conn, env, now_ms))
 
     def version_sums(self) -> dict[str, int]:
         """Per environment, the sum of its item versions, tombstones included (the streamer
