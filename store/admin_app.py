@@ -16,6 +16,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
     PATCH_TYPES,
     ApiError,
@@ -116,11 +117,17 @@ def create_admin_app(
         if request.path in _OPEN_PATHS:
             return None
         if not token_matches(request.headers.get("Authorization"), token):
+            log_auth_failure()
             return error_response(401, "missing or invalid bearer token")
         length = request.content_length
         if length is not None and length > max_body_bytes:
             return error_response(413, f"body is larger than {max_body_bytes} bytes")
         return None
+
+    @app.after_request
+    async def _audit(response: Response) -> Response:
+        await log_write(response, actor())
+        return response
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:

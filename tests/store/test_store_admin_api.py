@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,26 @@ async def test_changes_filters(client: httpx.AsyncClient) -> None:
                         ("since=-5", "since"), ("actor=%07", "actor")):
         err = error_of(await client.get(f"{base}/changes?{query}"), 400)
         assert name in err["message"], (query, err)
+
+
+async def test_audit_lines_for_writes_and_auth_failures(
+        client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flagstream.audit")
+    await make_env(client)
+    r = await client.put("/api/v1/environments/prod/flags/f", json=FLAG, headers={
+        "X-Flagstream-Actor": "alice", "X-Flagstream-Comment": 'launch "day" actor=mallory'})
+    assert r.status_code == 201
+    await client.get("/api/v1/environments/prod/flags/f")  # a read: no line
+    r = await client.get("/api/v1/environments", headers={"Authorization": "Bearer guess-123"})
+    assert r.status_code == 401
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "flagstream.audit"]
+    assert lines == [
+        'admin write: actor="admin" method=POST path="/api/v1/environments" env=prod kind=- '
+        "key=- version=- status=201",
+        'admin write: actor="alice" method=PUT path="/api/v1/environments/prod/flags/f" '
+        'env=prod kind=flags key=f version=1 status=201 comment="launch \\"day\\" actor=mallory"',
+        'auth failed: addr=127.0.0.1 method=GET path="/api/v1/environments"',
+    ]
 
 
 async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:
