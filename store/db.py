@@ -208,7 +208,7 @@ class FlagDB:
     def history(self, env: str, *, limit: int, before: int | None = None,
                 filters: HistoryFilter | None = None) -> list[HistoryEntry]:
         """Change history of ``env``, newest first, with ``seq < before`` if given, narrowed
-        by ``filters``. See _history_query for the index each filter uses."""
+        by ``filters``. See _history_query for how each filter stays on an index."""
         sql, args = _history_query(env, limit, before, filters or HistoryFilter())
         with self._reader() as conn:
             rows = conn.execute(sql, args).fetchall()
@@ -432,22 +432,29 @@ def _latest_seq(conn: sqlite3.Connection) -> int:
 
 def _history_query(env: str, limit: int, before: int | None,
                    f: HistoryFilter) -> tuple[str, tuple[object, ...]]:
-    """The SQL of a history page. The index is named: without ANALYZE statistics SQLite picks
-    history_by_env to avoid sorting, and then a filter that matches few rows (one key, one
-    actor, the last hour) reads the environment's whole history to fill a page. With the
-    filter's own index it reads the matching rows only (the time index sorts those rows, a
-    bounded top-N sort because of the LIMIT)."""
-    where, args = ["env = ?", "seq < ?"], [env, before if before is not None else 2**63 - 1]
+    """The SQL of a history page, newest first, reading about ``limit`` rows whatever the
+    filters and however long the history.
+
+    The index is named: without ANALYZE statistics SQLite picks history_by_env to avoid a
+    sort, and then a filter that matches few rows (one key, one actor) reads the whole
+    history of the environment to fill a page. ``since`` becomes a lower bound on ``seq``:
+    the seq of the first change at or after that time, found in history_by_time in one
+    lookup, so every filter walks its seq index from the newest row down and stops after one
+    page. (Times follow seqs: one writer stamps them in commit order. After a step back of
+    the wall clock, a change committed before the boundary with a later time is left out.)
+    """
+    where = ["env = ?", "seq < ?"]
+    args: list[object] = [env, before if before is not None else 2**63 - 1]
     for column, value in (("kind", f.kind), ("key", f.key), ("actor", f.actor)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
     if f.since_ms is not None:
-        where.append("at_ms >= ?")
-        args.append(f.since_ms)
+        where.append("at_ms >= ? AND seq >= (SELECT seq FROM history INDEXED BY history_by_time"
+                     " WHERE env = ? AND at_ms >= ? ORDER BY at_ms, seq LIMIT 1)")
+        args += [f.since_ms, env, f.since_ms]
     index = ("history_by_key" if f.key is not None else "history_by_actor"
-             if f.actor is not None else "history_by_time" if f.since_ms is not None
-             else "history_by_env")
+             if f.actor is not None else "history_by_env")
     return ("SELECT seq, env, kind, key, actor, at_ms, before, after FROM history"
             f" INDEXED BY {index} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
             (*args, limit))

@@ -196,11 +196,15 @@ def test_history_filters(tmp_path: Path) -> None:
     (HistoryFilter(kind="flags", key="a"), "history_by_key"),
     (HistoryFilter(key="a", since_ms=1), "history_by_key"),
     (HistoryFilter(actor="alice"), "history_by_actor"),
-    (HistoryFilter(since_ms=1), "history_by_time"),
+    (HistoryFilter(since_ms=1), "history_by_env"),
+    (HistoryFilter(actor="alice", since_ms=1), "history_by_actor"),
 ])
 def test_history_filters_use_an_index(db: FlagDB, filters: HistoryFilter, index: str) -> None:
-    plan = " ".join(db.history_plan("prod", filters))
-    assert f"SEARCH history USING INDEX {index} (env=?" in plan, plan
+    plan = " | ".join(db.history_plan("prod", filters))
+    assert plan.startswith(f"SEARCH history USING INDEX {index} (env=?"), plan
+    assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+    if filters.since_ms is not None:  # since: a seq bound found in the time index
+        assert "seq>? AND seq<?" in plan and "COVERING INDEX history_by_time" in plan, plan
 
 
 def test_list_items_leaves_out_tombstones(db: FlagDB) -> None:
