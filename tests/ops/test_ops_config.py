@@ -57,7 +57,7 @@ def test_precedence_of_new_options(cli: dict[str, str], env: dict[str, str],
         ({}, {}, {"max-connections": -1}, "config key max_connections: must be 0 or more"),
         ({}, {"FLAGSTREAM_LOG_FORMAT": "xml"}, {}, "FLAGSTREAM_LOG_FORMAT: must be json or text"),
         ({}, {}, {"header-timeout": 0}, "config key header_timeout: must be greater than 0"),
-        ({"max-connections-per-key": "lots"}, {}, {}, "--max-connections-per-key: invalid"),
+        ({"max-connections-per-key": "lots"}, {}, {}, "--max-connections-per-key: expected a whole number, got 'lots'"),
         ({"drain-window": "10"}, {}, {"drain-timeout": 10}, "drain_window (10.0 s) must be "
          "shorter than drain_timeout (10.0 s)"),
     ],
