@@ -15,6 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
     ApiError,
     actor,
@@ -27,10 +28,12 @@ from store.admin_http import (
 )
 from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
-from store.db import FlagDB
+from store.db import ROTATABLE, FlagDB
 from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
 from store.patch_request import read_patch
+from store.records import HistoryFilter
+from store.timefmt import ms_from_text
 from store.writer import WriteError, Writer
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -38,11 +41,16 @@ _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_GRACE_S = 30 * 86400  # a rotated key lives at most 30 days
+# An environment's PATCH is a JSON merge patch of its two changeable fields.
+ENV_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+# The kinds of change the history records (see FlagDB.commit and the environment writes).
+HISTORY_KINDS = ("flags", "segments", "environment", "import", "batch")
 
 
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
     out: dict[str, Any] = {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
-                           "mobileKey": env.mobile_key, "clientSideId": env.client_side_id}
+                           "mobileKey": env.mobile_key, "clientSideId": env.client_side_id,
+                           "secureMode": env.secure_mode}
     if env.old_keys:  # rotated keys still in their grace period
         out["oldKeys"] = [{"key": k, "expiresAt": t} for k, t in env.old_keys]
     return out
@@ -55,6 +63,31 @@ def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
     if not raw.isdigit() or not lo <= int(raw) <= hi:
         raise ApiError(400, f"query parameter {name} must be an integer from {lo} to {hi}")
     return int(raw)
+
+
+def _env_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise ApiError(400, "name: expected a non-empty string of at most 256 characters")
+    return name
+
+
+def history_filter() -> HistoryFilter:
+    """The ``kind``, ``key``, ``actor`` and ``since`` query parameters of ``.../changes``."""
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in HISTORY_KINDS:
+        raise ApiError(400, f"query parameter kind must be one of {', '.join(HISTORY_KINDS)}")
+    key = request.args.get("key") or None
+    if key is not None:
+        check_key(key, "query parameter key")
+    who = request.args.get("actor") or None
+    if who is not None and (len(who) > 200 or not who.isprintable()):
+        raise ApiError(400, "query parameter actor must be at most 200 printable characters")
+    since_raw = request.args.get("since") or None
+    try:
+        since = None if since_raw is None else ms_from_text(since_raw)
+    except ValueError as exc:
+        raise ApiError(400, f"query parameter since: {exc}") from None
+    return HistoryFilter(kind, key, who, since)
 
 
 def create_admin_app(
@@ -82,11 +115,17 @@ def create_admin_app(
         if request.path in _OPEN_PATHS:
             return None
         if not token_matches(request.headers.get("Authorization"), token):
+            log_auth_failure()
             return error_response(401, "missing or invalid bearer token")
         length = request.content_length
         if length is not None and length > max_body_bytes:
             return error_response(413, f"body is larger than {max_body_bytes} bytes")
         return None
+
+    @app.after_request
+    async def _audit(response: Response) -> Response:
+        await log_write(response, actor())
+        return response
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
@@ -133,9 +172,7 @@ def create_admin_app(
         if not isinstance(key, str):
             raise ApiError(400, "key: required string")
         check_key(key, "environment key")
-        name = body.get("name", key)
-        if not isinstance(name, str) or not name.strip() or len(name) > 256:
-            raise ApiError(400, "name: expected a non-empty string of at most 256 characters")
+        name = _env_name(body.get("name", key))
         secure = body.get("secureMode", False)
         if not isinstance(secure, bool):
             raise ApiError(400, "secureMode: expected boolean")
@@ -150,6 +187,29 @@ def create_admin_app(
     async def get_env(env: str) -> Response:
         return json_response(_env_json(require_env(env)))
 
+    @app.patch("/api/v1/environments/<env>")
+    async def update_env(env: str) -> Response:
+        require_env(env)
+        body = await read_json(max_body_bytes, ENV_PATCH_TYPES)
+        if not isinstance(body, dict):
+            raise ApiError(400, "(root): expected an object")
+        unknown = sorted(set(body) - {"name", "secureMode"})
+        if unknown:
+            raise ApiError(400, f"{unknown[0]}: unknown field (name and secureMode can change)")
+        name = None if body.get("name") is None else _env_name(body["name"])
+        secure = body.get("secureMode")
+        if secure is not None and not isinstance(secure, bool):
+            raise ApiError(400, "secureMode: expected boolean")
+        info = await writer.update_environment(env, name=name, secure_mode=secure,
+                                               actor=actor())
+        return json_response(_env_json(info))
+
+    @app.delete("/api/v1/environments/<env>")
+    async def delete_env(env: str) -> Response:
+        require_env(env)
+        await writer.delete_environment(env, actor=actor())
+        return Response(b"", status=204)
+
     @app.post("/api/v1/environments/<env>/rotate")
     async def rotate(env: str) -> Response:
         require_env(env)
@@ -157,8 +217,8 @@ def create_admin_app(
         if not isinstance(body, dict):
             raise ApiError(400, "(root): expected an object")
         which = body.get("key")
-        if which not in ("sdk", "mobile"):
-            raise ApiError(400, 'key: must be "sdk" or "mobile"')
+        if which not in ROTATABLE:
+            raise ApiError(400, 'key: must be "sdk", "mobile" or "clientSide"')
         grace = body.get("graceSeconds", key_grace_s)
         if isinstance(grace, bool) or not isinstance(grace, int | float) \
                 or not 0 <= grace <= MAX_GRACE_S:
@@ -209,7 +269,7 @@ def create_admin_app(
         require_env(env)
         limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
         before = _int_arg("before", None, 1, 2**62)
-        rows = db.history(env, limit=limit + 1, before=before)
+        rows = db.history(env, limit=limit + 1, before=before, filters=history_filter())
         page = rows[:limit]
         more = len(rows) > limit
         return json_response({"items": [r.as_dict() for r in page],

@@ -49,7 +49,14 @@ from store.bus.envelope import (
     Snapshot,
 )
 from store.credentials import new_env_credentials
-from store.records import ChangeRequest, CommittedChange, CommittedItem, HistoryEntry, StoredItem
+from store.records import (
+    ChangeRequest,
+    CommittedChange,
+    CommittedItem,
+    HistoryEntry,
+    HistoryFilter,
+    StoredItem,
+)
 
 DB_FILE = "flagstream.db"
 
@@ -70,12 +77,17 @@ CREATE TABLE IF NOT EXISTS history (
     key TEXT NOT NULL, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, before TEXT, after TEXT,
     comment TEXT);
 CREATE INDEX IF NOT EXISTS history_by_env ON history (env, seq);
+CREATE INDEX IF NOT EXISTS history_by_key ON history (env, key, seq);
+CREATE INDEX IF NOT EXISTS history_by_actor ON history (env, actor, seq);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (env, at_ms);
 CREATE TABLE IF NOT EXISTS old_keys (
     credential TEXT PRIMARY KEY, env TEXT NOT NULL REFERENCES environments(key),
     which TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 """
 
 _ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
+# The credentials POST .../rotate can replace: its "key" value -> the column.
+ROTATABLE = {"sdk": "sdk_key", "mobile": "mobile_key", "clientSide": "client_side_id"}
 
 
 class EnvironmentExistsError(Exception):
@@ -195,16 +207,22 @@ class FlagDB:
                 " ORDER BY key", (env, kind)).fetchall()
         return [StoredItem(kind, r[0], r[1], False, r[2].encode()) for r in rows]
 
-    def history(self, env: str, *, limit: int, before: int | None = None) -> list[HistoryEntry]:
-        """Change history of ``env``, newest first, with ``seq < before`` if given."""
+    def history(self, env: str, *, limit: int, before: int | None = None,
+                filters: HistoryFilter | None = None) -> list[HistoryEntry]:
+        """Change history of ``env``, newest first, with ``seq < before`` if given, narrowed
+        by ``filters``. See _history_query for how each filter stays on an index."""
+        sql, args = _history_query(env, limit, before, filters or HistoryFilter())
         with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT seq, env, kind, key, actor, at_ms, before, after, comment FROM history"
-                " WHERE env = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-                (env, before if before is not None else 2**63 - 1, limit)).fetchall()
+            rows = conn.execute(sql, args).fetchall()
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
                              None if r[6] is None else r[6].encode(),
                              None if r[7] is None else r[7].encode(), r[8]) for r in rows]
+
+    def history_plan(self, env: str, filters: HistoryFilter) -> list[str]:
+        """SQLite's query plan of :meth:`history` with ``filters`` (tests check the index)."""
+        sql, args = _history_query(env, 50, None, filters)
+        with self._reader() as conn:
+            return [str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
 
     def snapshot(self, env: str | None) -> Snapshot:
         """Every item (tombstones included) of ``env`` (or all), consistent with one ``seq``."""
@@ -248,16 +266,19 @@ class FlagDB:
 
     def rotate_key(self, env: str, which: str, grace_ms: int, *,
                    actor: str = "admin") -> EnvChange | None:
-        """Give ``env`` a new SDK key (``which="sdk"``) or mobile key (``"mobile"``).
+        """Give ``env`` a new SDK key (``which="sdk"``), mobile key (``"mobile"``) or
+        client-side ID (``"clientSide"``).
 
-        The old credential keeps working for ``grace_ms`` (0: it stops at once), as the same
-        kind of key only: it travels in ``EnvironmentInfo.old_sdk_keys`` or
-        ``old_mobile_keys`` until it expires. Returns the bus message, or None if
-        the environment does not exist.
+        An old SDK or mobile key keeps working for ``grace_ms`` (0: it stops at once), as the
+        same kind of key only: it travels in ``EnvironmentInfo.old_sdk_keys`` or
+        ``old_mobile_keys`` until it expires. An old client-side ID stops at once whatever
+        ``grace_ms`` says: it is public (it sits in every page that loads the JS SDK), so
+        rotating it only makes sense to cut off whoever uses the old one. Returns the bus
+        message, or None if the environment does not exist.
         """
-        if which not in ("sdk", "mobile"):
-            raise ValueError(f"which must be sdk or mobile, got {which!r}")
-        column = "sdk_key" if which == "sdk" else "mobile_key"
+        if which not in ROTATABLE:
+            raise ValueError(f"which must be one of {', '.join(ROTATABLE)}, got {which!r}")
+        column = ROTATABLE[which]
         fresh = getattr(new_env_credentials(), column)
         now_ms = self._now_ms()
         with self._write_lock, _transaction(self._wconn) as conn:
@@ -265,16 +286,60 @@ class FlagDB:
                 f"SELECT {column} FROM environments WHERE key = ?", (env,)).fetchone()
             if row is None:
                 return None
-            if grace_ms > 0:
+            if grace_ms > 0 and which != "clientSide":
                 conn.execute("INSERT OR REPLACE INTO old_keys VALUES (?, ?, ?, ?)",
                              (row[0], env, which, now_ms + grace_ms))
             conn.execute("DELETE FROM old_keys WHERE expires_ms <= ?", (now_ms,))
             conn.execute(f"UPDATE environments SET {column} = ? WHERE key = ?", (fresh, env))
-            after = orjson.dumps({"rotated": which, "graceMs": grace_ms}).decode()
+            graced = grace_ms if which != "clientSide" else 0
+            after = orjson.dumps({"rotated": which, "graceMs": graced}).decode()
             seq = _history(conn, env, "environment", env, actor, now_ms, None, after)
-            info = conn.execute(
-                f"SELECT {_ENV_COLS} FROM environments WHERE key = ?", (env,)).fetchone()
-            return EnvChange(seq, _env(info, _old_keys(conn, env, now_ms)))
+            return EnvChange(seq, self._read_env(conn, env, now_ms))
+
+    def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                           actor: str = "admin") -> EnvChange | None:
+        """Change the name and/or secure mode; None if the environment does not exist."""
+        now_ms = self._now_ms()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            row = conn.execute("SELECT name, secure_mode FROM environments WHERE key = ?",
+                               (env,)).fetchone()
+            if row is None:
+                return None
+            before = {"name": row[0], "secureMode": bool(row[1])}
+            after = {"name": row[0] if name is None else name,
+                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode}
+            conn.execute("UPDATE environments SET name = ?, secure_mode = ? WHERE key = ?",
+                         (after["name"], int(after["secureMode"]), env))
+            seq = _history(conn, env, "environment", env, actor, now_ms,
+                           orjson.dumps(before).decode(), orjson.dumps(after).decode())
+            return EnvChange(seq, self._read_env(conn, env, now_ms))
+
+    def delete_environment(self, env: str, *, actor: str = "admin") -> EnvChange | None:
+        """Remove ``env``, its items and its rotated keys; None if it does not exist.
+
+        No tombstone: the environment's credentials die with it, so no SDK can hold versions
+        of its items that a later environment of the same key would have to exceed. Its
+        history rows stay (the audit trail), ending with this removal.
+        """
+        now_ms = self._now_ms()
+        with self._write_lock, _transaction(self._wconn) as conn:
+            if conn.execute("SELECT 1 FROM environments WHERE key = ?", (env,)).fetchone() \
+                    is None:
+                return None
+            info = self._read_env(conn, env, now_ms)
+            conn.execute("DELETE FROM items WHERE env = ?", (env,))
+            conn.execute("DELETE FROM old_keys WHERE env = ?", (env,))
+            conn.execute("DELETE FROM environments WHERE key = ?", (env,))
+            before = orjson.dumps({"key": env, "name": info.name,
+                                   "secureMode": info.secure_mode}).decode()
+            seq = _history(conn, env, "environment", env, actor, now_ms, before, None)
+        return EnvChange(seq, info, removed=True)
+
+    @staticmethod
+    def _read_env(conn: sqlite3.Connection, env: str, now_ms: int) -> EnvironmentInfo:
+        row = conn.execute(f"SELECT {_ENV_COLS} FROM environments WHERE key = ?",
+                           (env,)).fetchone()
+        return _env(row, _old_keys(conn, env, now_ms))
 
     def version_sums(self) -> dict[str, int]:
         """Per environment, the sum of its item versions, tombstones included (the streamer
@@ -372,6 +437,36 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def _latest_seq(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'history'").fetchone()
     return 0 if row is None else int(row[0])
+
+
+def _history_query(env: str, limit: int, before: int | None,
+                   f: HistoryFilter) -> tuple[str, tuple[object, ...]]:
+    """The SQL of a history page, newest first, reading about ``limit`` rows whatever the
+    filters and however long the history.
+
+    The index is named: without ANALYZE statistics SQLite picks history_by_env to avoid a
+    sort, and then a filter that matches few rows (one key, one actor) reads the whole
+    history of the environment to fill a page. ``since`` becomes a lower bound on ``seq``:
+    the seq of the first change at or after that time, found in history_by_time in one
+    lookup, so every filter walks its seq index from the newest row down and stops after one
+    page. (Times follow seqs: one writer stamps them in commit order. After a step back of
+    the wall clock, a change committed before the boundary with a later time is left out.)
+    """
+    where = ["env = ?", "seq < ?"]
+    args: list[object] = [env, before if before is not None else 2**63 - 1]
+    for column, value in (("kind", f.kind), ("key", f.key), ("actor", f.actor)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if f.since_ms is not None:
+        where.append("at_ms >= ? AND seq >= (SELECT seq FROM history INDEXED BY history_by_time"
+                     " WHERE env = ? AND at_ms >= ? ORDER BY at_ms, seq LIMIT 1)")
+        args += [f.since_ms, env, f.since_ms]
+    index = ("history_by_key" if f.key is not None else "history_by_actor"
+             if f.actor is not None else "history_by_env")
+    return ("SELECT seq, env, kind, key, actor, at_ms, before, after, comment FROM history"
+            f" INDEXED BY {index} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            (*args, limit))
 
 
 def _history(conn: sqlite3.Connection, env: str, kind: str, key: str, actor: str, at_ms: int,

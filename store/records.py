@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from store.bus.envelope import Change, ItemKind
+from store.timefmt import iso_from_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,16 @@ class CommittedChange:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """What ``GET .../changes`` narrows the history to; None matches anything."""
+
+    kind: str | None = None
+    key: str | None = None
+    actor: str | None = None
+    since_ms: int | None = None  # at or after
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     seq: int
     env: str
@@ -81,7 +92,7 @@ class HistoryEntry:
     def as_dict(self) -> dict[str, Any]:
         out = {
             "seq": self.seq, "env": self.env, "kind": self.kind, "key": self.key,
-            "actor": self.actor, "at": self.at_ms,
+            "actor": self.actor, "at": iso_from_ms(self.at_ms), "atMs": self.at_ms,
             "before": None if self.before is None else orjson.loads(self.before),
             "after": None if self.after is None else orjson.loads(self.after),
         }

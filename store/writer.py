@@ -19,13 +19,14 @@ callers wait, which is the overflow policy: back-pressure on the admin API).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
-from store.bus.envelope import EnvironmentInfo, ItemKind
+from store.bus.envelope import EnvChange, EnvironmentInfo, ItemKind
 from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp
 from store.db import EnvironmentExistsError, FlagDB
 from store.ports import ChangePublisher
@@ -114,15 +115,18 @@ class _EnvRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _RotateRequest:
+class _EnvEditRequest:
+    """A change to an existing environment; ``edit`` runs in the commit thread and returns
+    the bus message, or None when the environment does not exist."""
+
     env: str
-    which: str
-    grace_ms: int
-    actor: str
+    edit: Callable[[], EnvChange | None]
+    what: str  # for the log: "rotating the sdk key of"
+    removes: bool
     ticket: _Ticket
 
 
-_Request = _ItemRequest | _ImportRequest | _EnvRequest | _RotateRequest
+_Request = _ItemRequest | _ImportRequest | _EnvRequest | _EnvEditRequest
 
 
 class Writer:
@@ -175,9 +179,26 @@ class Writer:
 
     async def rotate_key(self, env: str, which: str, grace_s: float, *,
                          actor: str = "admin") -> EnvironmentInfo:
-        """A new SDK or mobile key; the old one works ``grace_s`` longer (see FlagDB)."""
+        """A new SDK key, mobile key or client-side ID; an old key works ``grace_s``
+        longer, an old client-side ID not at all (see FlagDB.rotate_key)."""
+        edit = partial(self._db.rotate_key, env, which, int(grace_s * 1000), actor=actor)
+        return await self._edit_env(env, edit, f"rotating the {which} key of")
+
+    async def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                                 actor: str = "admin") -> EnvironmentInfo:
+        edit = partial(self._db.update_environment, env, name=name, secure_mode=secure_mode,
+                       actor=actor)
+        return await self._edit_env(env, edit, "updating")
+
+    async def delete_environment(self, env: str, *, actor: str = "admin") -> EnvironmentInfo:
+        """Remove the environment; the streamers drop it and end its streams."""
+        edit = partial(self._db.delete_environment, env, actor=actor)
+        return await self._edit_env(env, edit, "deleting", removes=True)
+
+    async def _edit_env(self, env: str, edit: Callable[[], EnvChange | None], what: str,
+                        removes: bool = False) -> EnvironmentInfo:
         ticket = _Ticket()
-        await self._send.send(_RotateRequest(env, which, int(grace_s * 1000), actor, ticket))
+        await self._send.send(_EnvEditRequest(env, edit, what, removes, ticket))
         result: EnvironmentInfo = await ticket.wait()
         return result
 
@@ -224,11 +245,18 @@ class Writer:
                 await self._commit(self._coalescer.take_all(), (change, ticket))
             case _EnvRequest(key, name, secure_mode, actor, ticket):
                 await self._create_env(key, name, secure_mode, actor, ticket)
-            case _RotateRequest(env, which, grace_ms, actor, ticket):
-                await self._rotate(env, which, grace_ms, actor, ticket)
+            case _EnvEditRequest(env, edit, what, removes, ticket):
+                if removes:
+                    # Writes accepted before the removal commit first (and go with it), so
+                    # none is left pending for an environment that no longer exists.
+                    await self._commit(self._coalescer.take_all())
+                await self._apply_env_edit(env, edit, what, ticket)
+                if removes:
+                    self._known_envs.discard(env)
 
     def _env_exists(self, env: str) -> bool:
-        # Environments are created only here and never deleted, so a positive answer is cached.
+        # Environments are created and removed only here (the cache is updated on both), so
+        # a positive answer is cached.
         if env not in self._known_envs and self._db.get_environment(env) is not None:
             self._known_envs.add(env)
         return env in self._known_envs
@@ -288,14 +316,12 @@ class Writer:
         ticket.resolve(msg.env)
         await self._publish(msg)
 
-    async def _rotate(self, env: str, which: str, grace_ms: int, actor: str,
-                      ticket: _Ticket) -> None:
+    async def _apply_env_edit(self, env: str, edit: Callable[[], EnvChange | None], what: str,
+                              ticket: _Ticket) -> None:
         try:
-            msg = await trio.to_thread.run_sync(
-                lambda: self._db.rotate_key(env, which, grace_ms, actor=actor),
-                limiter=self._limiter)
+            msg = await trio.to_thread.run_sync(edit, limiter=self._limiter)
         except Exception as exc:
-            log.exception("rotating the %s key of %r failed", which, env)
+            log.exception("%s environment %r failed", what, env)
             ticket.resolve(error=CommitFailedError(f"the store could not commit the write: {exc}"))
             return
         if msg is None:

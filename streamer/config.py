@@ -39,36 +39,62 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, port
 
 
+def _int(text: str) -> int:
+    # int()'s own message ("invalid literal for int() with base 10") means nothing to an operator.
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text[:64]!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text[:64]!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"expected a finite number, got {text[:64]!r}")
+    return value
+
+
+def _data_dir(text: str) -> Path:
+    # Checked here, before anything is created: mkdir's "File exists" would hide the reason.
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{text} is not a directory")
+    return path
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not value > 0:
         raise ValueError(f"must be greater than 0, got {value}")
     return value
 
 
 def _nonneg_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if value < 0:
         raise ValueError(f"must be 0 or more, got {value}")
     return value
 
 
 def _nonneg_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise ValueError(f"must be 0 or more, got {value}")
     return value
 
 
 def _heartbeat(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not 0 < value < 60:
         # Load balancers commonly idle a connection out at 60 s: the heartbeat must beat them.
         raise ValueError(f"must be greater than 0 and less than 60 seconds, got {value}")
@@ -108,7 +134,7 @@ def _default_workers() -> int:
 OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
-        Option("data-dir", Path, Path("./flagstream-data"), "SQLite store, spool and token"),
+        Option("data-dir", _data_dir, Path("./flagstream-data"), "SQLite store, spool and token"),
         Option("stream-bind", parse_hostport, ("127.0.0.1", 8030), "SSE stream listener"),
         Option("sdk-bind", parse_hostport, ("127.0.0.1", 8031), "polling and events listener"),
         Option("admin-bind", parse_hostport, ("127.0.0.1", 8070), "admin API listener"),

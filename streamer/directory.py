@@ -113,6 +113,8 @@ class Directory:
                     self.probe.received(env)
                 actor = await self._ensure(env)
                 await actor.send(Apply(items))
+            case EnvChange(_, info, True):
+                await self._remove(info.key)  # its streams end; its credentials stop working
             case EnvChange(_, info):
                 self._index(info)
                 await self._ensure(info.key)

@@ -105,6 +105,8 @@ class EnvView:
         match name:
             case "flags_json":
                 return _json_map(self.flags)
+            case "segments_json":
+                return _json_map(self.segments)
             case "all_json":
                 segments = _json_map(self.segments)
                 return b'{"flags":' + self.flags_json + b',"segments":' + segments + b"}"
@@ -116,6 +118,8 @@ class EnvView:
                 return gzip.compress(self.all_json, compresslevel=6, mtime=0)
             case "flags_json_gz":
                 return gzip.compress(self.flags_json, compresslevel=6, mtime=0)
+            case "segments_json_gz":
+                return gzip.compress(self.segments_json, compresslevel=6, mtime=0)
         raise KeyError(name)
 
     @property
@@ -127,6 +131,10 @@ class EnvView:
         return self._bytes("all_json")
 
     @property
+    def segments_json(self) -> bytes:
+        return self._bytes("segments_json")
+
+    @property
     def put_all_frame(self) -> bytes:
         return self._bytes("put_all")
 
@@ -135,7 +143,7 @@ class EnvView:
         return self._bytes("put_flags")
 
     def gzipped(self, which: str) -> bytes:
-        """``which`` is ``"all_json"`` or ``"flags_json"``."""
+        """``which`` is ``"all_json"``, ``"flags_json"`` or ``"segments_json"``."""
         return self._bytes(which + "_gz")
 
     @property
@@ -149,9 +157,16 @@ class EnvView:
 
     @property
     def etag_flags(self) -> str:
-        tag = self._cache.get("etag_flags")
+        return self._etag_of("flags", self.flags)
+
+    @property
+    def etag_segments(self) -> str:
+        return self._etag_of("segments", self.segments)
+
+    def _etag_of(self, name: str, items: dict[str, Item]) -> str:
+        tag = self._cache.get(f"etag_{name}")
         if tag is None:
-            tag = self._cache["etag_flags"] = _etag(("flags", self.flags))
+            tag = self._cache[f"etag_{name}"] = _etag((name, items))
         assert isinstance(tag, str)
         return tag
 

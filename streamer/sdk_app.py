@@ -88,6 +88,9 @@ def create_sdk_app(
             return view
         if which == "all_json":
             return cacheable(view.all_json, view.etag_all, lambda: view.gzipped("all_json"))
+        if which == "segments_json":
+            return cacheable(view.segments_json, view.etag_segments,
+                             lambda: view.gzipped("segments_json"))
         return cacheable(view.flags_json, view.etag_flags, lambda: view.gzipped("flags_json"))
 
     async def single(kind: ItemKind, key: str) -> Response:
@@ -115,6 +118,10 @@ def create_sdk_app(
     @app.get("/sdk/flags")
     async def latest_flags() -> Response:
         return await whole("flags_json")
+
+    @app.get("/sdk/latest-segments")
+    async def latest_segments() -> Response:
+        return await whole("segments_json")
 
     @app.get("/sdk/latest-flags/<path:key>")
     @app.get("/sdk/flags/<path:key>")

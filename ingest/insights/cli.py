@@ -34,25 +34,37 @@ import trio
 from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
 from ingest.insights.store import InsightsStore
 
+_COMMANDS = {
+    "run": "follow the event log and keep the insights up to date",
+    "replay": "forget the counts from a day on and re-read the log from there",
+    "show": "print one flag's insights (JSON)",
+    "stale": "list flags not evaluated for some days",
+}
+_READ_ONLY = ("show", "stale")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flagstream insights")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "replay", "show", "stale"):
-        p = sub.add_parser(name)
-        p.add_argument(
-            "--data-dir", default=os.environ.get("FLAGSTREAM_DATA_DIR", "./flagstream-data")
-        )
-        p.add_argument("--kinesis-stream", default=os.environ.get("FLAGSTREAM_KINESIS_STREAM"))
-        p.add_argument("--kinesis-endpoint", default=os.environ.get("FLAGSTREAM_KINESIS_ENDPOINT"))
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="flagstream insights", formatter_class=fmt,
+                                     description="flag insights: evaluation counts per flag")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=fmt)
+        p.add_argument("--data-dir", help="[FLAGSTREAM_DATA_DIR]",
+                       default=os.environ.get("FLAGSTREAM_DATA_DIR", "./flagstream-data"))
+        if name not in _READ_ONLY:
+            p.add_argument("--kinesis-stream", help="[FLAGSTREAM_KINESIS_STREAM]",
+                           default=os.environ.get("FLAGSTREAM_KINESIS_STREAM"))
+            p.add_argument("--kinesis-endpoint", help="[FLAGSTREAM_KINESIS_ENDPOINT]",
+                           default=os.environ.get("FLAGSTREAM_KINESIS_ENDPOINT"))
         if name == "replay":
             p.add_argument("--since", required=True, help="first UTC day to rebuild, YYYY-MM-DD")
-        if name in ("show", "stale"):
-            p.add_argument("env")
+        if name in _READ_ONLY:
+            p.add_argument("env", help="environment key")
         if name == "show":
-            p.add_argument("flag")
+            p.add_argument("flag", help="flag key")
         if name == "stale":
-            p.add_argument("--days", type=int, default=30)
+            p.add_argument("--days", type=int, default=30, help="not evaluated for this long")
     return parser
 
 
@@ -60,13 +72,18 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     data_dir = Path(args.data_dir)
-    config = InsightsConfig(
-        data_dir=data_dir,
-        kinesis_stream=args.kinesis_stream,
-        kinesis_endpoint=args.kinesis_endpoint,
-    )
-    if args.command in ("show", "stale"):
-        store = InsightsStore(config.db_path)
+    if args.command in _READ_ONLY:
+        # Reading creates nothing: a mistyped --data-dir is an error, not a new empty store.
+        if not data_dir.is_dir():
+            what = "is not a directory" if data_dir.exists() else "does not exist"
+            print(f"flagstream insights: data dir {data_dir} {what}", file=sys.stderr)
+            return 2
+        db_path = InsightsConfig(data_dir=data_dir).db_path
+        if not db_path.is_file():
+            print(f"flagstream insights: no insights in {data_dir} yet ({db_path.name} "
+                  "does not exist)", file=sys.stderr)
+            return 1
+        store = InsightsStore(db_path)
         try:
             if args.command == "show":
                 found = store.flag(args.env, args.flag)
@@ -86,6 +103,11 @@ def main(argv: list[str]) -> int:
         finally:
             store.close()
         return 0
+    config = InsightsConfig(
+        data_dir=data_dir,
+        kinesis_stream=args.kinesis_stream,
+        kinesis_endpoint=args.kinesis_endpoint,
+    )
     if args.command == "replay":
         try:
             since = dt.datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=dt.UTC)

@@ -1,12 +1,12 @@
 """Admin API routes for flag insights (the admin app applies its Bearer auth to them).
 
 - ``GET /api/v1/environments/{env}/flags/{key}/insights`` →
-  ``{"key", "lastEvaluated" (ms or null), "totalEvaluations", "variations": [{"variation",
-  "count"}], "days": [{"day": "YYYY-MM-DD", "count"}]}``; ``variation`` is null for evaluations
-  that produced no variation index.
+  ``{"key", "lastEvaluated" (ms or null), "lastEvaluatedAt" (ISO-8601 or null),
+  "totalEvaluations", "variations": [{"variation", "count"}], "days": [{"day": "YYYY-MM-DD",
+  "count"}]}``; ``variation`` is null for evaluations that produced no variation index.
 - ``GET /api/v1/environments/{env}/insights/stale?days=N`` (default 30) →
-  ``{"days": N, "items": [{"key", "lastEvaluated"}]}``: flags not evaluated in the last N days,
-  never-evaluated flags first.
+  ``{"days": N, "items": [{"key", "lastEvaluated", "lastEvaluatedAt"}]}``: flags not evaluated
+  in the last N days, never-evaluated flags first.
 
 With a ``FlagCatalog`` an unknown environment or flag is a 404 and a flag that exists but was
 never evaluated answers zeros; without one, only what the events mentioned is known.
@@ -23,9 +23,14 @@ from quart_trio import QuartTrio
 
 from ingest.insights.consumer import InsightsService
 from ingest.insights.store import FlagInsights
+from store.timefmt import iso_from_ms
 
 _DAY_MS = 86_400_000
 _MAX_DAYS = 36_500
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else iso_from_ms(ms)
 
 
 def _json(status: int, doc: object) -> Response:
@@ -54,7 +59,9 @@ def register_insights_routes(app: QuartTrio, insights: InsightsService) -> None:
         elif found is None:
             return _error(404, "not_found", f"no evaluations recorded for flag {key!r} in {env!r}")
         result = found if isinstance(found, FlagInsights) else FlagInsights(key, None, 0, [], [])
-        return _json(200, result.to_json())
+        doc = result.to_json()
+        doc["lastEvaluatedAt"] = _iso(result.last_evaluated)
+        return _json(200, doc)
 
     async def stale(env: str) -> Response:
         raw = request.args.get("days", "30")
@@ -70,7 +77,7 @@ def register_insights_routes(app: QuartTrio, insights: InsightsService) -> None:
             return _error(404, "not_found", f"no evaluations recorded in environment {env!r}")
         cutoff = int(time.time() * 1000) - days * _DAY_MS
         items = [
-            {"key": k, "lastEvaluated": last.get(k)}
+            {"key": k, "lastEvaluated": last.get(k), "lastEvaluatedAt": _iso(last.get(k))}
             for k in flags
             if last.get(k) is None or last[k] < cutoff
         ]

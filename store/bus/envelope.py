@@ -20,7 +20,7 @@ item is deleted (a tombstone at ``version``).
 Wire form: a msgpack map whose ``"t"`` names the message type::
 
     {"t": "chg", "seq": int, "env": str, "items": [[kind, key, version, data|None], ...]}
-    {"t": "env", "seq": int, "env": EnvironmentInfo-map}
+    {"t": "env", "seq": int, "env": EnvironmentInfo-map, "removed": bool}
     {"t": "hb",  "seq": int, "epoch": str}
     {"t": "sreq", "env": str|None}
     {"t": "snap", "seq": int, "epoch": str, "envs": [{"env": EnvironmentInfo-map,
@@ -32,6 +32,11 @@ Wire form: a msgpack map whose ``"t"`` names the message type::
 ``oldMobileKeys`` (lists of ``[credential, expires_at_ms]`` pairs: rotated keys that stay
 valid until then, each only as the kind of key it was; empty unless a key was rotated).
 Unknown map keys are ignored, so fields can be added without breaking older nodes.
+
+``removed: true`` (absent means false) says the environment was deleted: a streamer drops it,
+its credentials and its streams. A streamer older than this field takes the message for an
+update and keeps serving the environment until its next full snapshot, which no longer names
+it (during a rolling upgrade only).
 
 ``oldKeys`` (the same pairs, both kinds in one list) is what nodes before the per-kind lists
 read and wrote. It is still written, so an older streamer keeps honouring grace periods during
@@ -99,10 +104,11 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class EnvChange:
-    """An environment was created or its credentials changed."""
+    """An environment was created, changed (name, secure mode, credentials) or removed."""
 
     seq: int
     env: EnvironmentInfo
+    removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +240,10 @@ def encode(msg: Message) -> bytes:
     match msg:
         case Change(seq, env, items):
             wire = {"t": "chg", "seq": seq, "env": env, "items": _items_to_wire(items)}
-        case EnvChange(seq, env):
+        case EnvChange(seq, env, removed):
             wire = {"t": "env", "seq": seq, "env": _env_to_wire(env)}
+            if removed:
+                wire["removed"] = True
         case Heartbeat(seq, epoch):
             wire = {"t": "hb", "seq": seq, "epoch": epoch}
         case SnapshotRequest(env):
@@ -269,7 +277,8 @@ def decode(raw: bytes) -> Message:
             case "chg":
                 return Change(_int(m["seq"]), _str(m["env"]), _items_from_wire(m["items"]))
             case "env":
-                return EnvChange(_int(m["seq"]), _env_from_wire(m["env"]))
+                return EnvChange(_int(m["seq"]), _env_from_wire(m["env"]),
+                                 _bool(m.get("removed", False)))
             case "hb":
                 return Heartbeat(_int(m["seq"]), _str(m["epoch"]))
             case "sreq":

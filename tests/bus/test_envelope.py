@@ -39,6 +39,7 @@ ROUND_TRIP: list[tuple[str, Message]] = [
     ("change with huge seq", Change(2**62, "prod", (FLAG,))),
     ("env change", EnvChange(5, PROD)),
     ("env change with rotated keys", EnvChange(6, ROTATED)),
+    ("env removed", EnvChange(7, PROD, removed=True)),
     ("heartbeat", Heartbeat(0, "epoch-a")),
     ("heartbeat empty epoch", Heartbeat(9, "")),
     ("snapshot request for all", SnapshotRequest(None)),

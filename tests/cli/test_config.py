@@ -44,7 +44,7 @@ def test_precedence(cli: dict[str, str], env: dict[str, str], toml: dict[str, An
         ({}, {"FLAGSTREAM_ADMIN_BIND": "h:99999"}, {}, "FLAGSTREAM_ADMIN_BIND: port out of range"),
         ({}, {}, {"admin-bind": "h:x"}, "config key admin_bind: port is not a number"),
         ({"workers": "0"}, {}, {}, "--workers: must be at least 1"),
-        ({}, {}, {"workers": "many"}, "config key workers: invalid literal"),
+        ({}, {}, {"workers": "many"}, "config key workers: expected a whole number, got 'many'"),
         ({}, {}, {"heartbeat-interval": -1}, "config key heartbeat_interval: must be greater"),
     ],
 )

@@ -26,6 +26,7 @@ from ingest.records import Payload, PayloadKind, Source
 DAY1 = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp() * 1000)
 DAY2 = DAY1 + 86_400_000
 NOW_MS = DAY2 + 3_600_000  # when the consumer counts, in the store tests
+DAY2_ISO = "2026-03-02T12:00:00.000Z"
 
 
 def line(event: dict[str, Any], id_: str = "p:0", kind: str = "analytics") -> dict[str, Any]:
@@ -170,11 +171,13 @@ async def test_spool_insights_through_admin_routes(tmp_path: Path) -> None:
         await wait_for_total(service, 10)
         async with httpx.AsyncClient(base_url=base) as client:
             resp = await client.get("/api/v1/environments/prod/flags/f1/insights")
-            assert resp.status_code == 200 and resp.json() == EXPECTED_F1
+            assert resp.status_code == 200
+            assert resp.json() == {**EXPECTED_F1, "lastEvaluatedAt": DAY2_ISO}
             never = await client.get("/api/v1/environments/prod/flags/never/insights")
             assert never.json() == {
                 "key": "never",
                 "lastEvaluated": None,
+                "lastEvaluatedAt": None,
                 "totalEvaluations": 0,
                 "variations": [],
                 "days": [],
@@ -183,9 +186,9 @@ async def test_spool_insights_through_admin_routes(tmp_path: Path) -> None:
             assert stale.json() == {
                 "days": 7,
                 "items": [
-                    {"key": "f2", "lastEvaluated": None},
-                    {"key": "never", "lastEvaluated": None},
-                    {"key": "f1", "lastEvaluated": DAY2},
+                    {"key": "f2", "lastEvaluated": None, "lastEvaluatedAt": None},
+                    {"key": "never", "lastEvaluated": None, "lastEvaluatedAt": None},
+                    {"key": "f1", "lastEvaluated": DAY2, "lastEvaluatedAt": DAY2_ISO},
                 ],
             }
             for path, status in [

@@ -126,8 +126,8 @@ async def test_admin_rotate(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ({"key": "client"}, 400, 'key: must be "sdk" or "mobile"'),
-        ({}, 400, 'key: must be "sdk" or "mobile"'),
+        ({"key": "client"}, 400, 'key: must be "sdk", "mobile" or "clientSide"'),
+        ({}, 400, 'key: must be "sdk", "mobile" or "clientSide"'),
         ([], 400, "expected an object"),
         ({"key": "sdk", "graceSeconds": -1}, 400, "graceSeconds"),
         ({"key": "sdk", "graceSeconds": True}, 400, "graceSeconds"),

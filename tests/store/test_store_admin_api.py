@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ async def make_env(c: httpx.AsyncClient, key: str = "prod") -> dict[str, Any]:
 
 async def test_environments(client: httpx.AsyncClient) -> None:
     env = await make_env(client)
-    assert set(env) == {"key", "name", "sdkKey", "mobileKey", "clientSideId"}
+    assert set(env) == {"key", "name", "sdkKey", "mobileKey", "clientSideId", "secureMode"}
     assert env["key"] == "prod" and env["name"] == "Prod" and env["sdkKey"].startswith("sdk-")
     assert env["mobileKey"].startswith("mob-") and len(env["clientSideId"]) == 24
     err = error_of(await client.post("/api/v1/environments", json={"key": "prod"}), 409)
@@ -165,6 +166,52 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
     assert seen == sorted(seen, reverse=True) and len(seen) == 6  # 5 writes + env creation
     for q in ("limit=0", "limit=501", "limit=x", "before=-1", "before=abc"):
         error_of(await client.get(f"/api/v1/environments/prod/changes?{q}"), 400)
+
+
+async def test_changes_filters(client: httpx.AsyncClient) -> None:
+    await make_env(client)
+    base = "/api/v1/environments/prod"
+    for key, who in (("a", "alice"), ("b", "bob"), ("a", "bob")):
+        r = await client.put(f"{base}/flags/{key}", json=FLAG, headers={"X-Flagstream-Actor": who})
+        assert r.status_code in (200, 201), r.text
+
+    async def seen(**params: str) -> list[tuple[str, str, str]]:
+        r = await client.get(f"{base}/changes", params=params)
+        assert r.status_code == 200, r.text
+        return [(c["kind"], c["key"], c["actor"]) for c in r.json()["items"]]
+
+    assert await seen(kind="flags", key="a") == [("flags", "a", "bob"), ("flags", "a", "alice")]
+    assert await seen(actor="alice") == [("flags", "a", "alice")]
+    assert await seen(kind="environment") == [("environment", "prod", "admin")]
+    first = (await client.get(f"{base}/changes")).json()["items"][0]
+    assert first["at"].endswith("Z") and isinstance(first["atMs"], int)
+    assert await seen(since=first["at"], actor="bob") == [("flags", "a", "bob")]
+    assert await seen(since=str(first["atMs"] + 1)) == []
+    assert len(await seen(since="2020-01-01")) == 4
+    for query, name in (("kind=flag", "kind"), ("key=a%20b", "key"), ("since=yesterday", "since"),
+                        ("since=-5", "since"), ("actor=%07", "actor")):
+        err = error_of(await client.get(f"{base}/changes?{query}"), 400)
+        assert name in err["message"], (query, err)
+
+
+async def test_audit_lines_for_writes_and_auth_failures(
+        client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flagstream.audit")
+    await make_env(client)
+    r = await client.put("/api/v1/environments/prod/flags/f", json=FLAG, headers={
+        "X-Flagstream-Actor": "alice", "X-Flagstream-Comment": 'launch "day" actor=mallory'})
+    assert r.status_code == 201
+    await client.get("/api/v1/environments/prod/flags/f")  # a read: no line
+    r = await client.get("/api/v1/environments", headers={"Authorization": "Bearer guess-123"})
+    assert r.status_code == 401
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "flagstream.audit"]
+    assert lines == [
+        'admin write: actor="admin" method=POST path="/api/v1/environments" env=prod kind=- '
+        "key=- version=- status=201",
+        'admin write: actor="alice" method=PUT path="/api/v1/environments/prod/flags/f" '
+        'env=prod kind=flags key=f version=1 status=201 comment="launch \\"day\\" actor=mallory"',
+        'auth failed: addr=127.0.0.1 method=GET path="/api/v1/environments"',
+    ]
 
 
 async def test_import_strict_and_lenient(client: httpx.AsyncClient) -> None:

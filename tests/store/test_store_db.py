@@ -14,7 +14,7 @@ import pytest
 from store.bus.envelope import Change, ItemChange
 from store.db import EnvironmentExistsError, FlagDB
 from store.normalize import normalize
-from store.records import ChangeRequest, ItemWrite
+from store.records import ChangeRequest, HistoryFilter, ItemWrite
 
 
 def put(kind: Any, key: str, data: dict[str, Any] | None = None) -> ItemWrite:
@@ -151,10 +151,60 @@ def test_history_newest_first_with_before_and_after(db: FlagDB) -> None:
     assert alice["before"] is None and alice["after"]["variations"] == [1]
     assert bob["before"]["variations"] == [1] and bob["after"]["variations"] == [2]
     assert carol["before"]["version"] == 2 and carol["after"] is None
-    assert alice["at"] == 1700000000123
+    assert alice["atMs"] == 1700000000123 and alice["at"] == "2023-11-14T22:13:20.123Z"
     page = db.history("prod", limit=2, before=rows[1].seq)
     assert [r.seq for r in page] == [rows[2].seq, rows[3].seq]
     assert db.history("other", limit=10) == []
+
+
+def test_history_filters(tmp_path: Path) -> None:
+    now = [1700000000.0]
+    d = FlagDB(tmp_path, clock=lambda: now[0])
+    try:
+        d.create_environment("prod", "Production", actor="ops")
+        for i, (kind, key, who) in enumerate([("flags", "a", "alice"), ("flags", "b", "bob"),
+                                              ("segments", "a", "alice"), ("flags", "a", "bob")]):
+            now[0] += 60
+            d.commit([one("prod", put(kind, key, {"variations": [i]} if kind == "flags" else {}),
+                          actor=who)])
+
+        def keys(**kw: Any) -> list[tuple[str, str, str]]:
+            return [(r.kind, r.key, r.actor) for r in d.history("prod", limit=10,
+                                                                 filters=HistoryFilter(**kw))]
+
+        table: list[tuple[dict[str, Any], list[tuple[str, str, str]]]] = [
+            ({}, [("flags", "a", "bob"), ("segments", "a", "alice"), ("flags", "b", "bob"),
+                  ("flags", "a", "alice"), ("environment", "prod", "ops")]),
+            ({"kind": "flags", "key": "a"}, [("flags", "a", "bob"), ("flags", "a", "alice")]),
+            ({"key": "a"}, [("flags", "a", "bob"), ("segments", "a", "alice"),
+                            ("flags", "a", "alice")]),
+            ({"actor": "alice"}, [("segments", "a", "alice"), ("flags", "a", "alice")]),
+            ({"kind": "environment"}, [("environment", "prod", "ops")]),
+            ({"since_ms": 1700000180000}, [("flags", "a", "bob"), ("segments", "a", "alice")]),
+            ({"actor": "bob", "since_ms": 1700000180000}, [("flags", "a", "bob")]),
+            ({"actor": "nobody"}, []),
+        ]
+        for kw, expected in table:
+            assert keys(**kw) == expected, kw
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize(("filters", "index"), [
+    (HistoryFilter(), "history_by_env"),
+    (HistoryFilter(kind="flags"), "history_by_env"),
+    (HistoryFilter(kind="flags", key="a"), "history_by_key"),
+    (HistoryFilter(key="a", since_ms=1), "history_by_key"),
+    (HistoryFilter(actor="alice"), "history_by_actor"),
+    (HistoryFilter(since_ms=1), "history_by_env"),
+    (HistoryFilter(actor="alice", since_ms=1), "history_by_actor"),
+])
+def test_history_filters_use_an_index(db: FlagDB, filters: HistoryFilter, index: str) -> None:
+    plan = " | ".join(db.history_plan("prod", filters))
+    assert plan.startswith(f"SEARCH history USING INDEX {index} (env=?"), plan
+    assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+    if filters.since_ms is not None:  # since: a seq bound found in the time index
+        assert "seq>? AND seq<?" in plan and "COVERING INDEX history_by_time" in plan, plan
 
 
 def test_list_items_leaves_out_tombstones(db: FlagDB) -> None:

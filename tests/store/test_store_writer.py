@@ -201,3 +201,30 @@ async def test_cancellation_commits_what_was_accepted(
     stored = db.get_item("prod", "flags", "f")
     assert stored is not None and stored.version == 1
     db.close()
+
+
+async def test_removing_an_environment_commits_its_pending_writes_first(
+    h: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    await h.writer.create_environment("other", "Other")
+
+    async def remove_soon() -> None:
+        await trio.sleep(0.001)  # inside the coalescing window of both writes
+        await h.call("remove", h.writer.delete_environment, "prod")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(h.call, "prod-write", h.writer.put, "prod", "flags", "f", FLAG)
+        nursery.start_soon(h.call, "other-write", h.writer.put, "other", "flags", "f", FLAG)
+        nursery.start_soon(remove_soon)
+    results = {name: r for name, (_, r) in h.done.items()}
+    # Without the flush, the prod write would commit after its environment is gone: the
+    # foreign key refuses it, and the whole batch (other's write too) fails with it.
+    assert isinstance(results["prod-write"], WriteResult)
+    assert isinstance(results["other-write"], WriteResult)
+    assert h.writer.statistics().commit_failures == 0
+    removed = h.pub.log[-1][1]
+    assert isinstance(removed, EnvChange) and removed.removed and removed.env.key == "prod"
+    assert h.pub.seqs == sorted(h.pub.seqs)
+    with pytest.raises(NotFoundError):
+        await h.writer.put("prod", "flags", "g", FLAG)
+    assert h.db.get_environment("prod") is None and h.db.list_items("prod", "flags") == []

@@ -10,6 +10,7 @@ import pytest
 import trio
 from streamer_testkit import ENV, snapshot
 
+from store.bus.envelope import EnvChange
 from streamer.directory import Directory
 from streamer.http_head import StreamKind
 
@@ -76,3 +77,16 @@ async def test_rotated_keys_stop_at_their_expiry_in_their_own_kind(
     now_ms[0] = NOW_MS
     assert not LOOKUPS["sdk"](directory, "sdk-prod-1")
     assert not LOOKUPS["mobile"](directory, "mob-prod-1")
+
+
+async def test_a_removed_environment_takes_every_credential_with_it(
+    nursery: trio.Nursery
+) -> None:
+    directory = Directory(wall_clock_ms=lambda: NOW_MS)
+    directory.unknown_credential_hold_s = 0
+    await nursery.start(directory.run)
+    await directory.apply_snapshot(snapshot(1, (ROTATED, ())), full=True)
+    await directory.apply_change(EnvChange(2, ROTATED, removed=True))
+    for credential, kind in OPENS:
+        assert not LOOKUPS[kind](directory, credential), credential
+    assert directory.environment(ROTATED.key) is None and directory.actor(ROTATED.key) is None
