@@ -195,7 +195,7 @@ def request_bytes(route: Route, sec: SecurityNode, *, cred: str = "", path: dict
     if body is None:
         body = b'{"kind": "diagnostic"}' if "diagnostic" in route.path else valid_body(route.body)
     if route.body is not Body.NONE or body:
-        ctype = b"application/merge-patch+json" if route.body is Body.MERGE_PATCH \
+        ctype = b"application/merge-patch+json" if route.body in MERGE_PATCHES \
             else b"application/json"
         lines += [b"Content-Type: " + ctype, b"Content-Length: " + str(len(body)).encode()]
     lines += [*headers, b"", b""]
@@ -203,6 +203,9 @@ def request_bytes(route: Route, sec: SecurityNode, *, cred: str = "", path: dict
 
 
 _env_counter = iter(range(10**9))
+
+
+MERGE_PATCHES = (Body.MERGE_PATCH, Body.SEGMENT_PATCH)
 
 
 def valid_body(body: Body) -> bytes:
@@ -219,6 +222,8 @@ def valid_body(body: Body) -> bytes:
             return orjson.dumps(SEGMENT)
         case Body.MERGE_PATCH:
             return b'{"on": false}'
+        case Body.SEGMENT_PATCH:  # validation refuses fields a segment does not have
+            return b'{"included": ["probe"]}'
         case Body.NEW_ENV:
             return orjson.dumps({"key": f"made-{os.getpid()}-{next(_env_counter)}"})
         case Body.ROTATE:

@@ -33,7 +33,8 @@ class Body(enum.Enum):
     EVENTS = "events"  # an events payload: a JSON array
     FLAG = "flag"  # admin PUT: a flag
     SEGMENT = "segment"  # admin PUT: a segment
-    MERGE_PATCH = "merge patch"  # admin PATCH
+    MERGE_PATCH = "merge patch"  # admin PATCH of a flag
+    SEGMENT_PATCH = "segment merge patch"  # admin PATCH of a segment (no flag fields)
     NEW_ENV = "new environment"
     ROTATE = "rotate"
     IMPORT = "import"
@@ -128,7 +129,8 @@ def _admin() -> list[Route]:
             Route(a, "GET", f"{env}/{kind}", Cred.ADMIN),
             Route(a, "GET", item, Cred.ADMIN),
             Route(a, "PUT", item, Cred.ADMIN, Body.FLAG if kind == "flags" else Body.SEGMENT),
-            Route(a, "PATCH", item, Cred.ADMIN, Body.MERGE_PATCH),
+            Route(a, "PATCH", item, Cred.ADMIN,
+                  Body.MERGE_PATCH if kind == "flags" else Body.SEGMENT_PATCH),
             Route(a, "DELETE", item, Cred.ADMIN),
         ]
     return routes
