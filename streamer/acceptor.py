@@ -5,7 +5,7 @@ Theory of operation
 The listening socket is a plain non-blocking stdlib socket (from :mod:`streamer.reuseport`).
 :class:`Acceptor` waits for it to become readable with ``trio.lowlevel.wait_readable`` and then
 calls ``accept()`` until ``EAGAIN`` (at most ``batch`` per wakeup, so handshakes get their turn),
-handing each new socket to a :class:`~streamer.client_actor.ClientActor` started in the
+handing each new socket to a :class:`~streamer.stream_actor.StreamActor` started in the
 acceptor's own nursery, which therefore owns every connection of the listener. Sockets stay
 stdlib sockets for their whole life: trio's public ``wait_readable``/``wait_writable`` accept
 them, and the environment actor's fan-out can call their C ``send()`` directly, with no wrapper
@@ -18,7 +18,7 @@ the request, one ``send`` the gate's 503 with its jittered ``Retry-After``, then
 closed (FIN, since nothing is left unread). No actor, no head parse, no cancel scope: a 503 then
 costs a small part of what an admitted stream costs, which is what makes shedding worth doing
 in a reconnect herd (a 503 that cost as much as an admission only moved the work later). A
-connection whose request has not arrived yet goes to a :class:`ClientActor` as usual, which
+connection whose request has not arrived yet goes to a :class:`StreamActor` as usual, which
 reads it under the head deadline and asks the gate again.
 
 Connections that have not sent their request head yet hold a file descriptor as much as a
@@ -31,7 +31,7 @@ close looks like a network fault): it waits for its request in a small, bounded 
 gate's 503. Overflow policy: when the pool is full, such a connection is closed at once and
 counted (``closed_idle``), so idle connections can hold at most ``max_connections`` plus the
 pool's places, never the whole open-file table. The head itself has a deadline
-(``ClientLimits.header_timeout``), after which its actor ends and frees its place.
+(``StreamLimits.header_timeout``), after which its actor ends and frees its place.
 
 When the process runs out of file descriptors or memory anyway, accept fails with one of
 :data:`ACCEPT_CAPACITY_ERRNOS`; the loop logs that once per episode and backs off 100 ms
@@ -60,9 +60,12 @@ import time
 
 import trio
 
-from streamer.client_actor import ClientActor, ClientLimits, StreamCounters, StreamDirectory
 from streamer.http_head import ErrorAnswer, error_response
+from streamer.stream_actor import StreamActor
 from streamer.stream_gate import Refusal, StreamGate
+from streamer.stream_limits import StreamLimits
+from streamer.stream_ports import StreamDirectory
+from streamer.worker_counters import WorkerCounters
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +126,8 @@ class Acceptor:
         self,
         listener: socket.socket,
         directory: StreamDirectory,
-        counters: StreamCounters,
-        limits: ClientLimits | None = None,
+        counters: WorkerCounters,
+        limits: StreamLimits | None = None,
         *,
         gc_policy: GcPolicy | None = None,
         batch: int = 256,
@@ -132,7 +135,7 @@ class Acceptor:
         self._listener = listener
         self._directory = directory
         self._counters = counters
-        self._limits = limits or ClientLimits()
+        self._limits = limits or StreamLimits()
         self._gc = gc_policy
         self._batch = batch
         gate = getattr(directory, "gate", None)
@@ -181,14 +184,14 @@ class Acceptor:
                     except OSError:  # the peer is gone already
                         sock.close()
                         continue
-                    actor = ClientActor(sock, self._directory, self._counters, self._limits)
+                    actor = StreamActor(sock, self._directory, self._counters, self._limits)
                     self.held += 1
                     connections.start_soon(self._hold, actor)
                 self._counters.accepted += taken
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
 
-    async def _hold(self, actor: ClientActor) -> None:
+    async def _hold(self, actor: StreamActor) -> None:
         try:
             await actor.run()
         finally:

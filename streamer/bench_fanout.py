@@ -178,7 +178,7 @@ async def bench(clients: int, rounds: int, refused_n: int = 0) -> None:
                   f"{us:.2f} us/client")
             if r:
                 per_client.append(us)
-        stats = directory.statistics().streams
+        stats = directory.statistics().counters
         print(f"median {statistics.median(per_client):.2f} us/client over {rounds} rounds; "
               f"slow-path entries {stats.slow_entries}")
         if refused_n:

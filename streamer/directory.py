@@ -28,12 +28,12 @@ from typing import Protocol, TypeVar
 import trio
 
 from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
-from streamer.client_actor import StreamCounters, StreamStatistics
 from streamer.client_groups import MAX_WARM_GROUPS, GroupStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
 from streamer.http_head import StreamKind, sdk_credential
 from streamer.stream_gate import StreamGate
+from streamer.worker_counters import WorkerCounters, WorkerStatistics
 
 T = TypeVar("T")
 # How long a request with an unknown credential waits for the bus to bring it (a key the admin
@@ -45,7 +45,7 @@ UNKNOWN_CREDENTIAL_HOLD_S = 1.0
 class DirectoryStatistics:
     environments: int
     loaded: bool
-    streams: StreamStatistics
+    counters: WorkerStatistics
     client_groups: GroupStatistics  # summed over the environments
 
 
@@ -55,7 +55,7 @@ class ChangeProbe(Protocol):
 
     def received(self, env: str) -> None: ...
 
-    def wrap(self, env: str, counters: StreamCounters) -> StreamCounters: ...
+    def wrap(self, env: str, counters: WorkerCounters) -> WorkerCounters: ...
 
 
 class Directory:
@@ -64,7 +64,7 @@ class Directory:
         *,
         heartbeat_interval: float = 20.0,
         ping_jitter: float = 0.5,
-        counters: StreamCounters | None = None,
+        counters: WorkerCounters | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         max_context_groups: int = MAX_WARM_GROUPS,
     ) -> None:
@@ -73,7 +73,7 @@ class Directory:
         self.heartbeat_interval = heartbeat_interval
         self.ping_jitter = ping_jitter
         self.max_context_groups = max_context_groups
-        self.counters = counters if counters is not None else StreamCounters()
+        self.counters = counters if counters is not None else WorkerCounters()
         self._wall_clock_ms = wall_clock_ms
         self._actors: dict[str, EnvActor] = {}
         self._envs: dict[str, EnvironmentInfo] = {}

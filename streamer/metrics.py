@@ -72,7 +72,7 @@ class WorkerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         w = self.worker
         stats = self._directory.statistics()
-        s = stats.streams
+        s = stats.counters
         conns = GaugeMetricFamily("flagstream_connections", "open streams",
                                   labels=["worker", "env", "kind"])
         for (env, kind), n in sorted(s.connections.items()):
@@ -376,8 +376,8 @@ class _EnvCounters:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._shared, name, value)  # e.g. ``counters.slow_entries += 1``
 
-    def fanned_out(self, clients: int, wall_ns: int, cpu_ns: int) -> None:
-        self._shared.fanned_out(clients, wall_ns, cpu_ns)
+    def fanned_out(self, streams: int, wall_ns: int, cpu_ns: int) -> None:
+        self._shared.fanned_out(streams, wall_ns, cpu_ns)
         self._probe.fanned_out(self._env)
 
 

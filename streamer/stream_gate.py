@@ -4,7 +4,7 @@ enforcement and the spread-out close of a graceful drain, for one worker's strea
 Theory of operation
 -------------------
 Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
-ends (the client actor calls both). ``enter`` refuses, in this order: a draining worker (503),
+ends (the stream actor calls both). ``enter`` refuses, in this order: a draining worker (503),
 a worker at ``max_connections`` (503), a saturated worker (503: its event loop lags or its RSS
 is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or an address at
 ``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from

@@ -41,7 +41,6 @@ from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
 from streamer.acceptor import Acceptor, GcPolicy
-from streamer.client_actor import ClientLimits
 from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
@@ -57,6 +56,7 @@ from streamer.node_readiness import report_readiness
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
 from streamer.stream_gate import GateLimits, fd_capped
+from streamer.stream_limits import StreamLimits
 
 log = logging.getLogger("streamer.worker")
 
@@ -71,7 +71,7 @@ class WorkerConfig:
     data_dir: Path
     heartbeat_interval: float = 20.0
     bus_heartbeat_timeout: float = 3.0
-    limits: ClientLimits = field(default_factory=ClientLimits)
+    limits: StreamLimits = field(default_factory=StreamLimits)
     backlog: int = DEFAULT_BACKLOG
     stream_fd: int | None = None  # inherited listening sockets (from the supervisor)
     sdk_fd: int | None = None
@@ -245,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         bus_snapshot=a.bus_snapshot, data_dir=a.data_dir, node_readiness=a.node_readiness,
         stream_fd=a.stream_fd, sdk_fd=a.sdk_fd,
         heartbeat_interval=a.heartbeat_interval,
-        limits=ClientLimits(max_age=a.max_connection_age or None,
+        limits=StreamLimits(max_age=a.max_connection_age or None,
                             header_timeout=a.header_timeout),
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
         gate=GateLimits(max_connections=a.max_connections, max_per_key=a.max_connections_per_key,

@@ -12,12 +12,13 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
 from streamer.env_actor import Apply
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_limits import StreamLimits
 from tests.streamer.streamer_testkit import (
     ENV,
     StreamReader,
@@ -72,7 +73,7 @@ async def test_eval_stream_waits_for_data_and_pings_are_jittered(
     _send_get(meval, f"/meval/{CTX}", f"Authorization: {ENV.mobile_key}")
     _send_get(ping, "/mping", f"Authorization: {ENV.mobile_key}")
     for server in (meval_server, ping_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(30)  # held silently meanwhile
     with pytest.raises(BlockingIOError):
         meval.recv(100)

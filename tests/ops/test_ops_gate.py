@@ -15,7 +15,7 @@ from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 
 
 class FakeConn:
-    """Stands in for a Conn: only ``request_close`` is used, and it is recorded."""
+    """Stands in for a StreamConn: only ``request_close`` is used, and it is recorded."""
 
     def __init__(self) -> None:
         self.close_reason: str | None = None
@@ -88,7 +88,7 @@ async def test_rotated_key_streams_close_when_grace_ends(
         await trio.sleep(1)
         assert reason(on_old) == "key_rotated" and on_old.closed_at == start + 30
         assert reason(on_new) is None and reason(other_env) is None
-        gate.leave(on_old)  # as its client actor does once the stream has ended
+        gate.leave(on_old)  # as its stream actor does once the stream has ended
         # no grace: closed at once
         gate.credentials_changed("prod", {"newer"}, {}, wall[0])
         assert reason(on_new) == "key_rotated" and on_new.closed_at == start + 30.9

@@ -1,5 +1,5 @@
 """The acceptor's shedding: while the stream gate refuses everyone, a connection whose request
-is already in its socket gets the 503 at accept, without a client actor; real loopback sockets,
+is already in its socket gets the 503 at accept, without a stream actor; real loopback sockets,
 a real directory and gate."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from streamer_testkit import ENV, flag, request, snapshot
 
 import streamer.acceptor as acceptor_module
 from streamer.acceptor import Acceptor
-from streamer.client_actor import ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import EnvActor
 from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB, LoadBudget, LoadMonitor
 from streamer.stream_gate import GateLimits
+from streamer.stream_limits import StreamLimits
 
 
 class SpyDirectory(Directory):
-    """A real directory that counts how often a client actor looked up a stream's target."""
+    """A real directory that counts how often a stream actor looked up a stream's target."""
 
     lookups = 0
 
@@ -104,7 +104,7 @@ async def test_a_refusing_gate_sheds_with_a_clean_503(
     _saturate(directory, cause)
     listener = _listener()
     clients = [_client(listener, send=request_first) for _ in range(8)]
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     if not request_first:
         with trio.fail_after(5):  # every connection accepted, its actor waiting for the head
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
@@ -134,7 +134,7 @@ async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
 ) -> None:
     listener = _listener()
     client = _client(listener, send=True)
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     client.setblocking(False)
     with trio.fail_after(5):
         await trio.lowlevel.wait_readable(client)
@@ -156,7 +156,7 @@ async def test_idle_connections_count_toward_the_connection_limit(
     monkeypatch.setattr(acceptor_module, "LATE_REFUSAL_WAIT_S", 0.2)
     directory.gate.limits = GateLimits(max_connections=2)
     listener = _listener()
-    acceptor = Acceptor(listener, directory, directory.counters, ClientLimits())
+    acceptor = Acceptor(listener, directory, directory.counters, StreamLimits())
     await nursery.start(acceptor.run)
     idle = [_client(listener, send=False) for _ in range(2)]
     with trio.fail_after(5):
@@ -208,7 +208,7 @@ async def test_client_side_streams_are_shed_over_the_default_memory_budget(
     client = socket.create_connection(listener.getsockname()[:2], timeout=5)
     if request_first:
         client.sendall(_client_side_request(kind))
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     if not request_first:
         with trio.fail_after(5):
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)

@@ -18,10 +18,11 @@ from streamer_testkit import (
 )
 
 from store.bus.envelope import EnvChange
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_limits import StreamLimits
 
 
 async def expect_put(client: socket.socket) -> None:
@@ -46,7 +47,7 @@ async def test_streams_wait_for_data_then_get_put_or_401(
     known.send(request(key=ENV.sdk_key))
     unknown.send(request(key="sdk-not-yet-known"))
     for server in (known_server, unknown_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(30)  # held silently meanwhile
     for client in (known, unknown):
         with pytest.raises(BlockingIOError):
@@ -64,7 +65,7 @@ async def test_streams_get_503_when_no_data_arrives_in_time(
     server, client = tcp_pair()
     client.send(request())
     t0 = trio.current_time()
-    await ClientActor(server, directory, directory.counters, ClientLimits(unloaded_hold=60)).run()
+    await StreamActor(server, directory, directory.counters, StreamLimits(unloaded_hold=60)).run()
     assert trio.current_time() - t0 == 60
     answer = client.recv(1000)
     assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5\r\n" in answer
@@ -118,7 +119,7 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     assert directory.env_key_for_sdk_key("sdk-prod-1") == ENV.key  # still valid
     server, client = tcp_pair()
     client.send(request(key="sdk-prod-1"))
-    nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+    nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     with trio.fail_after(5):
         await StreamReader().read_until(client, 1)
     now_ms[0] = 2_000
@@ -158,7 +159,7 @@ async def test_a_key_created_a_moment_ago_is_served_not_refused(
     bogus.send(request(key="sdk-never-made"))
     started = trio.current_time()
     for server in (early_server, bogus_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(0.3)
     await directory.apply_change(EnvChange(2, NEWER))
     await expect_put(early)

@@ -14,11 +14,12 @@ import trio.testing
 from streamer_testkit import ENV, StreamReader, request, snapshot, tcp_pair
 
 from store.bus.envelope import ItemChange
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import Apply
 from streamer.metrics import WorkerCollector
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_limits import StreamLimits
 
 
 def client_flag(key: str) -> ItemChange:
@@ -49,7 +50,7 @@ async def open_eval(nursery: trio.Nursery, directory: Directory, user: str,
     ended = trio.Event()
 
     async def run() -> None:
-        await ClientActor(server, directory, directory.counters, ClientLimits()).run()
+        await StreamActor(server, directory, directory.counters, StreamLimits()).run()
         ended.set()
 
     nursery.start_soon(run)

@@ -1,4 +1,4 @@
-"""The containment boundary (store/containment.py) and where the streamer uses it: client
+"""The containment boundary (store/containment.py) and where the streamer uses it: stream
 actors, environment actors and context-group evaluation. Mock clock, real sockets."""
 
 from __future__ import annotations
@@ -18,23 +18,20 @@ from streamer_testkit import ENV, StreamReader, flag, flag_json, request, tcp_pa
 from flagmodel import Context, parse_context
 from store.bus.envelope import EnvironmentInfo, ItemChange
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
-from streamer.client_actor import (
-    ClientActor,
-    ClientConn,
-    ClientLimits,
-    Conn,
-    EnvLink,
-    Mailbox,
-    StreamCounters,
-)
 from streamer.client_groups import ClientGroups, group_key
 from streamer.client_model import EvalModel
 from streamer.directory import Directory
 from streamer.env_actor import RESTART_BACKOFF_MIN_S, Apply, Attach, Close, EnvActor
 from streamer.envstate import Delta, EnvState
 from streamer.http_head import StreamKind
+from streamer.mailbox import Mailbox
 from streamer.metrics import WorkerMetrics
 from streamer.sdk_app import create_sdk_app
+from streamer.stream_actor import StreamActor
+from streamer.stream_conn import ClientSideConn, StreamConn
+from streamer.stream_limits import StreamLimits
+from streamer.stream_ports import EnvLink
+from streamer.worker_counters import WorkerCounters
 
 LOGGER = "flagstream.containment"
 
@@ -103,10 +100,10 @@ def read_answer(client: socket.socket) -> bytes:
     return buf
 
 
-async def test_failing_client_actors_end_alone(
+async def test_failing_stream_actors_end_alone(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery,
         caplog: pytest.LogCaptureFixture) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     clients = []
     with caplog.at_level(logging.ERROR, LOGGER):
         async with trio.open_nursery() as worker:  # stands for the worker's acceptor nursery
@@ -114,8 +111,8 @@ async def test_failing_client_actors_end_alone(
                 server, client = tcp_pair()
                 client.send(request("/all"))
                 clients.append(client)
-                worker.start_soon(ClientActor(server, BrokenDirectory(), counters,
-                                              ClientLimits()).run)
+                worker.start_soon(StreamActor(server, BrokenDirectory(), counters,
+                                              StreamLimits()).run)
     answers = [await trio.to_thread.run_sync(read_answer, c) for c in clients]
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 503 "), answer
@@ -137,14 +134,14 @@ class FailingOnce(EnvActor):
         super()._deliver(deltas)
 
 
-def stream_conn() -> tuple[Conn, socket.socket]:
+def stream_conn() -> tuple[StreamConn, socket.socket]:
     server, client = tcp_pair()
-    return Conn(server, StreamKind.ALL, ENV.key, Mailbox(16, 1 << 20)), client
+    return StreamConn(server, StreamKind.ALL, ENV.key, Mailbox(16, 1 << 20)), client
 
 
 async def test_failed_environment_actor_closes_streams_and_restarts(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     actor = FailingOnce(ENV.key, counters)
     ended = trio.Event()
 
@@ -172,7 +169,7 @@ async def test_failed_environment_actor_closes_streams_and_restarts(
     await actor.send(Close("test"))
     with trio.fail_after(5):
         await ended.wait()
-    for conn in (first, second):  # the client actor's job, which this test plays
+    for conn in (first, second):  # the stream actor's job, which this test plays
         conn.sock.close()
 
 
@@ -232,7 +229,7 @@ def client_side_flag(key: str, version: int) -> ItemChange:
 
 async def test_environment_actor_closes_only_the_group_that_failed(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     actor = EnvActor(ENV.key, counters)
     await nursery.start(actor.run)
     good_ctx = {"kind": "user", "key": "good"}
@@ -241,7 +238,7 @@ async def test_environment_actor_closes_only_the_group_that_failed(
                             parse_context(good_ctx)),
                            ((b"bad", False, False), cast(Context, object()))):
         server, client = tcp_pair()
-        conn = ClientConn(server, StreamKind.EVAL, ENV.key, Mailbox(16, 1 << 20), group=group,
+        conn = ClientSideConn(server, StreamKind.EVAL, ENV.key, Mailbox(16, 1 << 20), group=group,
                           context=context)
         await actor.send(Attach(conn))  # no flag yet: nothing is evaluated
         reader = StreamReader()

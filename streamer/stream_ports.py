@@ -1,0 +1,43 @@
+"""What a stream actor needs from the rest of the worker, as the actor sees it.
+
+The worker's :class:`~streamer.directory.Directory` and :class:`~streamer.env_actor.EnvActor`
+implement these; tests pass fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from store.bus.envelope import EnvironmentInfo
+from streamer.http_head import StreamKind
+from streamer.stream_conn import StreamConn
+
+T = TypeVar("T")
+
+
+class EnvLink(Protocol):
+    """An environment actor, as the stream it serves sees it."""
+
+    env_key: str
+
+    async def attach(self, conn: StreamConn) -> None: ...
+
+    def detach_nowait(self, conn: StreamConn) -> None: ...
+
+
+class StreamDirectory(Protocol):
+    """The worker's directory, as a stream actor sees it."""
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def wait_loaded(self) -> None: ...
+
+    def stream_target(self, credential: str) -> EnvLink | None: ...
+
+    async def await_known(self, find: Callable[[], T | None]) -> T | None: ...
+
+    def client_stream_target(
+        self, kind: StreamKind, credential: str
+    ) -> tuple[EnvLink, EnvironmentInfo] | None: ...
