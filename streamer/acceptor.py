@@ -57,14 +57,15 @@ import gc
 import logging
 import socket
 import time
+from typing import Protocol
 
 import trio
 
 from streamer.http_head import ErrorAnswer, error_response
 from streamer.stream_actor import StreamActor
-from streamer.stream_gate import Refusal, StreamGate
+from streamer.stream_gate import GateLimits, Refusal
 from streamer.stream_limits import StreamLimits
-from streamer.stream_ports import StreamDirectory
+from streamer.stream_ports import StreamAdmission, StreamDirectory
 from streamer.worker_counters import WorkerCounters
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,26 @@ ACCEPT_CONNECTION_ERRNOS = frozenset(
     if hasattr(errno, name))
 LATE_REFUSALS = 64  # connections at the limit waiting for their request to get the 503
 LATE_REFUSAL_WAIT_S = 1.0  # how long one of them may take to send it
+
+
+class SheddingGate(StreamAdmission, Protocol):
+    """The stream gate, as the acceptor sees it: whether it refuses everyone now."""
+
+    @property
+    def limits(self) -> GateLimits: ...
+
+    def __len__(self) -> int: ...
+
+    def refusal_for_all(self, *, held: int = 0) -> Refusal | None: ...
+
+    def count_refusal(self, refusal: Refusal) -> None: ...
+
+
+class AcceptorDirectory(StreamDirectory, Protocol):
+    """The worker's directory, as the acceptor sees it (its gate can shed)."""
+
+    @property
+    def gate(self) -> SheddingGate: ...
 
 
 class GcPolicy:
@@ -125,7 +146,7 @@ class Acceptor:
     def __init__(
         self,
         listener: socket.socket,
-        directory: StreamDirectory,
+        directory: AcceptorDirectory,
         counters: WorkerCounters,
         limits: StreamLimits | None = None,
         *,
@@ -138,8 +159,7 @@ class Acceptor:
         self._limits = limits or StreamLimits()
         self._gc = gc_policy
         self._batch = batch
-        gate = getattr(directory, "gate", None)
-        self._gate: StreamGate | None = gate if isinstance(gate, StreamGate) else None
+        self._gate = directory.gate
         self.held = 0  # connections with an actor: streams and heads still on their way
         self.closed_idle = 0  # connections closed at the limit before sending a request
         self.late_refusals = 0  # connections in the refusal pool now (at most LATE_REFUSALS)
@@ -201,12 +221,12 @@ class Acceptor:
         """True if ``sock`` was answered or closed here because the gate refuses everyone now;
         False: hand it to an actor."""
         gate = self._gate
-        if gate is None or (refusal := gate.refusal_for_all(held=self.held)) is None:
+        if (refusal := gate.refusal_for_all(held=self.held)) is None:
             return False
         full = 0 < gate.limits.max_connections <= max(len(gate), self.held)
         return self._shed(sock, gate, refusal, close_idle=full)
 
-    def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal, *,
+    def _shed(self, sock: socket.socket, gate: SheddingGate, refusal: Refusal, *,
               close_idle: bool) -> bool:
         """Answer ``sock`` with ``refusal`` if its request is already here. If not and every
         place is taken (``close_idle``, head-waiting ones included): let the refusal pool answer
@@ -229,7 +249,7 @@ class Acceptor:
         self._answer(sock, request, gate, refusal)
         return True
 
-    async def _refuse_late(self, sock: socket.socket, gate: StreamGate,
+    async def _refuse_late(self, sock: socket.socket, gate: SheddingGate,
                            refusal: Refusal) -> None:
         """The refusal pool: wait a little for the request, then answer it with the 503."""
         request = b""
@@ -245,7 +265,7 @@ class Acceptor:
             self.late_refusals -= 1
             sock.close()
 
-    def _answer(self, sock: socket.socket, request: bytes, gate: StreamGate,
+    def _answer(self, sock: socket.socket, request: bytes, gate: SheddingGate,
                 refusal: Refusal) -> None:
         if request:  # a head cut over segments gets the 503 all the same; its rest, an RST
             gate.count_refusal(refusal)

@@ -3,8 +3,14 @@
 Theory of operation
 -------------------
 Figures are read when Prometheus scrapes (:class:`WorkerCollector` reads the directory's
-stream counters, the bus subscriber's and the ingest actor's statistics), so the fast path
-pays nothing for them, except the propagation histogram, observed once per fan-out.
+worker counters, the stream gate's, the acceptor's, the bus subscriber's and the ingest
+actor's statistics), so the fast path pays nothing for them, except the propagation histogram,
+observed once per fan-out, and the stream-duration histogram, observed once per stream.
+
+Wiring: :class:`WorkerMetrics` is made first (its histograms are what the gate and the
+propagation probe are given at construction); once every part of the worker exists, the
+worker builds one :class:`WorkerCollector` with all of its sources and registers it
+(:meth:`WorkerMetrics.register`) before anything is served.
 
 Several workers share the SDK port (``SO_REUSEPORT``), so a scrape reaches one of them at
 random. Each worker therefore writes its own exposition to ``DATA_DIR/metrics/worker-N.prom``
@@ -32,7 +38,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -45,6 +51,11 @@ from quart_trio import QuartTrio
 from ingest.batching import Episode
 from streamer.logging_setup import lost_log_lines
 
+if TYPE_CHECKING:
+    from streamer.acceptor import Acceptor
+    from streamer.directory import Directory
+    from streamer.stream_gate import StreamGate
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -55,19 +66,23 @@ PROPAGATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 
 class WorkerCollector(Collector):
-    """Reads the worker's own statistics at scrape time. Sources are callables returning the
-    statistics dataclasses (or None when that part is not running)."""
+    """Reads the worker's own statistics at scrape time. Every source is a constructor
+    argument; ``subscriber`` and ``ingest`` are callables returning the statistics dataclasses;
+    a source that is None (that part is not running) is left out."""
 
-    def __init__(self, worker: int, *, directory: Any, subscriber: Callable[[], Any] | None,
-                 ingest: Callable[[], Any] | None, guard: Any = None) -> None:
+    def __init__(self, worker: int, *, directory: Directory,
+                 subscriber: Callable[[], Any] | None = None,
+                 ingest: Callable[[], Any] | None = None, guard: Any = None,
+                 gate: StreamGate | None = None, acceptor: Acceptor | None = None,
+                 snapshot_errors: Callable[[], int] = lambda: 0) -> None:
         self.worker = str(worker)
         self._directory = directory
-        self.subscriber = subscriber
-        self.ingest = ingest
-        self.guard = guard
-        self.gate: Any = None
-        self.acceptor: Any = None  # the stream listener's (closed_idle)
-        self.snapshot_errors = 0  # WorkerMetrics.run_snapshots counts its failed writes here
+        self._subscriber = subscriber
+        self._ingest = ingest
+        self._guard = guard
+        self._gate = gate
+        self._acceptor = acceptor  # the stream listener's (closed_idle)
+        self._snapshot_errors = snapshot_errors
 
     def collect(self) -> Iterator[Metric]:
         w = self.worker
@@ -139,13 +154,13 @@ class WorkerCollector(Collector):
             "flagstream_io_errors", "writes that failed and were skipped or refused, by part "
             "(snapshot: metrics file; spool: events answered 503; log: lines lost)",
             labels=["worker", "part"])
-        io_errors.add_metric([w, "snapshot"], self.snapshot_errors)
+        io_errors.add_metric([w, "snapshot"], self._snapshot_errors())
         io_errors.add_metric([w, "log"], lost_log_lines())
-        if self.ingest is not None:
-            io_errors.add_metric([w, "spool"], self.ingest().disk_errors)
+        if self._ingest is not None:
+            io_errors.add_metric([w, "spool"], self._ingest().disk_errors)
         yield io_errors
-        if self.subscriber is not None:
-            b = self.subscriber()
+        if self._subscriber is not None:
+            b = self._subscriber()
             yield _gauge("flagstream_bus_seq", "last bus sequence number applied", w,
                          -1 if b.last_seq is None else b.last_seq)
             yield _gauge("flagstream_bus_lag_seconds", "age of the last bus message", w,
@@ -159,8 +174,8 @@ class WorkerCollector(Collector):
                 ("flagstream_bus_malformed", "bus messages that failed to decode", b.malformed),
             ):
                 yield _counter(name, doc, w, value)
-        if self.ingest is not None:
-            e = self.ingest()
+        if self._ingest is not None:
+            e = self._ingest()
             events = CounterMetricFamily("flagstream_events", "analytics records, by outcome",
                                          labels=["worker", "outcome"])
             for outcome in ("sent", "retried", "spooled"):
@@ -175,37 +190,38 @@ class WorkerCollector(Collector):
                            e.kinesis_errors)
             yield _counter("flagstream_kinesis_throttled", "records or calls throttled", w,
                            e.throttled)
-        if self.guard is not None:
+        if self._guard is not None:
             yield _counter("flagstream_http_refused_heads", "431: too many request headers", w,
-                           self.guard.refused_heads)
+                           self._guard.refused_heads)
             yield _counter("flagstream_http_body_timeouts", "408: body not received in time",
-                           w, self.guard.body_timeouts)
+                           w, self._guard.body_timeouts)
             yield _counter("flagstream_http_ambiguous_framing",
                            "400: Content-Length and Transfer-Encoding together", w,
-                           self.guard.ambiguous_framing)
+                           self._guard.ambiguous_framing)
             yield _counter("flagstream_http_discarded_bodies",
                            "bodies read and dropped from methods that take none", w,
-                           self.guard.discarded_bodies)
-        if self.acceptor is not None:
+                           self._guard.discarded_bodies)
+        if self._acceptor is not None:
             yield _counter("flagstream_idle_connections_closed",
                            "stream connections closed at accept: every place taken and no "
-                           "request sent yet", w, self.acceptor.closed_idle)
-        if self.gate is not None:
+                           "request sent yet", w, self._acceptor.closed_idle)
+        gate = self._gate
+        if gate is not None:
             admission = CounterMetricFamily(
                 "flagstream_admission_rejections",
                 "streams refused by the gate (503: at capacity or draining; 429: per-key or "
                 "per-address limit)", labels=["worker", "status"])
-            for status, n in sorted(self.gate.refused.items()):
+            for status, n in sorted(gate.refused.items()):
                 admission.add_metric([w, str(status)], n)
             yield admission
             saturated = CounterMetricFamily(
                 "flagstream_saturated_refusals",
                 "streams refused with 503 because the worker was saturated, by reason "
                 "(loop_lag, memory)", labels=["worker", "reason"])
-            for why, n in sorted(self.gate.saturated_refusals.items()):
+            for why, n in sorted(gate.saturated_refusals.items()):
                 saturated.add_metric([w, why], n)
             yield saturated
-            load = self.gate.load.statistics(trio.current_time())
+            load = gate.load.statistics(trio.current_time())
             yield _gauge("flagstream_loop_lag_seconds",
                          "how late the worker's event loop woke up, last sample", w,
                          load.last_lag_s)
@@ -224,7 +240,7 @@ class WorkerCollector(Collector):
             yield episodes
             yield _counter("flagstream_rotated_key_closes",
                            "streams closed because their rotated key expired", w,
-                           self.gate.rotated_closed)
+                           gate.rotated_closed)
 
 
 def _counter(name: str, doc: str, worker: str, value: float) -> Metric:
@@ -240,16 +256,13 @@ def _gauge(name: str, doc: str, worker: str, value: float) -> Metric:
 
 
 class WorkerMetrics:
-    """The worker's registry: its collector and the propagation histogram."""
+    """The worker's registry: the propagation and stream-duration histograms, and the
+    collector registered once the worker's parts exist."""
 
-    def __init__(self, worker: int, directory: Any, *, metrics_dir: Path | None,
-                 subscriber: Callable[[], Any] | None = None,
-                 ingest: Callable[[], Any] | None = None, guard: Any = None) -> None:
+    def __init__(self, worker: int, *, metrics_dir: Path | None) -> None:
         self.worker = worker
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = WorkerCollector(worker, directory=directory, subscriber=subscriber,
-                                         ingest=ingest, guard=guard)
-        self.registry.register(self.collector)
+        self.snapshot_errors = 0  # run_snapshots counts its failed writes here
         self._durations = Histogram(
             "flagstream_stream_duration_seconds", "how long streams stayed open, by close reason",
             labelnames=["worker", "reason"], registry=self.registry,
@@ -260,6 +273,17 @@ class WorkerMetrics:
             labelnames=["worker"], buckets=PROPAGATION_BUCKETS, registry=self.registry,
         ).labels(worker=str(worker))
         self.metrics_dir = metrics_dir
+
+    def register(self, directory: Directory, *, subscriber: Callable[[], Any] | None = None,
+                 ingest: Callable[[], Any] | None = None, guard: Any = None,
+                 gate: StreamGate | None = None,
+                 acceptor: Acceptor | None = None) -> WorkerCollector:
+        """Register the collector of this worker's statistics (once, before serving)."""
+        collector = WorkerCollector(self.worker, directory=directory, subscriber=subscriber,
+                                    ingest=ingest, guard=guard, gate=gate, acceptor=acceptor,
+                                    snapshot_errors=lambda: self.snapshot_errors)
+        self.registry.register(collector)
+        return collector
 
     def observe_duration(self, reason: str, seconds: float) -> None:
         self._durations.labels(worker=str(self.worker), reason=reason).observe(seconds)
@@ -307,7 +331,7 @@ class WorkerMetrics:
                 try:
                     await run_sync(_write_atomic, tmp, path, data)
                 except OSError as exc:
-                    self.collector.snapshot_errors += 1
+                    self.snapshot_errors += 1
                     if failing.occurred():
                         log.error("metrics snapshot %s not written (%s); retrying every %g s",
                                   path, exc, SNAPSHOT_INTERVAL_S)

@@ -157,14 +157,13 @@ class StreamActor:
         limits = self._limits
         # The worker's stream gate (streamer/stream_gate.py): admission control, per-key and
         # per-address limits, closing streams on rotated keys, and the spread-out drain.
-        gate = getattr(self._directory, "gate", None)
-        if gate is not None:
-            refusal = gate.enter(conn, credential, peer_address(self._sock), conn.env_key)
-            if refusal is not None:
-                self._counters.rejected(refusal.status)
-                await self._answer(ErrorAnswer(refusal.status, refusal.message),
-                                   retry_after=refusal.retry_after)
-                return
+        gate = self._directory.gate
+        refusal = gate.enter(conn, credential, peer_address(self._sock), conn.env_key)
+        if refusal is not None:
+            self._counters.rejected(refusal.status)
+            await self._answer(ErrorAnswer(refusal.status, refusal.message),
+                               retry_after=refusal.retry_after)
+            return
         self._counters.opened(conn.env_key, conn.kind.value)
         reason = "shutdown"
         try:
@@ -190,8 +189,7 @@ class StreamActor:
             link.detach_nowait(conn)  # frees what the environment actor holds for it, now
             reason = reason if reason == "failed" else conn.close_reason or reason
             self._counters.closed(conn.env_key, conn.kind.value, reason)
-            if gate is not None:
-                gate.leave(conn)
+            gate.leave(conn)
 
     async def _attached(self, link: EnvLink, conn: StreamConn) -> None:
         self._responded = True  # the environment actor sends the head from here on

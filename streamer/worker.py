@@ -55,7 +55,7 @@ from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_r
 from streamer.node_readiness import report_readiness
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_gate import GateLimits, fd_capped
+from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 from streamer.stream_limits import StreamLimits
 
 log = logging.getLogger("streamer.worker")
@@ -119,19 +119,19 @@ async def run_worker(
         raise
     gc_policy = GcPolicy()
     gc_policy.install()
-    directory = Directory(heartbeat_interval=config.heartbeat_interval,
-                          max_context_groups=config.max_context_groups)
-    directory.gate.limits = fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    directory.gate.load = LoadMonitor(config.load)
-    metrics = WorkerMetrics(config.worker_id, directory,
+    # Wiring: every part gets its collaborators at construction, in dependency order.
+    metrics = WorkerMetrics(config.worker_id,
                             metrics_dir=config.metrics_dir or config.data_dir / "metrics")
-    directory.probe = PropagationProbe(metrics.propagation.observe)
-    directory.gate.observe_duration = metrics.observe_duration
-    metrics.collector.gate = directory.gate
+    load = LoadMonitor(config.load)
+    gate = StreamGate(fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+                      load=load, observe_duration=metrics.observe_duration)
+    directory = Directory(gate=gate, probe=PropagationProbe(metrics.propagation.observe),
+                          heartbeat_interval=config.heartbeat_interval,
+                          max_context_groups=config.max_context_groups)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(directory.run)
-            await nursery.start(partial(run_load_probe, directory.gate.load))
+            await nursery.start(partial(run_load_probe, load))
             subscriber = BusSubscriber(config.bus, config.bus_snapshot, directory,
                                        heartbeat_timeout=config.bus_heartbeat_timeout)
             await nursery.start(subscriber.run)
@@ -143,7 +143,6 @@ async def run_worker(
             directory.set_readiness_probe(bus_synced)
             acceptor = Acceptor(stream_sock, directory, directory.counters, config.limits,
                                 gc_policy=gc_policy)
-            metrics.collector.acceptor = acceptor
             stream_addr = await nursery.start(acceptor.run)
             ingest_actor = IngestActor(IngestConfig(
                 config.data_dir, config.worker_id, config.kinesis_stream,
@@ -157,8 +156,6 @@ async def run_worker(
                     ingest_done.set()
 
             ingest = await nursery.start(run_ingest)
-            metrics.collector.subscriber = subscriber.statistics
-            metrics.collector.ingest = ingest.statistics
             hconfig = HypercornConfig()
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
@@ -169,7 +166,9 @@ async def run_worker(
                 register_clientside_routes,
                 partial(register_metrics_route, metrics=metrics)])
             guarded = RequestGuard(app, body_timeout=config.limits.header_timeout)
-            metrics.collector.guard = guarded
+            metrics.register(directory, subscriber=subscriber.statistics,
+                             ingest=ingest.statistics, guard=guarded, gate=gate,
+                             acceptor=acceptor)
             await nursery.start(metrics.run_snapshots)
             await nursery.start(partial(hypercorn_serve, guarded, hconfig))  # type: ignore[arg-type]
             await nursery.start(gc_policy.run)

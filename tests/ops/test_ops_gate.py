@@ -111,9 +111,8 @@ async def test_drain_spreads_the_closes(autojump_clock: trio.testing.MockClock) 
 
 
 async def test_stream_durations_are_observed(autojump_clock: trio.testing.MockClock) -> None:
-    gate = StreamGate()
     seen: list[tuple[str, float]] = []
-    gate.observe_duration = lambda reason, s: seen.append((reason, s))
+    gate = StreamGate(observe_duration=lambda reason, s: seen.append((reason, s)))
     c = FakeConn()
     gate.enter(c, "k", "a", "prod")
     await trio.sleep(12)

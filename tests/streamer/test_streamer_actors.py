@@ -28,12 +28,13 @@ from streamer.http_head import STREAM_RESPONSE_HEAD
 from streamer.sse import SSEComment, SSEEvent
 from streamer.stream_actor import StreamActor
 from streamer.stream_conn import SLOW
+from streamer.stream_gate import StreamGate
 from streamer.stream_limits import StreamLimits
 
 
 @pytest.fixture
 async def directory(nursery: trio.Nursery) -> AsyncIterator[Directory]:
-    d = Directory(heartbeat_interval=20.0)
+    d = Directory(gate=StreamGate(), heartbeat_interval=20.0)
     await nursery.start(d.run)
     await d.apply_snapshot(snapshot(1, (ENV, (flag("a", 1), flag("b", 1)))), full=True)
     yield d

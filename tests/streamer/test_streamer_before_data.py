@@ -22,6 +22,7 @@ from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
 from streamer.stream_actor import StreamActor
+from streamer.stream_gate import StreamGate
 from streamer.stream_limits import StreamLimits
 
 
@@ -40,7 +41,7 @@ async def expect_refused(client: socket.socket, status: int) -> None:
 async def test_streams_wait_for_data_then_get_put_or_401(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     known_server, known = tcp_pair()
     unknown_server, unknown = tcp_pair()
@@ -60,7 +61,7 @@ async def test_streams_wait_for_data_then_get_put_or_401(
 async def test_streams_get_503_when_no_data_arrives_in_time(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     server, client = tcp_pair()
     client.send(request())
@@ -72,7 +73,7 @@ async def test_streams_get_503_when_no_data_arrives_in_time(
 
 
 async def test_polls_get_503_then_200(nursery: trio.Nursery) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     app = create_sdk_app(directory)
     test_client = app.test_client()
@@ -89,7 +90,7 @@ async def test_polls_get_503_then_200(nursery: trio.Nursery) -> None:
 
 
 async def test_extra_routes_and_credential_lookups(nursery: trio.Nursery) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ENV, ())), full=True)
 
@@ -111,7 +112,7 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     now_ms = [1_000]
-    directory = Directory(wall_clock_ms=lambda: now_ms[0])
+    directory = Directory(gate=StreamGate(), wall_clock_ms=lambda: now_ms[0])
     await nursery.start(directory.run)
     rotated = replace(ENV, sdk_key="sdk-new", old_sdk_keys=(("sdk-prod-1", 2_000),))
     await directory.apply_snapshot(snapshot(1, (rotated, (flag("a", 1),))), full=True)
@@ -140,7 +141,7 @@ NEWER = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
 
 
 async def loaded_directory(nursery: trio.Nursery) -> Directory:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
     return directory

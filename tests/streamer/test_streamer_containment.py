@@ -29,6 +29,7 @@ from streamer.metrics import WorkerMetrics
 from streamer.sdk_app import create_sdk_app
 from streamer.stream_actor import StreamActor
 from streamer.stream_conn import ClientSideConn, StreamConn
+from streamer.stream_gate import StreamGate
 from streamer.stream_limits import StreamLimits
 from streamer.stream_ports import EnvLink
 from streamer.worker_counters import WorkerCounters
@@ -76,6 +77,7 @@ class BrokenDirectory:
     """A loaded directory whose lookup raises: the body of every stream actor fails."""
 
     loaded = True
+    gate = StreamGate()
 
     async def wait_loaded(self) -> None:
         pass
@@ -204,7 +206,7 @@ def failing_routes(app: QuartTrio) -> None:
 
 async def test_http_handlers_answer_503_or_400_and_count(
         caplog: pytest.LogCaptureFixture) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     client = create_sdk_app(directory, extra_routes=[failing_routes]).test_client()
     with caplog.at_level(logging.ERROR, LOGGER):
         faults = [await client.get("/fault") for _ in range(2)]
@@ -217,7 +219,9 @@ async def test_http_handlers_answer_503_or_400_and_count(
     assert directory.counters.statistics().failures == {("http", "RuntimeError"): 2,
                                                         ("http", "InputError"): 1}
     assert len([r for r in caplog.records if r.name == LOGGER]) == 2  # one per kind
-    exposition = WorkerMetrics(0, directory, metrics_dir=None).render().decode()
+    metrics = WorkerMetrics(0, metrics_dir=None)
+    metrics.register(directory)
+    exposition = metrics.render().decode()
     assert ('flagstream_actor_failures_total{actor="http",reason="RuntimeError",worker="0"} 2.0'
             in exposition)
 
