@@ -53,7 +53,7 @@ class DirectoryStatistics:
 
 
 class ChangeProbe(Protocol):
-    """Propagation measurement (streamer/metrics.py): told when a change arrives, and given
+    """Propagation measurement (streamer/propagation.py): told when a change arrives, and given
     the chance to wrap each environment actor's counters to see its fan-outs end."""
 
     def received(self, env: str) -> None: ...
@@ -96,7 +96,7 @@ class Directory:
         self._nursery: trio.Nursery | None = None
         # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py).
         self._gate = gate
-        self._change_probe = probe  # propagation metrics (streamer/metrics.py)
+        self._change_probe = probe  # propagation metrics (streamer/propagation.py)
 
     async def run(
         self, *, task_status: trio.TaskStatus[Directory] = trio.TASK_STATUS_IGNORED

@@ -51,8 +51,9 @@ from streamer.load_monitor import (
     run_load_probe,
 )
 from streamer.logging_setup import setup_logging
-from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
+from streamer.metrics import WorkerMetrics, register_metrics_route
 from streamer.node_readiness import report_readiness
+from streamer.propagation import PropagationProbe
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
 from streamer.stream_gate import GateLimits, StreamGate, fd_capped

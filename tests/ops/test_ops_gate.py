@@ -10,7 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.metrics import PropagationProbe, merge_expositions
+from streamer.metrics import merge_expositions
+from streamer.propagation import PropagationProbe
 from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 
 

@@ -16,7 +16,7 @@ from streamer_testkit import ENV, StreamReader, request, snapshot, tcp_pair
 from store.bus.envelope import ItemChange
 from streamer.directory import Directory
 from streamer.env_actor import Apply
-from streamer.metrics import WorkerCollector
+from streamer.metrics_collector import WorkerCollector
 from streamer.sse import SSEEvent
 from streamer.stream_actor import StreamActor
 from streamer.stream_gate import StreamGate
