@@ -1,4 +1,4 @@
-"""The stream listener's accept loop, and the worker's garbage-collector policy.
+"""The stream listener's accept loop.
 
 Theory of operation
 -------------------
@@ -40,12 +40,8 @@ connection (:data:`ACCEPT_CONNECTION_ERRNOS`, e.g. it was reset while queued) sk
 connection. Any other accept error is logged and backed off as well: no accept error ends the
 worker and every stream it holds.
 
-GC policy (:class:`GcPolicy`): the young-generation threshold is raised so connection bursts
-trigger fewer collections, and after each burst of new connections the surviving objects are
-moved to the permanent generation (``gc.freeze()``), so later collections do not walk tens of
-thousands of long-lived connection objects. The fan-out loop itself runs with the collector
-disabled (see :mod:`streamer.env_actor`). Cycles that become garbage after being frozen are only
-reclaimed by the periodic maintenance pass (unfreeze, collect, freeze; default every 10 min).
+After each batch of accepts the acceptor tells the worker's GC policy how many it took
+(:class:`streamer.gc_policy.GcPolicy`, a constructor argument), so it can freeze the survivors.
 """
 
 from __future__ import annotations
@@ -53,14 +49,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import gc
 import logging
 import socket
-import time
 from typing import Protocol
 
 import trio
 
+from streamer.gc_policy import GcPolicy
 from streamer.http_head import ErrorAnswer, error_response
 from streamer.stream_actor import StreamActor
 from streamer.stream_gate import GateLimits, Refusal
@@ -100,46 +95,6 @@ class AcceptorDirectory(StreamDirectory, Protocol):
 
     @property
     def gate(self) -> SheddingGate: ...
-
-
-class GcPolicy:
-    def __init__(
-        self,
-        *,
-        freeze_after: int = 500,
-        gen0_threshold: int = 20_000,
-        maintenance_interval: float = 600.0,
-    ) -> None:
-        self._freeze_after = freeze_after
-        self._gen0_threshold = gen0_threshold
-        self._maintenance_interval = maintenance_interval
-        self._since_freeze = 0
-        self.freezes = 0
-        self.maintenance_passes = 0
-
-    def install(self) -> None:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(self._gen0_threshold, gen1, gen2)
-
-    def after_accepts(self, count: int, *, drained: bool) -> None:
-        """Freeze once a burst of at least ``freeze_after`` connections has been taken in."""
-        self._since_freeze += count
-        if drained and self._since_freeze >= self._freeze_after:
-            gc.freeze()
-            self.freezes += 1
-            self._since_freeze = 0
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await trio.sleep(self._maintenance_interval)
-            started = time.perf_counter()
-            gc.unfreeze()
-            found = gc.collect()
-            gc.freeze()
-            self.maintenance_passes += 1
-            log.info("gc maintenance: %d unreachable objects, %.1f ms",
-                     found, (time.perf_counter() - started) * 1000)
 
 
 class Acceptor:

@@ -27,8 +27,9 @@ import time
 import trio
 
 from store.bus.envelope import Change, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
-from streamer.acceptor import Acceptor, GcPolicy
+from streamer.acceptor import Acceptor
 from streamer.directory import Directory
+from streamer.gc_policy import GcPolicy
 from streamer.reuseport import open_reuseport_listener
 from streamer.stream_gate import GateLimits, StreamGate
 

@@ -40,10 +40,11 @@ from hypercorn.trio import serve as hypercorn_serve
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
-from streamer.acceptor import Acceptor, GcPolicy
+from streamer.acceptor import Acceptor
 from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
+from streamer.gc_policy import GcPolicy
 from streamer.load_monitor import (
     DEFAULT_WORKER_MEMORY_BUDGET_MIB,
     LoadBudget,
