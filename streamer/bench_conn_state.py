@@ -2,7 +2,7 @@
 
 ``python3 -m streamer.bench_conn_state [--streams 10000] [--loops 200]``
 
-The fan-out loop (:meth:`streamer.env_actor.EnvActor._fanout`) checks ``conn.state`` once per
+The fan-out loop (:func:`streamer.fanout.fan_out`) checks ``conn.state`` once per
 stream per change. This prints that check alone, in ns per stream, three ways: the integers
 the states used to be (``!=`` against a module global), :class:`~streamer.stream_conn.ConnState`
 compared by identity against a member bound to a local (what the loop does), and the same

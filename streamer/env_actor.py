@@ -9,19 +9,13 @@ bounded inbox (``async for msg in inbox`` with ``match``): :class:`Apply` (in-or
 Overflow policy of the inbox: backpressure (the bus subscriber or the connecting stream waits).
 
 A change is encoded once per stream kind (:func:`~streamer.envstate.delta_frames`); the frames
-of one bus message are joined so each stream costs one ``send()``. :meth:`EnvActor._fanout`
-then writes those same bytes to every FAST stream in one loop of non-blocking ``send()``
-calls on the stdlib socket, with no await and no task switch inside, so nothing can interleave
-with it. A stream whose send would block or is partial turns SLOW: the unsent remainder and
-later frames go into its mailbox and its stream actor drains them. Mailbox overflow policy:
-replace the backlog with a fresh ``put`` (counted as ``slow_resyncs``; the put's bytes are
-shared with every stream, so a slow stream costs at most its bound plus one frame remainder).
-A stream whose socket takes no byte for ``stall_timeout`` is disconnected by its stream actor
-with reason ``slow_client``.
-
-The cyclic garbage collector is disabled for the duration of a fan-out (it is re-enabled right
-after, if it was enabled): a collection in the middle would stall every stream behind it.
-The worker also freezes long-lived objects after connection bursts (see the acceptor).
+of one bus message are joined so each stream costs one ``send()``, and
+:func:`~streamer.fanout.fan_out` writes those same bytes to every FAST stream in one loop of
+non-blocking sends with the cyclic garbage collector off; a stream that does not keep up turns
+SLOW and its stream actor drains its bounded mailbox (overflow policy: a fresh ``put``; see
+:mod:`streamer.fanout`). A stream whose socket takes no byte for ``stall_timeout`` is
+disconnected by its stream actor with reason ``slow_client``. The worker also freezes
+long-lived objects after connection bursts (see :mod:`streamer.gc_policy`).
 
 One heartbeat ticker per environment writes the heartbeat comment to every stream, every
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
@@ -49,14 +43,11 @@ groups and the actor go on.
 from __future__ import annotations
 
 import contextlib
-import gc
 import heapq
 import itertools
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import trio
 
@@ -65,11 +56,12 @@ from streamer.client_groups import MAX_WARM_GROUPS, ClientGroups
 from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
+from streamer.fanout import ConnT, Frames, enter_slow, fan_out
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
 from streamer.load_monitor import release_free_memory
 from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY
 from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
-from streamer.stream_conn import CLOSED, FAST, ClientSideConn, StreamConn
+from streamer.stream_conn import CLOSED, ClientSideConn, StreamConn
 from streamer.worker_counters import WorkerCounters
 
 INBOX_SIZE = 1024
@@ -106,9 +98,6 @@ class Close:
 
 
 EnvMessage = Apply | Replace | Attach | Detach | Close
-
-Frames = list[tuple[tuple[str, str], bytes]]
-ConnT = TypeVar("ConnT", bound=StreamConn)
 
 
 class EnvActor:
@@ -311,68 +300,8 @@ class EnvActor:
             self._fanout(self._subs[kind], [(PUT_KEY, frame)])
 
     def _fanout(self, subs: set[ConnT], frames: Frames) -> None:
-        """Write ``frames`` to every connection in ``subs``: the hot loop."""
-        if not subs:
-            return
-        payload = frames[0][1] if len(frames) == 1 else b"".join(f for _, f in frames)
-        size = len(payload)
-        trouble: list[tuple[ConnT, int]] = []
-        fast = FAST  # a local: the loop compares it once per stream
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        t_wall, t_cpu = time.perf_counter_ns(), time.thread_time_ns()
-        try:
-            for conn in subs:
-                if conn.state is not fast:
-                    trouble.append((conn, -1))
-                    continue
-                try:
-                    sent = conn.sock.send(payload)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    sent = -2
-                if sent != size:
-                    trouble.append((conn, sent))
-        finally:
-            wall, cpu = time.perf_counter_ns() - t_wall, time.thread_time_ns() - t_cpu
-            if gc_was_enabled:
-                gc.enable()
-        self._counters.fanned_out(len(subs), wall, cpu)
-        for conn, sent in trouble:
-            if conn.state is CLOSED or sent == -2:
-                subs.discard(conn)
-                if sent == -2:
-                    conn.request_close("reset")
-            elif sent == -1:
-                self._queue_slow(conn, frames)
-            else:
-                self._enter_slow(conn, frames, sent)
-
-    def _enter_slow(self, conn: StreamConn, frames: Frames, sent: int) -> None:
-        """The first ``sent`` bytes of the joined frames went out; queue the rest."""
-        self._counters.slow_entries += 1
-        rest = frames
-        for i, (_, frame) in enumerate(frames):
-            if sent < len(frame):
-                conn.mailbox.set_inflight(memoryview(frame)[sent:])
-                rest = frames[i + 1:]
-                break
-            sent -= len(frame)
-        conn.enter_slow()
-        self._queue_slow(conn, rest)
-
-    def _queue_slow(self, conn: StreamConn, frames: Frames) -> None:
-        mailbox = conn.mailbox
-        for key, frame in frames:
-            if key == HEARTBEAT_KEY:
-                mailbox.push_heartbeat(frame)
-            elif key == PUT_KEY:
-                mailbox.reset_to_put(frame)
-            elif not mailbox.push(key, frame):
-                mailbox.reset_to_put(self._put_for(conn))  # the put includes this change
-                self._counters.slow_resyncs += 1
-                return
+        """Write ``frames`` to every stream in ``subs`` (the hot loop: streamer/fanout.py)."""
+        fan_out(subs, frames, self._counters, self._put_for)
 
     def _put_for(self, conn: StreamConn) -> bytes:
         """The frame that replaces a connection's whole state: its kind's current ``put``."""
@@ -419,7 +348,8 @@ class EnvActor:
             conn.request_close("reset")
             return
         if sent < len(head) + len(put):
-            self._enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent)
+            enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent, self._counters,
+                       self._put_for)
 
     def _detach(self, conn: StreamConn) -> None:
         self._subs[conn.kind].discard(conn)
