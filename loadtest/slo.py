@@ -749,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stall-fills", type=int, default=8, help="big changes to fill them")
     ap.add_argument("--stall-pad", type=int, default=512 * 1024, help="bytes per fill change")
     ap.add_argument("--stall-timeout", type=float, default=60.0,
-                    help="the server's stall timeout (ClientLimits.stall_timeout)")
+                    help="the server's stall timeout (StreamLimits.stall_timeout)")
     ap.add_argument("--storm-timeout", type=float, default=60.0)
     ap.add_argument("--budget-kb-per-conn", type=float, default=10.0,
                     help="the node's --worker-memory-budget allows this much per stream ...")

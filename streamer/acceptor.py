@@ -1,11 +1,11 @@
-"""The stream listener's accept loop, and the worker's garbage-collector policy.
+"""The stream listener's accept loop.
 
 Theory of operation
 -------------------
 The listening socket is a plain non-blocking stdlib socket (from :mod:`streamer.reuseport`).
 :class:`Acceptor` waits for it to become readable with ``trio.lowlevel.wait_readable`` and then
 calls ``accept()`` until ``EAGAIN`` (at most ``batch`` per wakeup, so handshakes get their turn),
-handing each new socket to a :class:`~streamer.client_actor.ClientActor` started in the
+handing each new socket to a :class:`~streamer.stream_actor.StreamActor` started in the
 acceptor's own nursery, which therefore owns every connection of the listener. Sockets stay
 stdlib sockets for their whole life: trio's public ``wait_readable``/``wait_writable`` accept
 them, and the environment actor's fan-out can call their C ``send()`` directly, with no wrapper
@@ -18,7 +18,7 @@ the request, one ``send`` the gate's 503 with its jittered ``Retry-After``, then
 closed (FIN, since nothing is left unread). No actor, no head parse, no cancel scope: a 503 then
 costs a small part of what an admitted stream costs, which is what makes shedding worth doing
 in a reconnect herd (a 503 that cost as much as an admission only moved the work later). A
-connection whose request has not arrived yet goes to a :class:`ClientActor` as usual, which
+connection whose request has not arrived yet goes to a :class:`StreamActor` as usual, which
 reads it under the head deadline and asks the gate again.
 
 Connections that have not sent their request head yet hold a file descriptor as much as a
@@ -31,7 +31,7 @@ close looks like a network fault): it waits for its request in a small, bounded 
 gate's 503. Overflow policy: when the pool is full, such a connection is closed at once and
 counted (``closed_idle``), so idle connections can hold at most ``max_connections`` plus the
 pool's places, never the whole open-file table. The head itself has a deadline
-(``ClientLimits.header_timeout``), after which its actor ends and frees its place.
+(``StreamLimits.header_timeout``), after which its actor ends and frees its place.
 
 When the process runs out of file descriptors or memory anyway, accept fails with one of
 :data:`ACCEPT_CAPACITY_ERRNOS`; the loop logs that once per episode and backs off 100 ms
@@ -40,12 +40,8 @@ connection (:data:`ACCEPT_CONNECTION_ERRNOS`, e.g. it was reset while queued) sk
 connection. Any other accept error is logged and backed off as well: no accept error ends the
 worker and every stream it holds.
 
-GC policy (:class:`GcPolicy`): the young-generation threshold is raised so connection bursts
-trigger fewer collections, and after each burst of new connections the surviving objects are
-moved to the permanent generation (``gc.freeze()``), so later collections do not walk tens of
-thousands of long-lived connection objects. The fan-out loop itself runs with the collector
-disabled (see :mod:`streamer.env_actor`). Cycles that become garbage after being frozen are only
-reclaimed by the periodic maintenance pass (unfreeze, collect, freeze; default every 10 min).
+After each batch of accepts the acceptor tells the worker's GC policy how many it took
+(:class:`streamer.gc_policy.GcPolicy`, a constructor argument), so it can freeze the survivors.
 """
 
 from __future__ import annotations
@@ -53,16 +49,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import gc
 import logging
 import socket
-import time
+from typing import Protocol
 
 import trio
 
-from streamer.client_actor import ClientActor, ClientLimits, StreamCounters, StreamDirectory
+from streamer.gc_policy import GcPolicy
 from streamer.http_head import ErrorAnswer, error_response
-from streamer.stream_gate import Refusal, StreamGate
+from streamer.stream_actor import StreamActor
+from streamer.stream_gate import GateLimits, Refusal
+from streamer.stream_limits import StreamLimits
+from streamer.stream_ports import StreamAdmission, StreamDirectory
+from streamer.worker_counters import WorkerCounters
 
 log = logging.getLogger(__name__)
 
@@ -78,53 +77,33 @@ LATE_REFUSALS = 64  # connections at the limit waiting for their request to get 
 LATE_REFUSAL_WAIT_S = 1.0  # how long one of them may take to send it
 
 
-class GcPolicy:
-    def __init__(
-        self,
-        *,
-        freeze_after: int = 500,
-        gen0_threshold: int = 20_000,
-        maintenance_interval: float = 600.0,
-    ) -> None:
-        self._freeze_after = freeze_after
-        self._gen0_threshold = gen0_threshold
-        self._maintenance_interval = maintenance_interval
-        self._since_freeze = 0
-        self.freezes = 0
-        self.maintenance_passes = 0
+class SheddingGate(StreamAdmission, Protocol):
+    """The stream gate, as the acceptor sees it: whether it refuses everyone now."""
 
-    def install(self) -> None:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(self._gen0_threshold, gen1, gen2)
+    @property
+    def limits(self) -> GateLimits: ...
 
-    def after_accepts(self, count: int, *, drained: bool) -> None:
-        """Freeze once a burst of at least ``freeze_after`` connections has been taken in."""
-        self._since_freeze += count
-        if drained and self._since_freeze >= self._freeze_after:
-            gc.freeze()
-            self.freezes += 1
-            self._since_freeze = 0
+    def __len__(self) -> int: ...
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await trio.sleep(self._maintenance_interval)
-            started = time.perf_counter()
-            gc.unfreeze()
-            found = gc.collect()
-            gc.freeze()
-            self.maintenance_passes += 1
-            log.info("gc maintenance: %d unreachable objects, %.1f ms",
-                     found, (time.perf_counter() - started) * 1000)
+    def refusal_for_all(self, *, held: int = 0) -> Refusal | None: ...
+
+    def count_refusal(self, refusal: Refusal) -> None: ...
+
+
+class AcceptorDirectory(StreamDirectory, Protocol):
+    """The worker's directory, as the acceptor sees it (its gate can shed)."""
+
+    @property
+    def gate(self) -> SheddingGate: ...
 
 
 class Acceptor:
     def __init__(
         self,
         listener: socket.socket,
-        directory: StreamDirectory,
-        counters: StreamCounters,
-        limits: ClientLimits | None = None,
+        directory: AcceptorDirectory,
+        counters: WorkerCounters,
+        limits: StreamLimits | None = None,
         *,
         gc_policy: GcPolicy | None = None,
         batch: int = 256,
@@ -132,11 +111,10 @@ class Acceptor:
         self._listener = listener
         self._directory = directory
         self._counters = counters
-        self._limits = limits or ClientLimits()
+        self._limits = limits or StreamLimits()
         self._gc = gc_policy
         self._batch = batch
-        gate = getattr(directory, "gate", None)
-        self._gate: StreamGate | None = gate if isinstance(gate, StreamGate) else None
+        self._gate = directory.gate
         self.held = 0  # connections with an actor: streams and heads still on their way
         self.closed_idle = 0  # connections closed at the limit before sending a request
         self.late_refusals = 0  # connections in the refusal pool now (at most LATE_REFUSALS)
@@ -181,14 +159,14 @@ class Acceptor:
                     except OSError:  # the peer is gone already
                         sock.close()
                         continue
-                    actor = ClientActor(sock, self._directory, self._counters, self._limits)
+                    actor = StreamActor(sock, self._directory, self._counters, self._limits)
                     self.held += 1
                     connections.start_soon(self._hold, actor)
                 self._counters.accepted += taken
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
 
-    async def _hold(self, actor: ClientActor) -> None:
+    async def _hold(self, actor: StreamActor) -> None:
         try:
             await actor.run()
         finally:
@@ -198,12 +176,12 @@ class Acceptor:
         """True if ``sock`` was answered or closed here because the gate refuses everyone now;
         False: hand it to an actor."""
         gate = self._gate
-        if gate is None or (refusal := gate.refusal_for_all(held=self.held)) is None:
+        if (refusal := gate.refusal_for_all(held=self.held)) is None:
             return False
         full = 0 < gate.limits.max_connections <= max(len(gate), self.held)
         return self._shed(sock, gate, refusal, close_idle=full)
 
-    def _shed(self, sock: socket.socket, gate: StreamGate, refusal: Refusal, *,
+    def _shed(self, sock: socket.socket, gate: SheddingGate, refusal: Refusal, *,
               close_idle: bool) -> bool:
         """Answer ``sock`` with ``refusal`` if its request is already here. If not and every
         place is taken (``close_idle``, head-waiting ones included): let the refusal pool answer
@@ -226,7 +204,7 @@ class Acceptor:
         self._answer(sock, request, gate, refusal)
         return True
 
-    async def _refuse_late(self, sock: socket.socket, gate: StreamGate,
+    async def _refuse_late(self, sock: socket.socket, gate: SheddingGate,
                            refusal: Refusal) -> None:
         """The refusal pool: wait a little for the request, then answer it with the 503."""
         request = b""
@@ -242,7 +220,7 @@ class Acceptor:
             self.late_refusals -= 1
             sock.close()
 
-    def _answer(self, sock: socket.socket, request: bytes, gate: StreamGate,
+    def _answer(self, sock: socket.socket, request: bytes, gate: SheddingGate,
                 refusal: Refusal) -> None:
         if request:  # a head cut over segments gets the 503 all the same; its rest, an RST
             gate.count_refusal(refusal)

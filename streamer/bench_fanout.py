@@ -9,9 +9,10 @@ then reads and discards. Each round publishes one flag change; the environment a
 its own fan-out loop (wall and thread CPU time, user + sys, which on loopback includes the
 receiving socket's TCP work) and this script prints them per round and per client.
 
-With ``--refused N``, the worker is then put at its connection limit and a second child opens N
-more streams, each reading its answer to the end: the server's CPU per refused stream (the
-503 with ``Retry-After``), beside the per-connection figure of the admitted ones.
+With ``--refused N``, the worker's connection limit is ``--clients`` (so it is full once they
+are connected) and a second child then opens N more streams, each reading its answer to the
+end: the server's CPU per refused stream (the 503 with ``Retry-After``), beside the
+per-connection figure of the admitted ones.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import trio
 
 from store.bus.envelope import Change, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
-from streamer.acceptor import Acceptor, GcPolicy
+from streamer.acceptor import Acceptor
 from streamer.directory import Directory
+from streamer.gc_policy import GcPolicy
 from streamer.reuseport import open_reuseport_listener
+from streamer.stream_gate import GateLimits, StreamGate
 
 ENV = EnvironmentInfo("bench", "Bench", "sdk-bench", "mob-bench", "cid-bench")
 
@@ -110,10 +112,8 @@ print("done", " ".join(f"{k}={v}" for k, v in sorted(status.items())), flush=Tru
 """
 
 
-async def refused(directory: Directory, n: int, port: int) -> None:
+async def refused(n: int, port: int) -> None:
     """Open n more streams while the gate is at its limit: server CPU per refusal."""
-    gate = directory.gate
-    gate.limits = replace(gate.limits, max_connections=len(gate))
     started, cpu_started = time.perf_counter(), time.process_time()
     with trio.fail_after(120):
         done = await trio.run_process(
@@ -137,7 +137,9 @@ def flag(version: int) -> ItemChange:
 
 async def bench(clients: int, rounds: int, refused_n: int = 0) -> None:
     GcPolicy().install()
-    directory = Directory(heartbeat_interval=59.0)
+    # With --refused, the gate is full once the admitted clients are connected.
+    gate = StreamGate(GateLimits(max_connections=clients) if refused_n else None)
+    directory = Directory(gate=gate, heartbeat_interval=59.0)
     listener = open_reuseport_listener("127.0.0.1", 0)
     port = listener.getsockname()[1]
     async with trio.open_nursery() as nursery:
@@ -178,11 +180,11 @@ async def bench(clients: int, rounds: int, refused_n: int = 0) -> None:
                   f"{us:.2f} us/client")
             if r:
                 per_client.append(us)
-        stats = directory.statistics().streams
+        stats = directory.statistics().counters
         print(f"median {statistics.median(per_client):.2f} us/client over {rounds} rounds; "
               f"slow-path entries {stats.slow_entries}")
         if refused_n:
-            await refused(directory, refused_n, port)
+            await refused(refused_n, port)
         await proc.stdin.aclose()
         with trio.move_on_after(10):
             await proc.wait()

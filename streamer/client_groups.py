@@ -63,7 +63,7 @@ from streamer.sse import event_chunk
 
 GroupKey = tuple[bytes, bool, bool]  # (context JSON with sorted keys, withReasons, mobile)
 Frames = list[tuple[tuple[str, str], bytes]]
-PUT_KEY = ("", "put")  # the same coalescing key as streamer.client_actor.PUT_KEY
+PUT_KEY = ("", "put")  # the same coalescing key as streamer.mailbox.PUT_KEY
 C = TypeVar("C")
 Failed = Callable[[set[C], Exception], None]  # a group's evaluation failed: its connections
 # Groups per environment that keep their evaluated entries (the rest go cold): 1,000 groups

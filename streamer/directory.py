@@ -11,10 +11,13 @@ has an index of its own, rotated keys included: a lookup finds only the kind it 
 mobile key (public: it ships inside apps) never opens a server-side endpoint, during its grace
 period neither, and an SDK key or mobile key is no environment ID.
 
-``loaded`` becomes true when the first snapshot has been applied: before that, polls get 503
-and streams wait. ``ready`` additionally asks an optional probe (the worker passes "the bus
-subscriber is synced"). A credential this worker does not know yet is looked up again as
-new ones arrive, for a moment, before it is refused (:meth:`Directory.await_known`).
+Its collaborators are constructor arguments: the stream gate (required; a worker without
+admission control passes a gate with no limits), the counters and the optional propagation
+probe. ``loaded`` becomes true when the first snapshot has been applied: before that, polls
+get 503 and streams wait. ``ready`` additionally asks an optional readiness probe (the worker
+passes "the bus subscriber is synced" once the subscriber, which needs the directory, exists).
+A credential this worker does not know yet is looked up again as new ones arrive, for a
+moment, before it is refused (:meth:`Directory.await_known`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from typing import Protocol, TypeVar
 import trio
 
 from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
-from streamer.client_actor import StreamCounters, StreamStatistics
 from streamer.client_groups import MAX_WARM_GROUPS, GroupStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView
 from streamer.http_head import StreamKind, sdk_credential
 from streamer.stream_gate import StreamGate
+from streamer.worker_counters import WorkerCounters, WorkerStatistics
 
 T = TypeVar("T")
 # How long a request with an unknown credential waits for the bus to bring it (a key the admin
@@ -45,26 +48,28 @@ UNKNOWN_CREDENTIAL_HOLD_S = 1.0
 class DirectoryStatistics:
     environments: int
     loaded: bool
-    streams: StreamStatistics
+    counters: WorkerStatistics
     client_groups: GroupStatistics  # summed over the environments
 
 
 class ChangeProbe(Protocol):
-    """Propagation measurement (streamer/metrics.py): told when a change arrives, and given
+    """Propagation measurement (streamer/propagation.py): told when a change arrives, and given
     the chance to wrap each environment actor's counters to see its fan-outs end."""
 
     def received(self, env: str) -> None: ...
 
-    def wrap(self, env: str, counters: StreamCounters) -> StreamCounters: ...
+    def wrap(self, env: str, counters: WorkerCounters) -> WorkerCounters: ...
 
 
 class Directory:
     def __init__(
         self,
         *,
+        gate: StreamGate,
+        probe: ChangeProbe | None = None,
         heartbeat_interval: float = 20.0,
         ping_jitter: float = 0.5,
-        counters: StreamCounters | None = None,
+        counters: WorkerCounters | None = None,
         wall_clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         max_context_groups: int = MAX_WARM_GROUPS,
     ) -> None:
@@ -73,7 +78,7 @@ class Directory:
         self.heartbeat_interval = heartbeat_interval
         self.ping_jitter = ping_jitter
         self.max_context_groups = max_context_groups
-        self.counters = counters if counters is not None else StreamCounters()
+        self.counters = counters if counters is not None else WorkerCounters()
         self._wall_clock_ms = wall_clock_ms
         self._actors: dict[str, EnvActor] = {}
         self._envs: dict[str, EnvironmentInfo] = {}
@@ -87,12 +92,11 @@ class Directory:
         # Set (and replaced) whenever credentials become usable: see await_known.
         self._learned = trio.Event()
         self.unknown_credential_hold_s = UNKNOWN_CREDENTIAL_HOLD_S
-        self._probe: Callable[[], bool] = lambda: True
+        self._readiness: Callable[[], bool] = lambda: True
         self._nursery: trio.Nursery | None = None
-        # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py); the worker
-        # may replace it with one carrying its configured limits before run().
-        self.gate = StreamGate(wall_clock_ms=wall_clock_ms)
-        self.probe: ChangeProbe | None = None  # propagation metrics (streamer/metrics.py)
+        # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py).
+        self._gate = gate
+        self._change_probe = probe  # propagation metrics (streamer/propagation.py)
 
     async def run(
         self, *, task_status: trio.TaskStatus[Directory] = trio.TASK_STATUS_IGNORED
@@ -100,7 +104,7 @@ class Directory:
         """Owns the environment actors; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            nursery.start_soon(partial(self.gate.run, still_valid=self._still_valid))
+            nursery.start_soon(partial(self._gate.run, still_valid=self._still_valid))
             task_status.started(self)
             await trio.sleep_forever()
 
@@ -109,8 +113,8 @@ class Directory:
     async def apply_change(self, msg: Change | EnvChange) -> None:
         match msg:
             case Change(_, env, items):
-                if self.probe is not None:
-                    self.probe.received(env)
+                if self._change_probe is not None:
+                    self._change_probe.received(env)
                 actor = await self._ensure(env)
                 await actor.send(Apply(items))
             case EnvChange(_, info, True):
@@ -140,15 +144,20 @@ class Directory:
     def loaded(self) -> bool:
         return self._loaded.is_set()
 
+    @property
+    def gate(self) -> StreamGate:
+        """The worker's stream gate (given at construction)."""
+        return self._gate
+
     async def wait_loaded(self) -> None:
         await self._loaded.wait()
 
     def set_readiness_probe(self, probe: Callable[[], bool]) -> None:
-        self._probe = probe
+        self._readiness = probe
 
     @property
     def ready(self) -> bool:
-        return self.loaded and self._probe()
+        return self.loaded and self._readiness()
 
     def env_key_for_sdk_key(self, credential: str) -> str | None:
         """The environment of an SDK key (raw or ``api_key `` prefixed), or None."""
@@ -242,7 +251,7 @@ class Directory:
                                  (self._old_mobile, info.old_mobile_keys)):
             for cred, expires_at_ms in pairs:
                 old_index[cred] = (info.key, expires_at_ms)
-        self.gate.credentials_changed(info.key, {info.sdk_key, info.mobile_key,
+        self._gate.credentials_changed(info.key, {info.sdk_key, info.mobile_key,
                                                  info.client_side_id},
                                       dict(info.old_keys), self._wall_clock_ms())
 
@@ -286,8 +295,8 @@ class Directory:
         if actor is None:
             if self._nursery is None:
                 raise RuntimeError("Directory.run() is not running")
-            counters = self.counters if self.probe is None else self.probe.wrap(env_key,
-                                                                                self.counters)
+            probe = self._change_probe
+            counters = self.counters if probe is None else probe.wrap(env_key, self.counters)
             actor = EnvActor(env_key, counters, heartbeat_interval=self.heartbeat_interval,
                              ping_jitter=self.ping_jitter,
                              max_warm_groups=self.max_context_groups)

@@ -3,25 +3,19 @@
 Theory of operation
 -------------------
 One :class:`EnvActor` per environment per worker. It owns an :class:`~streamer.envstate.EnvState`
-and the set of attached :class:`~streamer.client_actor.Conn` per stream kind, and reads a
+and the set of attached :class:`~streamer.stream_conn.StreamConn` per stream kind, and reads a
 bounded inbox (``async for msg in inbox`` with ``match``): :class:`Apply` (in-order bus items),
 :class:`Replace` (a snapshot), :class:`Attach` (a new stream), :class:`Close`.
-Overflow policy of the inbox: backpressure (the bus subscriber or the connecting client waits).
+Overflow policy of the inbox: backpressure (the bus subscriber or the connecting stream waits).
 
 A change is encoded once per stream kind (:func:`~streamer.envstate.delta_frames`); the frames
-of one bus message are joined so each client costs one ``send()``. :meth:`EnvActor._fanout`
-then writes those same bytes to every FAST connection in one loop of non-blocking ``send()``
-calls on the stdlib socket, with no await and no task switch inside, so nothing can interleave
-with it. A connection whose send would block or is partial turns SLOW: the unsent remainder and
-later frames go into its mailbox and its client actor drains them. Mailbox overflow policy:
-replace the backlog with a fresh ``put`` (counted as ``slow_resyncs``; the put's bytes are
-shared with every client, so a slow client costs at most its bound plus one frame remainder).
-A client whose socket takes no byte for ``stall_timeout`` is disconnected by its client actor
-with reason ``slow_client``.
-
-The cyclic garbage collector is disabled for the duration of a fan-out (it is re-enabled right
-after, if it was enabled): a collection in the middle would stall every client behind it.
-The worker also freezes long-lived objects after connection bursts (see the acceptor).
+of one bus message are joined so each stream costs one ``send()``, and
+:func:`~streamer.fanout.fan_out` writes those same bytes to every FAST stream in one loop of
+non-blocking sends with the cyclic garbage collector off; a stream that does not keep up turns
+SLOW and its stream actor drains its bounded mailbox (overflow policy: a fresh ``put``; see
+:mod:`streamer.fanout`). A stream whose socket takes no byte for ``stall_timeout`` is
+disconnected by its stream actor with reason ``slow_client``. The worker also freezes
+long-lived objects after connection bursts (see :mod:`streamer.gc_policy`).
 
 One heartbeat ticker per environment writes the heartbeat comment to every stream, every
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
@@ -31,7 +25,7 @@ at the next heartbeat; the prune covers a Detach that did not fit in the inbox. 
 groups were freed also trims the C heap
 (:func:`~streamer.load_monitor.release_free_memory`), so their memory leaves the RSS.
 
-Client-side streams (``/eval``, ``/meval``: :class:`~streamer.client_actor.ClientConn`) carry
+Client-side streams (``/eval``, ``/meval``: :class:`~streamer.stream_conn.ClientSideConn`) carry
 flags evaluated per context. They cost nothing until the first one attaches: then the actor
 creates the parsed :class:`~streamer.client_model.EvalModel` and the
 :class:`~streamer.client_groups.ClientGroups`, and after each change (server-side fan-out
@@ -49,34 +43,26 @@ groups and the actor go on.
 from __future__ import annotations
 
 import contextlib
-import gc
 import heapq
 import itertools
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import trio
 
 from store.bus.envelope import ItemChange
-from streamer.client_actor import (
-    CLOSED,
-    FAST,
-    HEARTBEAT_KEY,
-    PUT_KEY,
-    ClientConn,
-    Conn,
-    StreamCounters,
-)
 from streamer.client_groups import MAX_WARM_GROUPS, ClientGroups
 from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS
 from streamer.envstate import Delta, EnvState, EnvView, delta_frames
+from streamer.fanout import ConnT, Frames, enter_slow, fan_out
 from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
 from streamer.load_monitor import release_free_memory
+from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY
 from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
+from streamer.stream_conn import CLOSED, ClientSideConn, StreamConn
+from streamer.worker_counters import WorkerCounters
 
 INBOX_SIZE = 1024
 RESTART_BACKOFF_MIN_S = 0.1  # a failed round restarts after this, doubling ...
@@ -98,12 +84,12 @@ class Replace:
 
 @dataclass(frozen=True, slots=True)
 class Attach:
-    conn: Conn
+    conn: StreamConn
 
 
 @dataclass(frozen=True, slots=True)
 class Detach:
-    conn: Conn
+    conn: StreamConn
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,28 +99,25 @@ class Close:
 
 EnvMessage = Apply | Replace | Attach | Detach | Close
 
-Frames = list[tuple[tuple[str, str], bytes]]
-ConnT = TypeVar("ConnT", bound=Conn)
-
 
 class EnvActor:
     def __init__(
-        self, env_key: str, counters: StreamCounters, *, heartbeat_interval: float = 20.0,
+        self, env_key: str, counters: WorkerCounters, *, heartbeat_interval: float = 20.0,
         ping_jitter: float = 0.5, max_warm_groups: int = MAX_WARM_GROUPS,
     ) -> None:
         self.env_key = env_key
         self.state = EnvState()
         self._counters = counters
         self._heartbeat_interval = heartbeat_interval
-        self._subs: dict[StreamKind, set[Conn]] = {k: set() for k in StreamKind}
+        self._subs: dict[StreamKind, set[StreamConn]] = {k: set() for k in StreamKind}
         self._send, self._inbox = trio.open_memory_channel[EnvMessage](INBOX_SIZE)
         self._model: EvalModel | None = None  # parsed items: only once client-side is used
-        self._groups: ClientGroups[ClientConn] | None = None
+        self._groups: ClientGroups[ClientSideConn] | None = None
         self._max_warm_groups = max_warm_groups
         self._freed_at_trim = 0  # groups.freed when the heap was last trimmed
         self._ping_jitter = ping_jitter
-        self._ping_heap: list[tuple[float, int, Conn]] = []
-        self._ping_pending: set[Conn] = set()
+        self._ping_heap: list[tuple[float, int, StreamConn]] = []
+        self._ping_pending: set[StreamConn] = set()
         self._ping_seq = itertools.count()
         self._ping_wake = trio.Event()
 
@@ -143,10 +126,10 @@ class EnvActor:
     async def send(self, msg: EnvMessage) -> None:
         await self._send.send(msg)
 
-    async def attach(self, conn: Conn) -> None:
+    async def attach(self, conn: StreamConn) -> None:
         await self._send.send(Attach(conn))
 
-    def detach_nowait(self, conn: Conn) -> None:
+    def detach_nowait(self, conn: StreamConn) -> None:
         """``conn`` has closed: free what it held (its context group) now rather than at the
         next heartbeat. Overflow policy: with the inbox full (or the actor gone) the
         heartbeat's prune frees it instead, so a closing stream never waits."""
@@ -167,12 +150,12 @@ class EnvActor:
         return self._model
 
     @property
-    def client_groups(self) -> ClientGroups[ClientConn] | None:
+    def client_groups(self) -> ClientGroups[ClientSideConn] | None:
         return self._groups
 
-    def connections(self) -> list[Conn]:
+    def connections(self) -> list[StreamConn]:
         """The attached connections that are still open."""
-        return [c for subs in self._subs.values() for c in subs if c.state != CLOSED]
+        return [c for subs in self._subs.values() for c in subs if c.state is not CLOSED]
 
     # -- the actor ------------------------------------------------------------------------
 
@@ -275,7 +258,7 @@ class EnvActor:
         if self._subs[StreamKind.PING] or self._subs[StreamKind.MPING]:
             self._schedule_pings()
 
-    def _evaluation_failed(self, conns: set[ClientConn], exc: Exception) -> None:
+    def _evaluation_failed(self, conns: set[ClientSideConn], exc: Exception) -> None:
         """The containment boundary of one group's evaluation: the group is gone (removed by
         :meth:`ClientGroups.on_change`), its streams close, the other groups go on."""
         failures = self._counters.failures
@@ -288,7 +271,7 @@ class EnvActor:
         now, jitter = trio.current_time(), self._ping_jitter
         for kind in PING_KINDS:
             for conn in self._subs[kind]:
-                if conn in self._ping_pending or conn.state == CLOSED:
+                if conn in self._ping_pending or conn.state is CLOSED:
                     continue  # one pending ping covers every change until it is sent
                 self._ping_pending.add(conn)
                 due = now + (random.uniform(jitter / 2, jitter) if jitter > 0 else 0.0)
@@ -317,71 +300,12 @@ class EnvActor:
             self._fanout(self._subs[kind], [(PUT_KEY, frame)])
 
     def _fanout(self, subs: set[ConnT], frames: Frames) -> None:
-        """Write ``frames`` to every connection in ``subs``: the hot loop."""
-        if not subs:
-            return
-        payload = frames[0][1] if len(frames) == 1 else b"".join(f for _, f in frames)
-        size = len(payload)
-        trouble: list[tuple[ConnT, int]] = []
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        t_wall, t_cpu = time.perf_counter_ns(), time.thread_time_ns()
-        try:
-            for conn in subs:
-                if conn.state != FAST:
-                    trouble.append((conn, -1))
-                    continue
-                try:
-                    sent = conn.sock.send(payload)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    sent = -2
-                if sent != size:
-                    trouble.append((conn, sent))
-        finally:
-            wall, cpu = time.perf_counter_ns() - t_wall, time.thread_time_ns() - t_cpu
-            if gc_was_enabled:
-                gc.enable()
-        self._counters.fanned_out(len(subs), wall, cpu)
-        for conn, sent in trouble:
-            if conn.state == CLOSED or sent == -2:
-                subs.discard(conn)
-                if sent == -2:
-                    conn.request_close("reset")
-            elif sent == -1:
-                self._queue_slow(conn, frames)
-            else:
-                self._enter_slow(conn, frames, sent)
+        """Write ``frames`` to every stream in ``subs`` (the hot loop: streamer/fanout.py)."""
+        fan_out(subs, frames, self._counters, self._put_for)
 
-    def _enter_slow(self, conn: Conn, frames: Frames, sent: int) -> None:
-        """The first ``sent`` bytes of the joined frames went out; queue the rest."""
-        self._counters.slow_entries += 1
-        rest = frames
-        for i, (_, frame) in enumerate(frames):
-            if sent < len(frame):
-                conn.mailbox.set_inflight(memoryview(frame)[sent:])
-                rest = frames[i + 1:]
-                break
-            sent -= len(frame)
-        conn.enter_slow()
-        self._queue_slow(conn, rest)
-
-    def _queue_slow(self, conn: Conn, frames: Frames) -> None:
-        mailbox = conn.mailbox
-        for key, frame in frames:
-            if key == HEARTBEAT_KEY:
-                mailbox.push_heartbeat(frame)
-            elif key == PUT_KEY:
-                mailbox.reset_to_put(frame)
-            elif not mailbox.push(key, frame):
-                mailbox.reset_to_put(self._put_for(conn))  # the put includes this change
-                self._counters.slow_resyncs += 1
-                return
-
-    def _put_for(self, conn: Conn) -> bytes:
+    def _put_for(self, conn: StreamConn) -> bytes:
         """The frame that replaces a connection's whole state: its kind's current ``put``."""
-        if isinstance(conn, ClientConn):
+        if isinstance(conn, ClientSideConn):
             if conn.group is None:
                 return PING_FRAME
             groups = self._groups
@@ -390,11 +314,11 @@ class EnvActor:
         view = self.state.view()
         return view.put_all_frame if conn.kind is StreamKind.ALL else view.put_flags_frame
 
-    def _attach(self, conn: Conn) -> None:
-        if conn.state == CLOSED:
+    def _attach(self, conn: StreamConn) -> None:
+        if conn.state is CLOSED:
             return
         head = STREAM_RESPONSE_HEAD
-        if isinstance(conn, ClientConn):
+        if isinstance(conn, ClientSideConn):
             head = conn.head
             if conn.group is not None:
                 assert conn.context is not None
@@ -424,11 +348,12 @@ class EnvActor:
             conn.request_close("reset")
             return
         if sent < len(head) + len(put):
-            self._enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent)
+            enter_slow(conn, [(_HEAD_KEY, head), (PUT_KEY, put)], sent, self._counters,
+                       self._put_for)
 
-    def _detach(self, conn: Conn) -> None:
+    def _detach(self, conn: StreamConn) -> None:
         self._subs[conn.kind].discard(conn)
-        if isinstance(conn, ClientConn) and conn.group is not None and self._groups is not None:
+        if isinstance(conn, ClientSideConn) and conn.group is not None and self._groups is not None:
             self._groups.remove(conn.group, conn)
 
     def _close_all(self, reason: str) -> None:
@@ -444,11 +369,11 @@ class EnvActor:
             next_at += self._heartbeat_interval
             self._counters.heartbeats += 1
             for subs in self._subs.values():
-                for conn in [c for c in subs if c.state == CLOSED]:
+                for conn in [c for c in subs if c.state is CLOSED]:
                     subs.discard(conn)
                 self._fanout(subs, [(HEARTBEAT_KEY, HEARTBEAT_CHUNK)])
             if self._groups is not None:
-                self._groups.prune(lambda c: c.state == CLOSED)
+                self._groups.prune(lambda c: c.state is CLOSED)
                 if self._groups.freed != self._freed_at_trim:  # groups went since the last tick
                     self._freed_at_trim = self._groups.freed
                     release_free_memory()

@@ -2,9 +2,14 @@
 
 Theory of operation
 -------------------
-Figures are read when Prometheus scrapes (:class:`WorkerCollector` reads the directory's
-stream counters, the bus subscriber's and the ingest actor's statistics), so the fast path
-pays nothing for them, except the propagation histogram, observed once per fan-out.
+Figures are read when Prometheus scrapes (:mod:`streamer.metrics_collector`), so the fast path
+pays nothing for them, except the propagation histogram, observed once per fan-out
+(:mod:`streamer.propagation`), and the stream-duration histogram, observed once per stream.
+
+Wiring: :class:`WorkerMetrics` is made first (its histograms are what the gate and the
+propagation probe are given at construction); once every part of the worker exists, the
+worker builds one :class:`WorkerCollector` with all of its sources and registers it
+(:meth:`WorkerMetrics.register`) before anything is served.
 
 Several workers share the SDK port (``SO_REUSEPORT``), so a scrape reaches one of them at
 random. Each worker therefore writes its own exposition to ``DATA_DIR/metrics/worker-N.prom``
@@ -17,11 +22,6 @@ A snapshot that cannot be written (a full disk, no file descriptor left) is skip
 (``flagstream_io_errors{part="snapshot"}``) and logged once per episode; the next round tries
 again. The other workers then leave this one out of their answers until it writes again, which
 is better than a worker that ends, and drops every stream it holds, each time it tries.
-
-Propagation (``flagstream_propagation_seconds``): from the moment the worker receives a
-change from the bus (``Directory.apply_change``) to the end of the first fan-out loop that
-follows for that environment, i.e. the change's bytes are in every fast-path socket's kernel
-buffer. A change that reaches no stream (no subscribers) is not observed.
 """
 
 from __future__ import annotations
@@ -32,18 +32,23 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from quart import Response
 from quart_trio import QuartTrio
 
 from ingest.batching import Episode
-from streamer.logging_setup import lost_log_lines
+from streamer.metrics_collector import WorkerCollector
+
+if TYPE_CHECKING:
+    from streamer.acceptor import Acceptor
+    from streamer.directory import Directory
+    from streamer.stream_gate import StreamGate
 
 log = logging.getLogger(__name__)
 
@@ -54,202 +59,14 @@ PROPAGATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
                        2.5, 5.0)
 
 
-class WorkerCollector(Collector):
-    """Reads the worker's own statistics at scrape time. Sources are callables returning the
-    statistics dataclasses (or None when that part is not running)."""
-
-    def __init__(self, worker: int, *, directory: Any, subscriber: Callable[[], Any] | None,
-                 ingest: Callable[[], Any] | None, guard: Any = None) -> None:
-        self.worker = str(worker)
-        self._directory = directory
-        self.subscriber = subscriber
-        self.ingest = ingest
-        self.guard = guard
-        self.gate: Any = None
-        self.acceptor: Any = None  # the stream listener's (closed_idle)
-        self.snapshot_errors = 0  # WorkerMetrics.run_snapshots counts its failed writes here
-
-    def collect(self) -> Iterator[Metric]:
-        w = self.worker
-        stats = self._directory.statistics()
-        s = stats.streams
-        conns = GaugeMetricFamily("flagstream_connections", "open streams",
-                                  labels=["worker", "env", "kind"])
-        for (env, kind), n in sorted(s.connections.items()):
-            conns.add_metric([w, env, kind], n)
-        yield conns
-        new = CounterMetricFamily("flagstream_new_connections", "streams opened",
-                                  labels=["worker", "env", "kind"])
-        for (env, kind), n in sorted(s.new_connections.items()):
-            new.add_metric([w, env, kind], n)
-        yield new
-        closed = CounterMetricFamily("flagstream_disconnects", "streams closed, by reason",
-                                     labels=["worker", "reason"])
-        for reason, n in sorted(s.disconnects.items()):
-            closed.add_metric([w, reason], n)
-        yield closed
-        rejected = CounterMetricFamily(
-            "flagstream_stream_rejections",
-            "stream requests refused (503: admission control or no data yet, 429: limits)",
-            labels=["worker", "status"])
-        for status, n in sorted(s.rejected.items()):
-            rejected.add_metric([w, str(status)], n)
-        yield rejected
-        polls = CounterMetricFamily("flagstream_polls", "polling answers, by status",
-                                    labels=["worker", "status"])
-        for status, n in sorted(s.polls.items()):
-            polls.add_metric([w, str(status)], n)
-        yield polls
-        failures = CounterMetricFamily(
-            "flagstream_actor_failures",
-            "exceptions contained by a boundary (store/containment.py): the actor, request or "
-            "evaluation ended, the worker went on", labels=["worker", "actor", "reason"])
-        for (actor, reason), n in sorted(s.failures.items()):
-            failures.add_metric([w, actor, reason], n)
-        yield failures
-        for name, doc, value in (
-            ("flagstream_accepted_connections", "TCP connections accepted", s.accepted),
-            ("flagstream_slow_client_entries", "streams that entered the slow path",
-             s.slow_entries),
-            ("flagstream_slow_client_resyncs", "slow streams reset to a fresh put (overflow)",
-             s.slow_resyncs),
-            ("flagstream_fanouts", "fan-out loops", s.fanouts),
-            ("flagstream_fanout_sends", "frames written by fan-out loops", s.fanout_sends),
-            ("flagstream_heartbeat_rounds", "heartbeat rounds", s.heartbeats),
-        ):
-            yield _counter(name, doc, w, value)
-        yield _gauge("flagstream_environments", "environments loaded", w, stats.environments)
-        g = stats.client_groups
-        yield _gauge("flagstream_client_groups", "client-side context groups (distinct "
-                     "contexts with an open stream)", w, g.groups)
-        yield _gauge("flagstream_client_groups_warm", "client-side groups that keep their "
-                     "evaluated flags cached (at most --max-context-groups per environment)",
-                     w, g.warm)
-        yield _counter("flagstream_client_group_evictions", "client-side groups whose cache "
-                       "was dropped by the --max-context-groups bound (overflow policy)", w,
-                       g.evictions)
-        versions = GaugeMetricFamily(
-            "flagstream_env_version_sum",
-            "sum of the item versions of an environment; equal on the store and every worker "
-            "when in sync (alert on max minus min by env)", labels=["worker", "env"])
-        for env, total in sorted(self._directory.version_sums().items()):
-            versions.add_metric([w, env], total)
-        yield versions
-        io_errors = CounterMetricFamily(
-            "flagstream_io_errors", "writes that failed and were skipped or refused, by part "
-            "(snapshot: metrics file; spool: events answered 503; log: lines lost)",
-            labels=["worker", "part"])
-        io_errors.add_metric([w, "snapshot"], self.snapshot_errors)
-        io_errors.add_metric([w, "log"], lost_log_lines())
-        if self.ingest is not None:
-            io_errors.add_metric([w, "spool"], self.ingest().disk_errors)
-        yield io_errors
-        if self.subscriber is not None:
-            b = self.subscriber()
-            yield _gauge("flagstream_bus_seq", "last bus sequence number applied", w,
-                         -1 if b.last_seq is None else b.last_seq)
-            yield _gauge("flagstream_bus_lag_seconds", "age of the last bus message", w,
-                         min(b.last_message_age_s, 1e9))
-            yield _gauge("flagstream_bus_connected", "1 if connected to the store's bus", w,
-                         int(b.connected))
-            for name, doc, value in (
-                ("flagstream_bus_changes_applied", "changes applied one by one", b.applied),
-                ("flagstream_bus_resyncs", "snapshots applied after the first", b.resyncs),
-                ("flagstream_bus_gaps", "sequence gaps detected", b.gaps_detected),
-                ("flagstream_bus_malformed", "bus messages that failed to decode", b.malformed),
-            ):
-                yield _counter(name, doc, w, value)
-        if self.ingest is not None:
-            e = self.ingest()
-            events = CounterMetricFamily("flagstream_events", "analytics records, by outcome",
-                                         labels=["worker", "outcome"])
-            for outcome in ("sent", "retried", "spooled"):
-                events.add_metric([w, outcome], getattr(e, outcome))
-            events.add_metric([w, "dropped"], e.dropped)
-            yield events
-            yield _gauge("flagstream_events_queued", "payloads waiting for the spool", w,
-                         e.queued)
-            yield _gauge("flagstream_events_backlog_bytes", "spooled bytes not yet in Kinesis",
-                         w, e.backlog_bytes)
-            yield _counter("flagstream_kinesis_errors", "PutRecords calls that failed", w,
-                           e.kinesis_errors)
-            yield _counter("flagstream_kinesis_throttled", "records or calls throttled", w,
-                           e.throttled)
-        if self.guard is not None:
-            yield _counter("flagstream_http_refused_heads", "431: too many request headers", w,
-                           self.guard.refused_heads)
-            yield _counter("flagstream_http_body_timeouts", "408: body not received in time",
-                           w, self.guard.body_timeouts)
-            yield _counter("flagstream_http_ambiguous_framing",
-                           "400: Content-Length and Transfer-Encoding together", w,
-                           self.guard.ambiguous_framing)
-            yield _counter("flagstream_http_discarded_bodies",
-                           "bodies read and dropped from methods that take none", w,
-                           self.guard.discarded_bodies)
-        if self.acceptor is not None:
-            yield _counter("flagstream_idle_connections_closed",
-                           "stream connections closed at accept: every place taken and no "
-                           "request sent yet", w, self.acceptor.closed_idle)
-        if self.gate is not None:
-            admission = CounterMetricFamily(
-                "flagstream_admission_rejections",
-                "streams refused by the gate (503: at capacity or draining; 429: per-key or "
-                "per-address limit)", labels=["worker", "status"])
-            for status, n in sorted(self.gate.refused.items()):
-                admission.add_metric([w, str(status)], n)
-            yield admission
-            saturated = CounterMetricFamily(
-                "flagstream_saturated_refusals",
-                "streams refused with 503 because the worker was saturated, by reason "
-                "(loop_lag, memory)", labels=["worker", "reason"])
-            for why, n in sorted(self.gate.saturated_refusals.items()):
-                saturated.add_metric([w, why], n)
-            yield saturated
-            load = self.gate.load.statistics(trio.current_time())
-            yield _gauge("flagstream_loop_lag_seconds",
-                         "how late the worker's event loop woke up, last sample", w,
-                         load.last_lag_s)
-            yield _gauge("flagstream_loop_lag_max_seconds",
-                         "the largest event-loop lag seen since the worker started", w,
-                         load.max_lag_s)
-            yield _gauge("flagstream_worker_rss_bytes", "the worker's resident memory", w,
-                         load.rss_bytes)
-            yield _gauge("flagstream_saturated", "1 while the worker refuses new streams for "
-                         "saturation", w, 0 if load.saturated is None else 1)
-            episodes = CounterMetricFamily(
-                "flagstream_saturation_episodes", "times the worker became saturated, by reason",
-                labels=["worker", "reason"])
-            for why, n in sorted(load.episodes.items()):
-                episodes.add_metric([w, why], n)
-            yield episodes
-            yield _counter("flagstream_rotated_key_closes",
-                           "streams closed because their rotated key expired", w,
-                           self.gate.rotated_closed)
-
-
-def _counter(name: str, doc: str, worker: str, value: float) -> Metric:
-    m = CounterMetricFamily(name, doc, labels=["worker"])
-    m.add_metric([worker], value)
-    return m
-
-
-def _gauge(name: str, doc: str, worker: str, value: float) -> Metric:
-    m = GaugeMetricFamily(name, doc, labels=["worker"])
-    m.add_metric([worker], value)
-    return m
-
-
 class WorkerMetrics:
-    """The worker's registry: its collector and the propagation histogram."""
+    """The worker's registry: the propagation and stream-duration histograms, and the
+    collector registered once the worker's parts exist."""
 
-    def __init__(self, worker: int, directory: Any, *, metrics_dir: Path | None,
-                 subscriber: Callable[[], Any] | None = None,
-                 ingest: Callable[[], Any] | None = None, guard: Any = None) -> None:
+    def __init__(self, worker: int, *, metrics_dir: Path | None) -> None:
         self.worker = worker
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = WorkerCollector(worker, directory=directory, subscriber=subscriber,
-                                         ingest=ingest, guard=guard)
-        self.registry.register(self.collector)
+        self.snapshot_errors = 0  # run_snapshots counts its failed writes here
         self._durations = Histogram(
             "flagstream_stream_duration_seconds", "how long streams stayed open, by close reason",
             labelnames=["worker", "reason"], registry=self.registry,
@@ -260,6 +77,17 @@ class WorkerMetrics:
             labelnames=["worker"], buckets=PROPAGATION_BUCKETS, registry=self.registry,
         ).labels(worker=str(worker))
         self.metrics_dir = metrics_dir
+
+    def register(self, directory: Directory, *, subscriber: Callable[[], Any] | None = None,
+                 ingest: Callable[[], Any] | None = None, guard: Any = None,
+                 gate: StreamGate | None = None,
+                 acceptor: Acceptor | None = None) -> WorkerCollector:
+        """Register the collector of this worker's statistics (once, before serving)."""
+        collector = WorkerCollector(self.worker, directory=directory, subscriber=subscriber,
+                                    ingest=ingest, guard=guard, gate=gate, acceptor=acceptor,
+                                    snapshot_errors=lambda: self.snapshot_errors)
+        self.registry.register(collector)
+        return collector
 
     def observe_duration(self, reason: str, seconds: float) -> None:
         self._durations.labels(worker=str(self.worker), reason=reason).observe(seconds)
@@ -307,7 +135,7 @@ class WorkerMetrics:
                 try:
                     await run_sync(_write_atomic, tmp, path, data)
                 except OSError as exc:
-                    self.collector.snapshot_errors += 1
+                    self.snapshot_errors += 1
                     if failing.occurred():
                         log.error("metrics snapshot %s not written (%s); retrying every %g s",
                                   path, exc, SNAPSHOT_INTERVAL_S)
@@ -359,55 +187,3 @@ def register_metrics_route(app: QuartTrio, *, metrics: WorkerMetrics) -> None:
     async def worker_metrics() -> Response:
         body = await trio.to_thread.run_sync(metrics.render_merged, metrics.render())
         return Response(body, status=200, content_type=CONTENT_TYPE)
-
-
-class _EnvCounters:
-    """One environment actor's view of the worker's shared counters: every attribute is the
-    shared one, except that ``fanned_out`` also ends a pending propagation measurement."""
-
-    def __init__(self, shared: Any, env: str, probe: PropagationProbe) -> None:
-        object.__setattr__(self, "_shared", shared)
-        object.__setattr__(self, "_env", env)
-        object.__setattr__(self, "_probe", probe)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._shared, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._shared, name, value)  # e.g. ``counters.slow_entries += 1``
-
-    def fanned_out(self, clients: int, wall_ns: int, cpu_ns: int) -> None:
-        self._shared.fanned_out(clients, wall_ns, cpu_ns)
-        self._probe.fanned_out(self._env)
-
-
-class PropagationProbe:
-    """Implements ``streamer.directory.ChangeProbe``: the oldest change of an environment
-    not yet fanned out, matched with the end of its next fan-out loop. A change that fans out
-    to nobody leaves its mark; after ``MATCH_WINDOW_S`` the mark is dropped unobserved, so a
-    later heartbeat round is never mistaken for it."""
-
-    MATCH_WINDOW_S = 5.0
-
-    def __init__(self, observe: Callable[[float], None],
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self._observe = observe
-        self._clock = clock
-        self._pending: dict[str, float] = {}
-        self.unmatched = 0
-
-    def received(self, env: str) -> None:
-        self._pending.setdefault(env, self._clock())
-
-    def fanned_out(self, env: str) -> None:
-        started = self._pending.pop(env, None)
-        if started is None:
-            return
-        took = self._clock() - started
-        if took > self.MATCH_WINDOW_S:
-            self.unmatched += 1
-            return
-        self._observe(took)
-
-    def wrap(self, env: str, counters: Any) -> Any:
-        return _EnvCounters(counters, env, self)

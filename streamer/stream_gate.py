@@ -4,7 +4,7 @@ enforcement and the spread-out close of a graceful drain, for one worker's strea
 Theory of operation
 -------------------
 Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
-ends (the client actor calls both). ``enter`` refuses, in this order: a draining worker (503),
+ends (the stream actor calls both). ``enter`` refuses, in this order: a draining worker (503),
 a worker at ``max_connections`` (503), a saturated worker (503: its event loop lags or its RSS
 is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or an address at
 ``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
@@ -22,7 +22,9 @@ One task (:meth:`run`) sleeps until the earliest such deadline; nothing runs per
 :meth:`drain` stops admissions and closes the open streams spread evenly over a window, so
 the clients' reconnects reach the other workers and nodes as a trickle, not a burst.
 
-Pure bookkeeping plus one trio task; the connections are anything with ``request_close``.
+Pure bookkeeping plus one trio task; the connections are anything :class:`Closable`. Its
+collaborators (the limits, the load monitor, the duration observer) are constructor
+arguments: the worker builds the gate whole and hands it to the directory.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ from streamer.load_monitor import LoadMonitor
 log = logging.getLogger(__name__)
 
 class Closable(Protocol):
+    """A stream as the gate sees it: it can be asked to close, and says why it closed."""
+
+    @property
+    def close_reason(self) -> str | None: ...
+
     def request_close(self, reason: str) -> None: ...
 
 
@@ -100,8 +107,14 @@ class _Entry:
 
 class StreamGate:
     def __init__(self, limits: GateLimits | None = None, *,
+                 load: LoadMonitor | None = None,
+                 observe_duration: Callable[[str, float], None] | None = None,
                  wall_clock_ms: Callable[[], int] | None = None,
                  rng: random.Random | None = None) -> None:
+        """``limits``: none by default (admits every stream). ``load``: the worker's load
+        monitor (default: one with the default budget, fed by nobody). ``observe_duration``:
+        called with (close reason, seconds open) as each stream ends (the metrics'
+        histogram)."""
         self.limits = limits or GateLimits()
         self._rng = rng or random.Random()
         self._wall_ms = wall_clock_ms
@@ -114,11 +127,10 @@ class StreamGate:
         self.draining = False
         self._refusing = False
         self.refused: dict[int, int] = {}
-        self.load = LoadMonitor()  # the worker replaces it with one that has its budget
+        self.load = load if load is not None else LoadMonitor()
         self.saturated_refusals: dict[str, int] = {}  # 503s for saturation, by reason
         self.rotated_closed = 0
-        # Called with (close reason, seconds open) as each stream ends (the metrics' histogram).
-        self.observe_duration: Callable[[str, float], None] | None = None
+        self._observe_duration = observe_duration
 
     def __len__(self) -> int:
         return len(self._open)
@@ -169,9 +181,9 @@ class StreamGate:
         entry = self._open.pop(conn, None)
         if entry is None:
             return
-        if self.observe_duration is not None:
-            reason = getattr(conn, "close_reason", None) or "shutdown"
-            self.observe_duration(reason, trio.current_time() - entry.opened_at)
+        if self._observe_duration is not None:
+            reason = conn.close_reason or "shutdown"
+            self._observe_duration(reason, trio.current_time() - entry.opened_at)
         conns = self._by_key.get(entry.credential)
         if conns is not None:
             conns.discard(conn)

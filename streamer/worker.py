@@ -40,11 +40,11 @@ from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
-from streamer.acceptor import Acceptor, GcPolicy
-from streamer.client_actor import ClientLimits
+from streamer.acceptor import Acceptor
 from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
+from streamer.gc_policy import GcPolicy
 from streamer.load_monitor import (
     DEFAULT_WORKER_MEMORY_BUDGET_MIB,
     LoadBudget,
@@ -52,12 +52,14 @@ from streamer.load_monitor import (
     run_load_probe,
 )
 from streamer.logging_setup import setup_logging
-from streamer.metrics import PropagationProbe, WorkerMetrics, register_metrics_route
+from streamer.metrics import WorkerMetrics, register_metrics_route
 from streamer.node_readiness import report_readiness
+from streamer.propagation import PropagationProbe
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
 from streamer.stop_signal import StopSignal
-from streamer.stream_gate import GateLimits, fd_capped
+from streamer.stream_gate import GateLimits, StreamGate, fd_capped
+from streamer.stream_limits import StreamLimits
 
 log = logging.getLogger("streamer.worker")
 
@@ -72,7 +74,7 @@ class WorkerConfig:
     data_dir: Path
     heartbeat_interval: float = 20.0
     bus_heartbeat_timeout: float = 3.0
-    limits: ClientLimits = field(default_factory=ClientLimits)
+    limits: StreamLimits = field(default_factory=StreamLimits)
     backlog: int = DEFAULT_BACKLOG
     stream_fd: int | None = None  # inherited listening sockets (from the supervisor)
     sdk_fd: int | None = None
@@ -120,19 +122,19 @@ async def run_worker(
         raise
     gc_policy = GcPolicy()
     gc_policy.install()
-    directory = Directory(heartbeat_interval=config.heartbeat_interval,
-                          max_context_groups=config.max_context_groups)
-    directory.gate.limits = fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    directory.gate.load = LoadMonitor(config.load)
-    metrics = WorkerMetrics(config.worker_id, directory,
+    # Wiring: every part gets its collaborators at construction, in dependency order.
+    metrics = WorkerMetrics(config.worker_id,
                             metrics_dir=config.metrics_dir or config.data_dir / "metrics")
-    directory.probe = PropagationProbe(metrics.propagation.observe)
-    directory.gate.observe_duration = metrics.observe_duration
-    metrics.collector.gate = directory.gate
+    load = LoadMonitor(config.load)
+    gate = StreamGate(fd_capped(config.gate, resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
+                      load=load, observe_duration=metrics.observe_duration)
+    directory = Directory(gate=gate, probe=PropagationProbe(metrics.propagation.observe),
+                          heartbeat_interval=config.heartbeat_interval,
+                          max_context_groups=config.max_context_groups)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(directory.run)
-            await nursery.start(partial(run_load_probe, directory.gate.load))
+            await nursery.start(partial(run_load_probe, load))
             subscriber = BusSubscriber(config.bus, config.bus_snapshot, directory,
                                        heartbeat_timeout=config.bus_heartbeat_timeout)
             await nursery.start(subscriber.run)
@@ -144,7 +146,6 @@ async def run_worker(
             directory.set_readiness_probe(bus_synced)
             acceptor = Acceptor(stream_sock, directory, directory.counters, config.limits,
                                 gc_policy=gc_policy)
-            metrics.collector.acceptor = acceptor
             stream_addr = await nursery.start(acceptor.run)
             ingest_actor = IngestActor(IngestConfig(
                 config.data_dir, config.worker_id, config.kinesis_stream,
@@ -158,8 +159,6 @@ async def run_worker(
                     ingest_done.set()
 
             ingest = await nursery.start(run_ingest)
-            metrics.collector.subscriber = subscriber.statistics
-            metrics.collector.ingest = ingest.statistics
             hconfig = base_config(graceful_timeout_s=1.0)
             hconfig.bind = [f"fd://{os.dup(sdk_sock.fileno())}"]
             hconfig.backlog = config.backlog
@@ -168,7 +167,9 @@ async def run_worker(
                 register_clientside_routes,
                 partial(register_metrics_route, metrics=metrics)])
             guarded = RequestGuard(app, body_timeout=config.limits.header_timeout)
-            metrics.collector.guard = guarded
+            metrics.register(directory, subscriber=subscriber.statistics,
+                             ingest=ingest.statistics, guard=guarded, gate=gate,
+                             acceptor=acceptor)
             await nursery.start(metrics.run_snapshots)
             await nursery.start(partial(hypercorn_serve, guarded, hconfig))  # type: ignore[arg-type]
             await nursery.start(gc_policy.run)
@@ -244,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> WorkerConfig:
         bus_snapshot=a.bus_snapshot, data_dir=a.data_dir, node_readiness=a.node_readiness,
         stream_fd=a.stream_fd, sdk_fd=a.sdk_fd,
         heartbeat_interval=a.heartbeat_interval,
-        limits=ClientLimits(max_age=a.max_connection_age or None,
+        limits=StreamLimits(max_age=a.max_connection_age or None,
                             header_timeout=a.header_timeout),
         kinesis_stream=a.kinesis_stream, kinesis_endpoint=a.kinesis_endpoint,
         gate=GateLimits(max_connections=a.max_connections, max_per_key=a.max_connections_per_key,

@@ -27,7 +27,7 @@ ALLOWED = {
     "loadtest": frozenset({"flagmodel", "store", "streamer", "ingest"}),
 }
 PURE_CORES = ("streamer.sse", "streamer.seqtrack", "store.bus.envelope", "store.coalescer",
-              "store.merge_patch", "ingest.batching")
+              "store.merge_patch", "ingest.batching", "streamer.mailbox")
 CORE_BANNED = IO_MODULES - {"msgpack", "orjson"}  # pure encoders: bytes in, bytes out
 
 

@@ -12,12 +12,14 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.clientside_app import register_clientside_routes
 from streamer.directory import Directory
 from streamer.env_actor import Apply
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_gate import StreamGate
+from streamer.stream_limits import StreamLimits
 from tests.streamer.streamer_testkit import (
     ENV,
     StreamReader,
@@ -37,7 +39,7 @@ def _close_sockets() -> Iterator[None]:
 
 
 async def test_polls_get_503_then_evaluated_flags(nursery: trio.Nursery) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     app = create_sdk_app(directory, extra_routes=[register_clientside_routes])
     client = app.test_client()
@@ -65,14 +67,14 @@ def _send_get(sock: socket.socket, path: str, *headers: str) -> None:
 async def test_eval_stream_waits_for_data_and_pings_are_jittered(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    directory = Directory(ping_jitter=2.0)
+    directory = Directory(gate=StreamGate(), ping_jitter=2.0)
     await nursery.start(directory.run)
     meval_server, meval = tcp_pair()
     ping_server, ping = tcp_pair()
     _send_get(meval, f"/meval/{CTX}", f"Authorization: {ENV.mobile_key}")
     _send_get(ping, "/mping", f"Authorization: {ENV.mobile_key}")
     for server in (meval_server, ping_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(30)  # held silently meanwhile
     with pytest.raises(BlockingIOError):
         meval.recv(100)

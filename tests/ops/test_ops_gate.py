@@ -10,12 +10,13 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.metrics import PropagationProbe, merge_expositions
+from streamer.metrics import merge_expositions
+from streamer.propagation import PropagationProbe
 from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 
 
 class FakeConn:
-    """Stands in for a Conn: only ``request_close`` is used, and it is recorded."""
+    """Stands in for a StreamConn: only ``request_close`` is used, and it is recorded."""
 
     def __init__(self) -> None:
         self.close_reason: str | None = None
@@ -88,7 +89,7 @@ async def test_rotated_key_streams_close_when_grace_ends(
         await trio.sleep(1)
         assert reason(on_old) == "key_rotated" and on_old.closed_at == start + 30
         assert reason(on_new) is None and reason(other_env) is None
-        gate.leave(on_old)  # as its client actor does once the stream has ended
+        gate.leave(on_old)  # as its stream actor does once the stream has ended
         # no grace: closed at once
         gate.credentials_changed("prod", {"newer"}, {}, wall[0])
         assert reason(on_new) == "key_rotated" and on_new.closed_at == start + 30.9
@@ -111,9 +112,8 @@ async def test_drain_spreads_the_closes(autojump_clock: trio.testing.MockClock) 
 
 
 async def test_stream_durations_are_observed(autojump_clock: trio.testing.MockClock) -> None:
-    gate = StreamGate()
     seen: list[tuple[str, float]] = []
-    gate.observe_duration = lambda reason, s: seen.append((reason, s))
+    gate = StreamGate(observe_duration=lambda reason, s: seen.append((reason, s)))
     c = FakeConn()
     gate.enter(c, "k", "a", "prod")
     await trio.sleep(12)

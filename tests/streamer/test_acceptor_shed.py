@@ -1,5 +1,5 @@
 """The acceptor's shedding: while the stream gate refuses everyone, a connection whose request
-is already in its socket gets the 503 at accept, without a client actor; real loopback sockets,
+is already in its socket gets the 503 at accept, without a stream actor; real loopback sockets,
 a real directory and gate."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import socket
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 import trio
@@ -15,15 +16,15 @@ from streamer_testkit import ENV, flag, request, snapshot
 
 import streamer.acceptor as acceptor_module
 from streamer.acceptor import Acceptor
-from streamer.client_actor import ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import EnvActor
 from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB, LoadBudget, LoadMonitor
-from streamer.stream_gate import GateLimits
+from streamer.stream_gate import GateLimits, Refusal, StreamGate
+from streamer.stream_limits import StreamLimits
 
 
 class SpyDirectory(Directory):
-    """A real directory that counts how often a client actor looked up a stream's target."""
+    """A real directory that counts how often a stream actor looked up a stream's target."""
 
     lookups = 0
 
@@ -32,12 +33,16 @@ class SpyDirectory(Directory):
         return super().stream_target(credential)
 
 
-@pytest.fixture
-async def directory(nursery: trio.Nursery) -> AsyncIterator[SpyDirectory]:
-    d = SpyDirectory(heartbeat_interval=20.0)
+async def _spy_directory(nursery: trio.Nursery, gate: StreamGate) -> SpyDirectory:
+    d = SpyDirectory(gate=gate, heartbeat_interval=20.0)
     await nursery.start(d.run)
     await d.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
-    yield d
+    return d
+
+
+@pytest.fixture
+async def directory(nursery: trio.Nursery) -> AsyncIterator[SpyDirectory]:
+    yield await _spy_directory(nursery, StreamGate())
 
 
 def _listener() -> socket.socket:
@@ -70,19 +75,23 @@ async def _response(client: socket.socket) -> tuple[bytes, bool]:
             data += part
 
 
-def _saturate(directory: Directory, cause: str) -> None:
-    gate = directory.gate
+def _saturated_gate(cause: str) -> StreamGate:
     if cause == "draining":
+        gate = StreamGate()
         gate.draining = True
     elif cause == "at_capacity":
-        gate.limits = GateLimits(max_connections=1)
+        gate = StreamGate(GateLimits(max_connections=1))
         gate.enter(_Held(), "k", "a", ENV.key)
     else:  # loop_lag
-        gate.load = LoadMonitor(LoadBudget(max_loop_lag_s=0.5, hold_s=60.0, retry_after_s=1))
+        gate = StreamGate(load=LoadMonitor(LoadBudget(max_loop_lag_s=0.5, hold_s=60.0,
+                                                      retry_after_s=1)))
         gate.load.observe_lag(0.7, trio.current_time())
+    return gate
 
 
 class _Held:
+    close_reason: str | None = None
+
     def request_close(self, reason: str) -> None:
         pass
 
@@ -96,15 +105,14 @@ class _Held:
     ("loop_lag", b"saturated (event loop is lagging)", range(1, 4), False),
 ])
 async def test_a_refusing_gate_sheds_with_a_clean_503(
-    nursery: trio.Nursery, directory: SpyDirectory, cause: str, message: bytes,
-    waits: range, request_first: bool,
+    nursery: trio.Nursery, cause: str, message: bytes, waits: range, request_first: bool,
 ) -> None:
     # request_first: the head is in the socket when it is accepted, so the acceptor answers at
     # once and no actor runs; otherwise the actor reads the head and the gate refuses it there.
-    _saturate(directory, cause)
+    directory = await _spy_directory(nursery, _saturated_gate(cause))
     listener = _listener()
     clients = [_client(listener, send=request_first) for _ in range(8)]
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     if not request_first:
         with trio.fail_after(5):  # every connection accepted, its actor waiting for the head
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
@@ -134,7 +142,7 @@ async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
 ) -> None:
     listener = _listener()
     client = _client(listener, send=True)
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     client.setblocking(False)
     with trio.fail_after(5):
         await trio.lowlevel.wait_readable(client)
@@ -145,7 +153,7 @@ async def test_an_admitting_gate_leaves_every_connection_to_its_actor(
 
 
 async def test_idle_connections_count_toward_the_connection_limit(
-    nursery: trio.Nursery, directory: SpyDirectory, monkeypatch: pytest.MonkeyPatch,
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Two places and a refusal pool of two. Two connections that never send a request take
     # the places (each actor waits for its head); of the next six, two wait in the pool (and
@@ -154,9 +162,9 @@ async def test_idle_connections_count_toward_the_connection_limit(
     # served.
     monkeypatch.setattr(acceptor_module, "LATE_REFUSALS", 2)
     monkeypatch.setattr(acceptor_module, "LATE_REFUSAL_WAIT_S", 0.2)
-    directory.gate.limits = GateLimits(max_connections=2)
+    directory = await _spy_directory(nursery, StreamGate(GateLimits(max_connections=2)))
     listener = _listener()
-    acceptor = Acceptor(listener, directory, directory.counters, ClientLimits())
+    acceptor = Acceptor(listener, directory, directory.counters, StreamLimits())
     await nursery.start(acceptor.run)
     idle = [_client(listener, send=False) for _ in range(2)]
     with trio.fail_after(5):
@@ -180,6 +188,60 @@ async def test_idle_connections_count_toward_the_connection_limit(
         await trio.lowlevel.wait_readable(client)
     assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
     client.close()
+    listener.close()
+
+
+class _RefusingGate:
+    """Not a StreamGate, only what the directory, the acceptor and a stream ask of a gate: it
+    refuses every stream."""
+
+    limits = GateLimits()
+
+    def __init__(self) -> None:
+        self.counted = 0
+
+    def __len__(self) -> int:
+        return 0
+
+    def refusal_for_all(self, *, held: int = 0) -> Refusal:
+        return Refusal(503, "refusing every stream (test)", 5)
+
+    def count_refusal(self, refusal: Refusal) -> None:
+        self.counted += 1
+
+    def enter(self, conn: object, credential: str, address: str, env: str) -> Refusal:
+        self.count_refusal(self.refusal_for_all())
+        return self.refusal_for_all()
+
+    def leave(self, conn: object) -> None:
+        pass
+
+    def credentials_changed(self, env: str, current: set[str], old: dict[str, int],
+                            now_ms: int) -> None:
+        pass
+
+    async def run(self, *, still_valid: object,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+
+async def test_the_acceptor_sheds_with_whatever_gate_the_directory_was_given(
+    nursery: trio.Nursery,
+) -> None:
+    # The acceptor used to look for the gate with getattr and isinstance(StreamGate): any other
+    # gate turned shedding at accept off without a word, and every refused stream cost an
+    # actor and a lookup. The gate is now the directory's constructor argument, used as given.
+    gate = _RefusingGate()
+    directory = await _spy_directory(nursery, cast(StreamGate, gate))
+    listener = _listener()
+    clients = [_client(listener, send=True) for _ in range(4)]
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
+    for c in clients:
+        body, fin = await _response(c)
+        assert body.startswith(b"HTTP/1.1 503 ") and b"refusing every stream" in body, body
+        assert fin
+        c.close()
+    assert directory.lookups == 0 and gate.counted == 4
     listener.close()
 
 
@@ -208,7 +270,7 @@ async def test_client_side_streams_are_shed_over_the_default_memory_budget(
     client = socket.create_connection(listener.getsockname()[:2], timeout=5)
     if request_first:
         client.sendall(_client_side_request(kind))
-    await nursery.start(Acceptor(listener, directory, directory.counters, ClientLimits()).run)
+    await nursery.start(Acceptor(listener, directory, directory.counters, StreamLimits()).run)
     if not request_first:
         with trio.fail_after(5):
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)

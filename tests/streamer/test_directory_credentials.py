@@ -13,6 +13,7 @@ from streamer_testkit import ENV, snapshot
 from store.bus.envelope import EnvChange
 from streamer.directory import Directory
 from streamer.http_head import StreamKind
+from streamer.stream_gate import StreamGate
 
 NOW_MS = 1_000
 ROTATED = replace(ENV, sdk_key="sdk-new", mobile_key="mob-new",
@@ -48,7 +49,7 @@ OPENS: list[tuple[str, str]] = [
 async def test_each_credential_opens_only_its_kind(
     nursery: trio.Nursery, credential: str, kind: str
 ) -> None:
-    directory = Directory(wall_clock_ms=lambda: NOW_MS)
+    directory = Directory(gate=StreamGate(), wall_clock_ms=lambda: NOW_MS)
     directory.unknown_credential_hold_s = 0
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ROTATED, ())), full=True)
@@ -63,7 +64,7 @@ async def test_rotated_keys_stop_at_their_expiry_in_their_own_kind(
     nursery: trio.Nursery
 ) -> None:
     now_ms = [NOW_MS]
-    directory = Directory(wall_clock_ms=lambda: now_ms[0])
+    directory = Directory(gate=StreamGate(), wall_clock_ms=lambda: now_ms[0])
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ROTATED, ())), full=True)
     assert LOOKUPS["sdk"](directory, "sdk-prod-1")

@@ -155,13 +155,16 @@ async def test_probe_sees_a_blocked_loop() -> None:
 
 
 class _Conn:
+    close_reason: str | None = None
+
     def request_close(self, reason: str) -> None:
         pass
 
 
 async def test_gate_refuses_while_saturated(autojump_clock: trio.testing.MockClock) -> None:
-    gate = StreamGate(GateLimits(), rng=random.Random(7))
-    gate.load = LoadMonitor(LoadBudget(max_loop_lag_s=0.5, hold_s=2.0, retry_after_s=1))
+    gate = StreamGate(GateLimits(), rng=random.Random(7),
+                      load=LoadMonitor(LoadBudget(max_loop_lag_s=0.5, hold_s=2.0,
+                                                  retry_after_s=1)))
     assert gate.enter(_Conn(), "k", "a", "prod") is None
     gate.load.observe_lag(0.6, trio.current_time())
     waits = set()

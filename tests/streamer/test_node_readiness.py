@@ -24,6 +24,7 @@ from streamer.node_readiness import (
     report_readiness,
 )
 from streamer.sdk_app import create_sdk_app
+from streamer.stream_gate import StreamGate
 from streamer.supervisor import WorkerSupervisor
 
 # (what happens, in order), the node's answer after it
@@ -137,7 +138,7 @@ async def test_the_supervisor_reads_reports_from_a_worker_process(tmp_path: Path
 
 async def test_readyz_answers_for_the_node(tmp_path: Path, nursery: trio.Nursery) -> None:
     path = tmp_path / "node-readiness"
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     client = create_sdk_app(directory, node_readiness=path).test_client()
     response = await client.get("/readyz")

@@ -1,4 +1,4 @@
-"""Environment and client actors on a mock clock, with real sockets."""
+"""Environment and stream actors on a mock clock, with real sockets."""
 
 from __future__ import annotations
 
@@ -22,35 +22,38 @@ from streamer_testkit import (
 )
 
 from store.bus.envelope import Change, ItemChange
-from streamer.client_actor import SLOW, ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import EnvActor
 from streamer.http_head import STREAM_RESPONSE_HEAD
 from streamer.sse import SSEComment, SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_conn import SLOW
+from streamer.stream_gate import StreamGate
+from streamer.stream_limits import StreamLimits
 
 
 @pytest.fixture
 async def directory(nursery: trio.Nursery) -> AsyncIterator[Directory]:
-    d = Directory(heartbeat_interval=20.0)
+    d = Directory(gate=StreamGate(), heartbeat_interval=20.0)
     await nursery.start(d.run)
     await d.apply_snapshot(snapshot(1, (ENV, (flag("a", 1), flag("b", 1)))), full=True)
     yield d
 
 
 async def _run_actor(nursery: trio.Nursery, directory: Directory, server: socket.socket,
-                     limits: ClientLimits, ended: Ended | None = None) -> Ended:
-    """Start a client actor on ``server``; the returned event is set when it returns."""
+                     limits: StreamLimits, ended: Ended | None = None) -> Ended:
+    """Start a stream actor on ``server``; the returned event is set when it returns."""
     ended = Ended() if ended is None else ended
 
     async def run() -> None:
-        await ClientActor(server, directory, directory.counters, limits).run()
+        await StreamActor(server, directory, directory.counters, limits).run()
         ended.set()
 
     nursery.start_soon(run)
     return ended
 
 
-async def connect(nursery: trio.Nursery, directory: Directory, limits: ClientLimits,
+async def connect(nursery: trio.Nursery, directory: Directory, limits: StreamLimits,
                   path: str = "/all", ended: Ended | None = None,
                   ) -> tuple[socket.socket, StreamReader]:
     server, client = tcp_pair()
@@ -64,7 +67,7 @@ async def connect(nursery: trio.Nursery, directory: Directory, limits: ClientLim
 
 
 class Ended:
-    """Set when a client actor returns; remembers the virtual time."""
+    """Set when a stream actor returns; remembers the virtual time."""
 
     def __init__(self) -> None:
         self.at: float | None = None
@@ -95,7 +98,7 @@ async def test_heartbeats_come_every_interval_from_one_ticker(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
     t0 = trio.current_time()  # the ticker started with the environment
-    client, reader = await connect(nursery, directory, ClientLimits())
+    client, reader = await connect(nursery, directory, StreamLimits())
     seen: list[float] = []
     for _ in range(3):
         with trio.fail_after(25):
@@ -109,7 +112,7 @@ async def test_heartbeats_come_every_interval_from_one_ticker(
 async def test_put_then_patch_and_delete_in_order(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
-    client, reader = await connect(nursery, directory, ClientLimits())
+    client, reader = await connect(nursery, directory, StreamLimits())
     (put,) = [i for i in reader.items if isinstance(i, SSEEvent)]
     assert set(json.loads(put.data)["data"]["flags"]) == {"a", "b"}
     await directory.apply_change(Change(2, ENV.key, (flag("a", 2), tombstone("b", 2))))
@@ -123,7 +126,7 @@ async def test_put_then_patch_and_delete_in_order(
 async def test_legacy_flags_stream_gets_no_segments(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
-    client, reader = await connect(nursery, directory, ClientLimits(), path="/flags")
+    client, reader = await connect(nursery, directory, StreamLimits(), path="/flags")
     (put,) = reader.items
     assert isinstance(put, SSEEvent) and set(json.loads(put.data)) == {"a", "b"}
     segment = ItemChange("segments", "s", 2, b'{"key":"s","version":2}')
@@ -138,7 +141,7 @@ async def test_disconnect_is_detected_and_cleaned_up(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
     ended = Ended()
-    client, _ = await connect(nursery, directory, ClientLimits(), ended=ended)
+    client, _ = await connect(nursery, directory, StreamLimits(), ended=ended)
     assert len(env_actor(directory).connections()) == 1
     assert directory.counters.connections[(ENV.key, "all")] == 1
     t_close = trio.current_time()
@@ -156,7 +159,7 @@ async def test_max_age_ends_the_stream_cleanly(
 ) -> None:
     ended = Ended()
     t0 = trio.current_time()
-    client, _ = await connect(nursery, directory, ClientLimits(max_age=100.0), ended=ended)
+    client, _ = await connect(nursery, directory, StreamLimits(max_age=100.0), ended=ended)
     with trio.fail_after(200):
         await ended.wait()
     assert ended.at is not None
@@ -173,7 +176,7 @@ def shrink(server_side: socket.socket, client_side: socket.socket) -> None:
     client_side.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
 
-async def stalled_client(nursery: trio.Nursery, directory: Directory, limits: ClientLimits,
+async def stalled_client(nursery: trio.Nursery, directory: Directory, limits: StreamLimits,
                          ended: Ended) -> socket.socket:
     server, client = tcp_pair()
     shrink(server, client)
@@ -198,7 +201,7 @@ async def change_until(directory: Directory, seq: int, done: object, *, pad: int
 async def test_slow_client_coalesces_then_resyncs_then_is_dropped(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
-    limits = ClientLimits(mailbox_items=8, mailbox_bytes=1 << 20, stall_timeout=30.0)
+    limits = StreamLimits(mailbox_items=8, mailbox_bytes=1 << 20, stall_timeout=30.0)
     ended = Ended()
     client = await stalled_client(nursery, directory, limits, ended)
     counters = directory.counters
@@ -241,7 +244,7 @@ async def test_slow_stream_ends_at_the_stall_timeout_or_at_once_when_asked(
     # The stream waits on a full socket in the slow path. A request_close (here: its
     # environment removed) must wake that wait, though the stream has no cancel scope of its
     # own (only max_age gives it one).
-    limits = ClientLimits(stall_timeout=30.0, mailbox_items=10_000)
+    limits = StreamLimits(stall_timeout=30.0, mailbox_items=10_000)
     ended = Ended()
     client = await stalled_client(nursery, directory, limits, ended)
     await change_until(directory, 10, lambda: directory.counters.slow_entries == 1)
@@ -261,7 +264,7 @@ async def test_slow_client_that_catches_up_ends_in_the_right_state(
 ) -> None:
     # The real clock: catching up waits on the kernel's TCP window updates, which a mock
     # clock in autojump mode would race.
-    limits = ClientLimits(mailbox_items=mailbox_items, stall_timeout=1000.0)
+    limits = StreamLimits(mailbox_items=mailbox_items, stall_timeout=1000.0)
     ended = Ended()
     client = await stalled_client(nursery, directory, limits, ended)
     counters = directory.counters
@@ -320,7 +323,7 @@ async def test_head_in_pieces_within_the_deadline_is_served(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, directory: Directory
 ) -> None:
     server, client = tcp_pair()
-    await _run_actor(nursery, directory, server, ClientLimits(header_timeout=7.0))
+    await _run_actor(nursery, directory, server, StreamLimits(header_timeout=7.0))
     await _send_in_pieces(client, request("/all"), pieces=3, gap=3.0)  # whole after 6 s
     reader = StreamReader()
     with trio.fail_after(5):
@@ -338,7 +341,7 @@ async def test_head_not_whole_by_the_header_deadline_gets_408_then(
 ) -> None:
     server, client = tcp_pair()
     t0 = trio.current_time()
-    ended = await _run_actor(nursery, directory, server, ClientLimits(header_timeout=7.0))
+    ended = await _run_actor(nursery, directory, server, StreamLimits(header_timeout=7.0))
     head = request("/all") if pieces > 1 else b"GET /all HTTP/1.1\r\nHost: x\r\n"
     async with trio.open_nursery() as sender:
         sender.start_soon(_send_in_pieces, client, head, pieces, gap)

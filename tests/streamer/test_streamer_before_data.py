@@ -18,10 +18,12 @@ from streamer_testkit import (
 )
 
 from store.bus.envelope import EnvChange
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_gate import StreamGate
+from streamer.stream_limits import StreamLimits
 
 
 async def expect_put(client: socket.socket) -> None:
@@ -39,14 +41,14 @@ async def expect_refused(client: socket.socket, status: int) -> None:
 async def test_streams_wait_for_data_then_get_put_or_401(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     known_server, known = tcp_pair()
     unknown_server, unknown = tcp_pair()
     known.send(request(key=ENV.sdk_key))
     unknown.send(request(key="sdk-not-yet-known"))
     for server in (known_server, unknown_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(30)  # held silently meanwhile
     for client in (known, unknown):
         with pytest.raises(BlockingIOError):
@@ -59,19 +61,19 @@ async def test_streams_wait_for_data_then_get_put_or_401(
 async def test_streams_get_503_when_no_data_arrives_in_time(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     server, client = tcp_pair()
     client.send(request())
     t0 = trio.current_time()
-    await ClientActor(server, directory, directory.counters, ClientLimits(unloaded_hold=60)).run()
+    await StreamActor(server, directory, directory.counters, StreamLimits(unloaded_hold=60)).run()
     assert trio.current_time() - t0 == 60
     answer = client.recv(1000)
     assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5\r\n" in answer
 
 
 async def test_polls_get_503_then_200(nursery: trio.Nursery) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     app = create_sdk_app(directory)
     test_client = app.test_client()
@@ -88,7 +90,7 @@ async def test_polls_get_503_then_200(nursery: trio.Nursery) -> None:
 
 
 async def test_extra_routes_and_credential_lookups(nursery: trio.Nursery) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ENV, ())), full=True)
 
@@ -110,7 +112,7 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     now_ms = [1_000]
-    directory = Directory(wall_clock_ms=lambda: now_ms[0])
+    directory = Directory(gate=StreamGate(), wall_clock_ms=lambda: now_ms[0])
     await nursery.start(directory.run)
     rotated = replace(ENV, sdk_key="sdk-new", old_sdk_keys=(("sdk-prod-1", 2_000),))
     await directory.apply_snapshot(snapshot(1, (rotated, (flag("a", 1),))), full=True)
@@ -118,7 +120,7 @@ async def test_rotated_keys_expire_and_removed_envs_close_their_streams(
     assert directory.env_key_for_sdk_key("sdk-prod-1") == ENV.key  # still valid
     server, client = tcp_pair()
     client.send(request(key="sdk-prod-1"))
-    nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+    nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     with trio.fail_after(5):
         await StreamReader().read_until(client, 1)
     now_ms[0] = 2_000
@@ -139,7 +141,7 @@ NEWER = replace(ENV, key="newer", sdk_key="sdk-newer", mobile_key="mob-newer",
 
 
 async def loaded_directory(nursery: trio.Nursery) -> Directory:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ENV, (flag("a", 1),))), full=True)
     return directory
@@ -158,7 +160,7 @@ async def test_a_key_created_a_moment_ago_is_served_not_refused(
     bogus.send(request(key="sdk-never-made"))
     started = trio.current_time()
     for server in (early_server, bogus_server):
-        nursery.start_soon(ClientActor(server, directory, directory.counters, ClientLimits()).run)
+        nursery.start_soon(StreamActor(server, directory, directory.counters, StreamLimits()).run)
     await trio.sleep(0.3)
     await directory.apply_change(EnvChange(2, NEWER))
     await expect_put(early)

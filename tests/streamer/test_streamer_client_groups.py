@@ -14,11 +14,13 @@ import trio.testing
 from streamer_testkit import ENV, StreamReader, request, snapshot, tcp_pair
 
 from store.bus.envelope import ItemChange
-from streamer.client_actor import ClientActor, ClientLimits
 from streamer.directory import Directory
 from streamer.env_actor import Apply
-from streamer.metrics import WorkerCollector
+from streamer.metrics_collector import WorkerCollector
 from streamer.sse import SSEEvent
+from streamer.stream_actor import StreamActor
+from streamer.stream_gate import StreamGate
+from streamer.stream_limits import StreamLimits
 
 
 def client_flag(key: str) -> ItemChange:
@@ -31,7 +33,7 @@ def client_flag(key: str) -> ItemChange:
 
 @pytest.fixture
 async def directory(nursery: trio.Nursery) -> AsyncIterator[Directory]:
-    d = Directory(heartbeat_interval=20.0)
+    d = Directory(gate=StreamGate(), heartbeat_interval=20.0)
     await nursery.start(d.run)
     await d.apply_snapshot(snapshot(1, (ENV, (client_flag("a"), client_flag("b")))), full=True)
     yield d
@@ -49,7 +51,7 @@ async def open_eval(nursery: trio.Nursery, directory: Directory, user: str,
     ended = trio.Event()
 
     async def run() -> None:
-        await ClientActor(server, directory, directory.counters, ClientLimits()).run()
+        await StreamActor(server, directory, directory.counters, StreamLimits()).run()
         ended.set()
 
     nursery.start_soon(run)
@@ -92,7 +94,7 @@ async def test_a_group_is_freed_when_its_last_stream_closes(
 async def test_the_group_bound_reaches_the_actor_and_the_metrics(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery,
 ) -> None:
-    directory = Directory(heartbeat_interval=20.0, max_context_groups=1)
+    directory = Directory(gate=StreamGate(), heartbeat_interval=20.0, max_context_groups=1)
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ENV, (client_flag("a"),))), full=True)
     amy, _, reader = await open_eval(nursery, directory, "amy")

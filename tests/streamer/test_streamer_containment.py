@@ -1,4 +1,4 @@
-"""The containment boundary (store/containment.py) and where the streamer uses it: client
+"""The containment boundary (store/containment.py) and where the streamer uses it: stream
 actors, environment actors and context-group evaluation. Mock clock, real sockets."""
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ from streamer_testkit import ENV, StreamReader, flag, flag_json, request, tcp_pa
 from flagmodel import Context, parse_context
 from store.bus.envelope import EnvironmentInfo, ItemChange
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
-from streamer.client_actor import (
-    ClientActor,
-    ClientConn,
-    ClientLimits,
-    Conn,
-    EnvLink,
-    Mailbox,
-    StreamCounters,
-)
 from streamer.client_groups import ClientGroups, group_key
 from streamer.client_model import EvalModel
 from streamer.directory import Directory
 from streamer.env_actor import RESTART_BACKOFF_MIN_S, Apply, Attach, Close, EnvActor
 from streamer.envstate import Delta, EnvState
 from streamer.http_head import StreamKind
+from streamer.mailbox import Mailbox
 from streamer.metrics import WorkerMetrics
 from streamer.sdk_app import create_sdk_app
+from streamer.stream_actor import StreamActor
+from streamer.stream_conn import ClientSideConn, StreamConn
+from streamer.stream_gate import StreamGate
+from streamer.stream_limits import StreamLimits
+from streamer.stream_ports import EnvLink
+from streamer.worker_counters import WorkerCounters
 
 LOGGER = "flagstream.containment"
 
@@ -79,6 +77,7 @@ class BrokenDirectory:
     """A loaded directory whose lookup raises: the body of every stream actor fails."""
 
     loaded = True
+    gate = StreamGate()
 
     async def wait_loaded(self) -> None:
         pass
@@ -103,10 +102,10 @@ def read_answer(client: socket.socket) -> bytes:
     return buf
 
 
-async def test_failing_client_actors_end_alone(
+async def test_failing_stream_actors_end_alone(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery,
         caplog: pytest.LogCaptureFixture) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     clients = []
     with caplog.at_level(logging.ERROR, LOGGER):
         async with trio.open_nursery() as worker:  # stands for the worker's acceptor nursery
@@ -114,8 +113,8 @@ async def test_failing_client_actors_end_alone(
                 server, client = tcp_pair()
                 client.send(request("/all"))
                 clients.append(client)
-                worker.start_soon(ClientActor(server, BrokenDirectory(), counters,
-                                              ClientLimits()).run)
+                worker.start_soon(StreamActor(server, BrokenDirectory(), counters,
+                                              StreamLimits()).run)
     answers = [await trio.to_thread.run_sync(read_answer, c) for c in clients]
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 503 "), answer
@@ -137,14 +136,14 @@ class FailingOnce(EnvActor):
         super()._deliver(deltas)
 
 
-def stream_conn() -> tuple[Conn, socket.socket]:
+def stream_conn() -> tuple[StreamConn, socket.socket]:
     server, client = tcp_pair()
-    return Conn(server, StreamKind.ALL, ENV.key, Mailbox(16, 1 << 20)), client
+    return StreamConn(server, StreamKind.ALL, ENV.key, Mailbox(16, 1 << 20)), client
 
 
 async def test_failed_environment_actor_closes_streams_and_restarts(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     actor = FailingOnce(ENV.key, counters)
     ended = trio.Event()
 
@@ -172,7 +171,7 @@ async def test_failed_environment_actor_closes_streams_and_restarts(
     await actor.send(Close("test"))
     with trio.fail_after(5):
         await ended.wait()
-    for conn in (first, second):  # the client actor's job, which this test plays
+    for conn in (first, second):  # the stream actor's job, which this test plays
         conn.sock.close()
 
 
@@ -207,7 +206,7 @@ def failing_routes(app: QuartTrio) -> None:
 
 async def test_http_handlers_answer_503_or_400_and_count(
         caplog: pytest.LogCaptureFixture) -> None:
-    directory = Directory()
+    directory = Directory(gate=StreamGate())
     client = create_sdk_app(directory, extra_routes=[failing_routes]).test_client()
     with caplog.at_level(logging.ERROR, LOGGER):
         faults = [await client.get("/fault") for _ in range(2)]
@@ -220,7 +219,9 @@ async def test_http_handlers_answer_503_or_400_and_count(
     assert directory.counters.statistics().failures == {("http", "RuntimeError"): 2,
                                                         ("http", "InputError"): 1}
     assert len([r for r in caplog.records if r.name == LOGGER]) == 2  # one per kind
-    exposition = WorkerMetrics(0, directory, metrics_dir=None).render().decode()
+    metrics = WorkerMetrics(0, metrics_dir=None)
+    metrics.register(directory)
+    exposition = metrics.render().decode()
     assert ('flagstream_actor_failures_total{actor="http",reason="RuntimeError",worker="0"} 2.0'
             in exposition)
 
@@ -232,7 +233,7 @@ def client_side_flag(key: str, version: int) -> ItemChange:
 
 async def test_environment_actor_closes_only_the_group_that_failed(
         autojump_clock: trio.testing.MockClock, nursery: trio.Nursery) -> None:
-    counters = StreamCounters()
+    counters = WorkerCounters()
     actor = EnvActor(ENV.key, counters)
     await nursery.start(actor.run)
     good_ctx = {"kind": "user", "key": "good"}
@@ -241,7 +242,7 @@ async def test_environment_actor_closes_only_the_group_that_failed(
                             parse_context(good_ctx)),
                            ((b"bad", False, False), cast(Context, object()))):
         server, client = tcp_pair()
-        conn = ClientConn(server, StreamKind.EVAL, ENV.key, Mailbox(16, 1 << 20), group=group,
+        conn = ClientSideConn(server, StreamKind.EVAL, ENV.key, Mailbox(16, 1 << 20), group=group,
                           context=context)
         await actor.send(Attach(conn))  # no flag yet: nothing is evaluated
         reader = StreamReader()

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from store.bus.envelope import ItemChange
-from streamer.client_actor import HEARTBEAT_KEY, PUT_KEY, Mailbox
 from streamer.envstate import Delta, EnvState, delta_frames, etag_matches, item_etag
+from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY, Mailbox
 from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
 
 

@@ -196,7 +196,7 @@ def test_routing_errors_do_not_repeat_the_request(request_head: RequestHead) -> 
     assert b"MARK" not in error_response(got)
 
 
-# Every status the stream listener answers with itself (http_head, client_actor, acceptor,
+# Every status the stream listener answers with itself (http_head, stream_actor, acceptor,
 # stream_gate, client_streams): each status line carries its standard reason phrase.
 OWN_STATUSES = [400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 503, 505]
 

@@ -18,6 +18,7 @@ import trio.testing
 
 from streamer.directory import Directory
 from streamer.metrics import SNAPSHOT_INTERVAL_S, WorkerMetrics
+from streamer.stream_gate import StreamGate
 
 
 async def inline(fn: Callable[..., None], *args: Any) -> None:
@@ -30,18 +31,19 @@ async def test_a_snapshot_that_cannot_be_written_is_counted_and_retried(
         caplog: pytest.LogCaptureFixture) -> None:
     where = tmp_path / "metrics"
     where.write_text("a file where the directory should be")  # every write fails: OSError
-    metrics = WorkerMetrics(3, Directory(heartbeat_interval=20.0), metrics_dir=where)
+    metrics = WorkerMetrics(3, metrics_dir=where)
+    metrics.register(Directory(gate=StreamGate(), heartbeat_interval=20.0))
     with caplog.at_level(logging.INFO, logger="streamer.metrics"):
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(metrics.run_snapshots, run_sync=inline))
             await trio.sleep(SNAPSHOT_INTERVAL_S * 3 + 1)  # rounds at 0, 5, 10 and 15 s
-            assert metrics.collector.snapshot_errors == 4
+            assert metrics.snapshot_errors == 4
             assert b'flagstream_io_errors_total{part="snapshot",worker="3"} 4.0' \
                 in metrics.render()
             where.unlink()  # the disk is writable again
             await trio.sleep(SNAPSHOT_INTERVAL_S)  # the round at 20 s
             assert (where / "worker-3.prom").read_bytes().startswith(b"# HELP")
-            assert metrics.collector.snapshot_errors == 4
+            assert metrics.snapshot_errors == 4
             nursery.cancel_scope.cancel()
     assert not (where / "worker-3.prom").exists()  # removed on exit
     messages = [r.getMessage() for r in caplog.records]
@@ -53,7 +55,8 @@ def test_merging_at_the_open_file_limit_answers_this_workers_figures(tmp_path: P
     # At the open-file limit the metrics directory cannot be listed: /metrics answers with
     # this worker's own figures instead of failing with a 500.
     (tmp_path / "worker-1.prom").write_text("# TYPE x counter\nx_total{worker=\"1\"} 1.0\n")
-    metrics = WorkerMetrics(3, Directory(heartbeat_interval=20.0), metrics_dir=tmp_path)
+    metrics = WorkerMetrics(3, metrics_dir=tmp_path)
+    metrics.register(Directory(gate=StreamGate(), heartbeat_interval=20.0))
     own = metrics.render()
     assert b'worker="1"' in metrics.render_merged(own)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -121,7 +121,7 @@ async def test_python_sdk_streams_put_patch_and_delete(worker: Running) -> None:
         await wait_for_value(client, "b", "dflt", "dflt")
     finally:
         await trio.to_thread.run_sync(client.close)
-    stats = worker.ready.directory.statistics().streams
+    stats = worker.ready.directory.statistics().counters
     assert stats.new_connections[(ENV.key, "all")] == 1
 
 
