@@ -15,6 +15,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from ingest.timefmt import ms_from_text
 from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
     ApiError,
@@ -33,7 +34,6 @@ from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
 from store.patch_request import read_patch
 from store.records import HistoryFilter
-from store.timefmt import ms_from_text
 from store.writer import WriteError, Writer
 
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

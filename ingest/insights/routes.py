@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 
 from ingest.insights.consumer import InsightsService
 from ingest.insights.store import FlagInsights
-from store.timefmt import iso_from_ms
+from ingest.timefmt import iso_from_ms
 
 _DAY_MS = 86_400_000
 _MAX_DAYS = 36_500

@@ -83,7 +83,7 @@ async def test_rotated_keys_stop_at_their_expiry_in_their_own_kind(
 async def test_a_removed_environment_takes_every_credential_with_it(
     nursery: trio.Nursery
 ) -> None:
-    directory = Directory(wall_clock_ms=lambda: NOW_MS)
+    directory = Directory(gate=StreamGate(), wall_clock_ms=lambda: NOW_MS)
     directory.unknown_credential_hold_s = 0
     await nursery.start(directory.run)
     await directory.apply_snapshot(snapshot(1, (ROTATED, ())), full=True)

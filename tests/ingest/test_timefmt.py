@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.timefmt import iso_from_ms, ms_from_text
+from ingest.timefmt import iso_from_ms, ms_from_text
 
 
 @pytest.mark.parametrize(("ms", "iso"), [
