@@ -58,10 +58,7 @@ def test_create_environment_and_flag_as_the_readme_says(node: NodeProcess,
     script = script.replace("http://127.0.0.1:8070", node.urls["admin"])
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
                          text=True, timeout=30, check=True).stdout
-    decoder, docs, pos = json.JSONDecoder(), [], 0
-    while pos < len(out.strip()):  # curl -s adds no newline: the two bodies run together
-        doc, pos = decoder.raw_decode(out, pos)
-        docs.append(doc)
+    docs = [json.loads(line) for line in out.splitlines() if line.strip()]
     env, flag = docs
     assert env["key"] == "prod" and env["sdkKey"].startswith("sdk-")
     assert flag["key"] == "new-checkout" and flag["version"] == 1 and flag["on"] is True
