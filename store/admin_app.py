@@ -3,12 +3,16 @@
 Reads go straight to :class:`~store.db.FlagDB` (WAL readers never wait for the writer);
 every change goes through the :class:`~store.writer.Writer`, which answers only after the
 commit. Bearer-token auth guards every route, including routes added by ``extra_routes``,
-except ``/healthz`` and ``/readyz``.
+except ``/healthz``, ``/readyz``, ``/metrics`` and ``/api/v1/openapi.yaml``. The API
+description is open because it holds no secret (the same file ships in the package and in
+the repository) and a client generator or a new operator should read it before holding a
+token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any, cast
 
 from quart import Response, request
@@ -36,7 +40,8 @@ from store.patch_request import read_patch
 from store.records import HistoryFilter
 from store.writer import WriteError, Writer
 
-_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPENAPI_PATH = "/api/v1/openapi.yaml"
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", OPENAPI_PATH})
 _ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -88,6 +93,11 @@ def history_filter() -> HistoryFilter:
     except ValueError as exc:
         raise ApiError(400, f"query parameter since: {exc}") from None
     return HistoryFilter(kind, key, who, since)
+
+
+def openapi_document() -> bytes:
+    """The admin API's OpenAPI file, package data of ``store`` (found in an installed copy too)."""
+    return resources.files("store").joinpath("openapi.yaml").read_bytes()
 
 
 def create_admin_app(
@@ -162,6 +172,13 @@ def create_admin_app(
         except Exception:
             return error_response(503, "database not readable")
         return json_response({"status": "ready", "seq": seq})
+
+    openapi = openapi_document()  # read once: a fixed file of about 25 KiB
+
+    @app.get(OPENAPI_PATH)
+    async def openapi_yaml() -> Response:
+        # application/yaml: RFC 9512
+        return Response(openapi, status=200, content_type="application/yaml")
 
     @app.post("/api/v1/environments")
     async def create_env() -> Response:

@@ -1,4 +1,4 @@
-"""Schemathesis against the admin API's OpenAPI document (ops/openapi.yaml), on a real store.
+"""Schemathesis against the admin API's OpenAPI document (store/openapi.yaml), on a real store.
 
 Every operation gets generated requests, valid and invalid (negative mode): the checks are
 that no answer is a 500, that every status and body is one the document declares, that
@@ -25,12 +25,12 @@ from schemathesis.generation.case import Case
 
 from tests.badinput.admin_server import TOKEN, StoreThread
 
-OPS = Path(__file__).resolve().parents[2] / "ops"
+OPENAPI = Path(__file__).resolve().parents[2] / "store" / "openapi.yaml"
 EXAMPLES = int(os.environ.get("FLAGSTREAM_SCHEMATHESIS_EXAMPLES", "30"))
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SENT = [0]  # requests made, printed at the end (run with -s)
 
-schema = schemathesis.openapi.from_path(OPS / "openapi.yaml")
+schema = schemathesis.openapi.from_path(OPENAPI)
 # A schema-valid flag can still be refused by the store's validation (400): that is correct,
 # so the check "valid data must be accepted" does not apply to this API.
 EXCLUDED: list[Any] = [CHECKS.get_by_names(["positive_data_acceptance"])[0]]
