@@ -186,3 +186,21 @@ def test_context_equality_and_hash(a: Any, b: Any, equal: bool) -> None:
         assert hash(ca) == hash(cb)
     assert ca != a  # a dict is not a context
     assert hash(ca) == hash(ca.fully_qualified_key)
+
+
+def test_defaults_when_properties_are_absent() -> None:
+    made = Context.single("user", "u")
+    assert (made.name, made.anonymous, made.private_attributes) == (None, False, ())
+    for obj in ({"kind": "org", "key": "o"}, {"key": "u"}):
+        ctx = parse_context(obj)
+        assert ctx.anonymous is False and ctx.private_attributes == ()
+
+
+def test_legacy_user_reads_on_after_a_null_custom() -> None:
+    ctx = parse_context({"key": "u", "custom": None, "email": "e", "name": "N"})
+    assert (ctx.attributes(), ctx.name) == ({"email": "e"}, "N")
+
+
+def test_legacy_private_names_are_escaped_as_references() -> None:
+    ctx = parse_context({"key": "u", "privateAttributeNames": ["/a~b/c", "~x", "plain/y"]})
+    assert ctx.private_attributes == ("/~1a~0b~1c", "~x", "plain/y")
