@@ -38,6 +38,7 @@ PARSE = [  # text → (components, error)
     ("/~", ((), _bad_escape("/~"))),
     ("/a~2", ((), _bad_escape("/a~2"))),
     ("/~a", ((), _bad_escape("/~a"))),
+    ("/~X", ((), _bad_escape("/~X"))),
     ("/a~01~", ((), _bad_escape("/a~01~"))),  # good escapes first, then a bad one
     ("/a/~x/b", ((), _bad_escape("/a/~x/b"))),
     ("//a", ((), _empty_component("//a"))),

@@ -182,6 +182,9 @@ MATCHER: list[tuple[str, str | None, str, list[Any], bool, dict[str, Any], bool]
     ("", "kind", "in", ["multi"], False, MULTI, False),
     ("", "kind", "in", ["user"], True, MULTI, False),
     ("", "kind", "in", ["device"], True, MULTI, True),
+    # "kind" is every kind of the context, whatever kind the clause names
+    ("org", "kind", "in", ["user"], False, MULTI, True),
+    ("device", "kind", "in", ["user"], False, USER, True),
 ]
 
 

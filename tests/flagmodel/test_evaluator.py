@@ -9,7 +9,7 @@ import pytest
 from ldclient.versioned_data_kind import FEATURES, SEGMENTS
 
 from flagmodel import Evaluator, Flag, Segment, parse_context
-from flagmodel.evaluator import EvalDetail, error_detail
+from flagmodel.evaluator import EvalDetail, error_detail, is_experiment
 from tests.flagmodel.harness_data import sdk_normalized_flag
 from tests.flagmodel.sdk_oracle import DEFAULT, sdk_result
 
@@ -171,6 +171,11 @@ EVALUATIONS: list[tuple[str, dict[str, Any], dict[str, Any], Detail]] = [
                                              {"variation": 2, "weight": 1,
                                               "untracked": True}]}}), A,
      ("v2", 2, FT, False, False)),
+    ("experiment, past the end, the last tracked", _flag(fallthrough={"rollout": {
+        "kind": "experiment", "variations": [{"variation": 0, "weight": 1},
+                                             {"variation": 1, "weight": 1, "untracked": True},
+                                             {"variation": 2, "weight": 1}]}}), A,
+     ("v2", 2, {"kind": "FALLTHROUGH", "inExperiment": True}, True, True)),
     ("experiment, context lacks the kind", _flag(
         fallthrough=_rollout([1, 1, 99998], kind="experiment", contextKind="org")), A,
      ("v0", 0, FT, False, False)),
@@ -306,6 +311,11 @@ SEGMENT_WORLD = {s.key: s for s in [
                                  "rolloutContextKind": "org"}]),
     _seg("weighted-bad-ref", rules=[{"clauses": [_in("key", "u")], "weight": 100000,
                                      "bucketBy": "/a~2", "rolloutContextKind": "user"}]),
+    _seg("inc-org-other", includedContexts=[{"contextKind": "org", "values": ["x"]}]),
+    _seg("exc-org-other", excludedContexts=[{"contextKind": "org", "values": ["x"]}],
+         rules=[{"clauses": [_in("key", "u")]}]),
+    _seg("weight-zero", rules=[{"clauses": [_in("key", "u")], "weight": 0,
+                                "bucketBy": "missing"}]),  # bucket 0.0 is not below 0.0
     _seg("deleted", included=["u"], deleted=True),
     _seg("malformed", included=5),
     _seg("cycle-a", rules=[{"clauses": [{"attribute": "", "op": "segmentMatch",
@@ -333,6 +343,8 @@ SEGMENTS_CASES: list[tuple[list[str], bool, dict[str, Any], bool, dict[str, Any]
     (["exc-user-ctx"], False, {"kind": "multi", "user": {"key": "u"}, "org": {"key": "x"}},
      False, {}),
     (["inc"], False, {"kind": "org", "key": "u"}, False, {}),
+    (["inc-org-other"], False, UO, False, {}), (["exc-org-other"], False, UO, True, {}),
+    (["weight-zero"], False, U, False, {}),
     (["rule"], False, U, True, {}), (["two-clauses"], False, U, False, {}),
     (["hashKey"], False, A, True, {}), (["hashKey-low"], False, A, False, {}),
     (["weighted-bucketBy"], False, {"kind": "user", "key": "x", "b": "userKeyA"}, False, {}),
@@ -364,3 +376,24 @@ def test_segment_errors_abort_the_evaluation(key: str) -> None:
     detail = Evaluator(lambda k: None, SEGMENT_WORLD.get).evaluate(flag, parse_context(U))
     assert (detail.value, detail.variation_index, detail.reason) == (
         None, None, {"kind": "ERROR", "errorKind": "MALFORMED_FLAG"})
+
+
+IS_EXPERIMENT = [  # (flag extra, reason) → is the evaluation part of an experiment
+    ({}, {"kind": "FALLTHROUGH", "inExperiment": True}, True),
+    ({}, {"kind": "FALLTHROUGH", "inExperiment": False}, False),
+    ({"trackEventsFallthrough": True}, {"kind": "FALLTHROUGH"}, True),
+    ({"trackEventsFallthrough": True}, {"kind": "OFF"}, False),
+    ({"rules": [{"trackEvents": True, "clauses": []}]}, {"kind": "RULE_MATCH", "ruleIndex": 0},
+     True),
+    # a reason naming a rule the flag does not have (not one evaluate makes) is no experiment
+    ({"rules": [{"trackEvents": True, "clauses": []}]}, {"kind": "RULE_MATCH", "ruleIndex": 1},
+     False),
+    ({"rules": [{"trackEvents": True, "clauses": []}]}, {"kind": "RULE_MATCH", "ruleIndex": -1},
+     False),
+    ({"trackEventsFallthrough": True}, {"kind": "TARGET_MATCH"}, False),
+]
+
+
+@pytest.mark.parametrize(("extra", "reason", "expected"), IS_EXPERIMENT)
+def test_is_experiment(extra: dict[str, Any], reason: dict[str, Any], expected: bool) -> None:
+    assert is_experiment(Flag.from_json(_flag(**extra)), reason) is expected
