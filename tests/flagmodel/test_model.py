@@ -68,6 +68,29 @@ def test_flag_defaults() -> None:
     assert repr(Flag.from_json({"key": "k", "version": 3})) == "Flag('k', version=3)"
 
 
+def test_malformed_flag_keeps_the_defaults() -> None:
+    # "on" is read first, so nothing else is parsed: a malformed flag is off, with no
+    # variations, and (legacy availability) goes to mobile clients only.
+    flag = Flag.from_json({"key": "f", "on": "yes", "variations": [1], "salt": "s",
+                           "trackEvents": True, "clientSide": True})
+    assert (flag.on, flag.variations, flag.off_variation, flag.fallthrough, flag.salt,
+            flag.track_events, flag.track_events_fallthrough, flag.debug_events_until_date,
+            flag.client_side, flag.using_mobile_key, flag.using_environment_id) == (
+        False, (), None, VariationOrRollout(None, None), "", False, False, None, False, True,
+        False)
+
+
+def test_clause_fields() -> None:
+    flag = Flag.from_json({"rules": [{"clauses": [
+        {"attribute": "/a/b"}, {"contextKind": "org", "attribute": "/a/b", "op": "in",
+                                "values": ["x"], "negate": True}]}]})
+    legacy, org = flag.rules[0].clauses
+    assert (legacy.op, legacy.context_kind, legacy.attribute, legacy.negate, legacy.values) == (
+        "", "user", AttrRef("/a/b", ("/a/b",)), False, ())  # no contextKind: a literal name
+    assert (org.op, org.context_kind, org.attribute, org.negate, org.values) == (
+        "in", "org", AttrRef("/a/b", ("a", "b")), True, ("x",))
+
+
 def test_flag_fields() -> None:
     flag = Flag.from_json({
         "key": "f", "version": 3.0, "deleted": True, "on": True, "variations": [1, "b"],
@@ -135,6 +158,8 @@ TARGETS: list[tuple[dict[str, Any], tuple[Target, ...]]] = [  # targets, context
       "contextTargets": [{"contextKind": "user", "values": ["z"], "variation": 1}]},
      (T("user", ["z"], 1),)),  # a user entry with values stands for itself
     ({"targets": [{"contextKind": "", "values": ["a"]}]}, (T("user", ["a"], 0),)),
+    ({"contextTargets": [{"contextKind": "org", "values": ["o"]}, {"values": []}]},
+     (T("org", ["o"], 0),)),  # no variation: 0; a user entry with no values and no match
 ]
 
 
@@ -192,7 +217,7 @@ def test_segment_defaults_and_fields() -> None:
     seg = Segment.from_json({
         "key": "s", "version": 2.0, "deleted": True, "included": ["a", "a"], "excluded": ["b"],
         "includedContexts": [{"contextKind": "org", "values": ["o"]}, {"values": ["u"]}],
-        "excludedContexts": [{"contextKind": "device", "values": ["d"]}],
+        "excludedContexts": [{"contextKind": "device", "values": ["d"]}, {"values": ["v"]}],
         "rules": [{"clauses": [], "weight": 50000, "bucketBy": "/a/b",
                    "rolloutContextKind": "org"},
                   {"clauses": [], "bucketBy": "/a/b"}],
@@ -202,11 +227,21 @@ def test_segment_defaults_and_fields() -> None:
             seg.unbounded, seg.unbounded_context_kind, seg.generation) == (
         "s", 2, True, frozenset({"a"}), frozenset({"b"}), "salty", True, "org", 3)
     assert seg.included_contexts == (("org", frozenset({"o"})), ("user", frozenset({"u"})))
-    assert seg.excluded_contexts == (("device", frozenset({"d"})),)
+    assert seg.excluded_contexts == (("device", frozenset({"d"})), ("user", frozenset({"v"})))
     weighted, plain = seg.rules
-    assert (weighted.threshold, weighted.bucket_by, weighted.rollout_context_kind) == (
-        0.5, AttrRef("/a/b", ("a", "b")), "org")
+    assert (weighted.clauses, weighted.threshold, weighted.bucket_by,
+            weighted.rollout_context_kind) == ((), 0.5, AttrRef("/a/b", ("a", "b")), "org")
     assert (plain.threshold, plain.bucket_by, plain.rollout_context_kind) == (
         None, AttrRef("/a/b", ("/a/b",)), "user")
     assert repr(seg) == "Segment('s', version=2)"
     assert Segment.from_json({"unboundedContextKind": ""}).unbounded_context_kind == "user"
+    source = {"key": "s"}
+    assert Segment.from_json(source).raw is source
+
+
+def test_malformed_segment_keeps_the_defaults() -> None:
+    seg = Segment.from_json({"key": "s", "included": 5, "excluded": ["x"], "salt": "salt",
+                             "unbounded": True})
+    assert (seg.included, seg.excluded, seg.included_contexts, seg.excluded_contexts,
+            seg.rules, seg.salt, seg.unbounded) == (frozenset(), frozenset(), (), (), (), "",
+                                                    False)
