@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 
 from flagmodel import Evaluator, Flag, parse_context
+from flagmodel.attrref import AttrRef
+from flagmodel.clauses import MalformedFlagError, compile_clause, compile_test, json_equal
+from flagmodel.context import Context
 
 # -- the operator table of go-server-sdk-evaluation ------------------------------------------
 
@@ -91,3 +94,128 @@ def test_operator_table(op: str, user_value: Any, clause_value: Any, more: list[
         assert _clause_matches(op, user_value, [*more, clause_value], negate=True) is not expected
     else:
         assert _clause_matches(op, user_value, [*more, clause_value], negate=True) is False
+
+
+# -- the clause compiler, directly ------------------------------------------------------------
+
+JSON_EQUAL: list[tuple[Any, Any, bool]] = [
+    (True, True, True), (False, False, True), (True, False, False), (True, 1, False),
+    (1, True, False), (1, 1.0, True), (1, 2, False), (1, "1", False), ("a", "a", True),
+    ("a", "b", False), ("1", 1, False), ([1, "a"], [1.0, "a"], True), ([1], [1, 1], False),
+    ([1, 2], [2, 1], False), ([], [], True), ([1], {"0": 1}, False),
+    ({"a": 1}, {"a": 1.0}, True), ({"a": 1}, {"b": 1}, False), ({"a": 1}, {"a": 2}, False),
+    ({}, [], False), (None, None, True), (None, 0, False), (None, "", False),
+    (None, [], False),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), JSON_EQUAL)
+def test_json_equal(a: Any, b: Any, equal: bool) -> None:
+    assert json_equal(a, b) is equal
+    assert json_equal(b, a) is equal
+
+
+COMPILE_TEST: list[tuple[str, list[Any], Any, bool]] = [  # (op, clause values, value, match)
+    ("startsWith", ["ab"], "abc", True), ("startsWith", ["bc"], "abc", False),
+    ("endsWith", ["bc"], "abc", True), ("endsWith", ["ab"], "abc", False),
+    ("contains", ["b"], "abc", True), ("contains", ["x"], "abc", False),
+    ("startsWith", ["x", "a"], "abc", True),
+    ("lessThan", [5], 5, False), ("lessThan", [5], 4.9, True), ("lessThan", [1, 5], 3, True),
+    ("lessThanOrEqual", [5], 5, True), ("lessThanOrEqual", [5], 5.1, False),
+    ("lessThanOrEqual", [1, 5], 5, True),
+    ("greaterThan", [5], 5, False), ("greaterThan", [5], 5.1, True),
+    ("greaterThan", [1, 5], 3, True),
+    ("greaterThanOrEqual", [5], 5, True), ("greaterThanOrEqual", [5], 4.9, False),
+    ("greaterThanOrEqual", [1, 5], 1, True),
+    ("before", [1000, 3000], 2000, True), ("before", [3000], 3000, False),
+    ("after", [1000, 3000], 2000, True), ("after", [1000], 1000, False),
+    ("semVerLessThan", ["2.0.0"], "2.0.0", False), ("semVerLessThan", ["1.0.0", "3.0.0"],
+                                                   "2.0.0", True),
+    ("semVerGreaterThan", ["2.0.0"], "2.0.0", False), ("semVerGreaterThan", ["1.0.0", "3.0.0"],
+                                                      "2.0.0", True),
+    ("semVerGreaterThan", ["3.0.0"], "2.0.0", False), ("semVerLessThan", ["1.0.0"], "2.0.0",
+                                                        False),
+    ("semVerEqual", ["1.0.0", "2.0"], "2.0.0", True), ("semVerEqual", ["2.0.0"], "2.0.1", False),
+    ("semVerEqual", ["2.0.0"], "bad", False),
+    ("matches", ["^b", "c$"], "abc", True), ("matches", ["^b"], "abc", False),
+    ("matches", ["a"], 1, False),
+    ("in", [[1, 2]], [1, 2], True), ("in", [{"a": None}], {"a": None}, True),
+    ("in", [None], None, False),
+    ("segmentMatch", ["s"], "s", False), ("unknownOp", ["x"], "x", False),
+]
+
+
+@pytest.mark.parametrize(("op", "values", "value", "match"), COMPILE_TEST)
+def test_compile_test(op: str, values: list[Any], value: Any, match: bool) -> None:
+    assert compile_test(op, values)(value) is match
+
+
+def _ctx(obj: dict[str, Any]) -> Context:
+    return parse_context(obj)
+
+
+USER = {"kind": "user", "key": "u", "a": {"b": {"c": "deep"}}, "list": ["x", "y"], "n": None}
+MULTI = {"kind": "multi", "user": {"key": "u"}, "org": {"key": "o", "a": "x"}}
+MATCHER: list[tuple[str, str | None, str, list[Any], bool, dict[str, Any], bool]] = [
+    # (contextKind, attribute, op, values, negate, context, match)
+    ("user", "/a/b/c", "in", ["deep"], False, USER, True),
+    ("user", "/a/b/c", "in", ["deep"], True, USER, False),
+    ("user", "/a/b/c", "in", ["x"], True, USER, True),
+    ("user", "/a/b", "in", ["deep"], False, USER, False),
+    ("user", "/a/x/c", "in", ["deep"], True, USER, False),  # missing: no match, even negated
+    ("user", "/list/x", "in", ["x"], True, USER, False),  # a path through an array: missing
+    ("user", "/n", "in", [None], True, USER, False),  # null is missing
+    ("user", "list", "in", ["y"], False, USER, True),  # any element of an array
+    ("user", "list", "in", ["y"], True, USER, False),
+    ("user", "list", "in", ["z"], True, USER, True),
+    ("", "/a/b/c", "in", ["deep"], False, {**USER, "/a/b/c": "lit"}, False),  # legacy: literal
+    ("", "/a/b/c", "in", ["lit"], False, {**USER, "/a/b/c": "lit"}, True),
+    ("org", "a", "in", ["x"], False, MULTI, True),
+    ("org", "a", "in", ["x"], True, MULTI, False),
+    ("device", "key", "in", ["o"], True, MULTI, False),  # no part of that kind: no match
+    ("", "kind", "in", ["user"], False, USER, True),
+    ("", "kind", "in", ["user"], True, USER, False),
+    ("", "kind", "in", ["org"], False, USER, False),
+    ("", "kind", "in", ["org"], True, USER, True),
+    ("org", "kind", "in", ["org"], False, MULTI, True),  # any kind of a multi-kind context
+    ("", "kind", "in", ["user"], False, MULTI, True),
+    ("", "kind", "in", ["multi"], False, MULTI, False),
+    ("", "kind", "in", ["user"], True, MULTI, False),
+    ("", "kind", "in", ["device"], True, MULTI, True),
+    # "kind" is every kind of the context, whatever kind the clause names
+    ("org", "kind", "in", ["user"], False, MULTI, True),
+    ("device", "kind", "in", ["user"], False, USER, True),
+]
+
+
+@pytest.mark.parametrize(("kind", "attribute", "op", "values", "negate", "ctx", "match"),
+                         MATCHER)
+def test_clause_match(kind: str, attribute: str | None, op: str, values: list[Any],
+                      negate: bool, ctx: dict[str, Any], match: bool) -> None:
+    clause = compile_clause(op, kind, attribute, negate, values)
+    assert clause.match(_ctx(ctx)) is match
+
+
+@pytest.mark.parametrize(("kind", "attribute", "message"), [
+    ("user", None, "clause has no attribute"), ("user", "", "clause has no attribute"),
+    ("user", "/a~2", "invalid attribute '/a~2'"), ("org", "//", "invalid attribute '//'"),
+])
+def test_clause_without_a_valid_attribute_is_malformed_when_reached(
+        kind: str, attribute: str | None, message: str) -> None:
+    clause = compile_clause("in", kind, attribute, False, ["x"])
+    with pytest.raises(MalformedFlagError) as raised:
+        clause.match(_ctx(USER))
+    assert str(raised.value) == message
+
+
+def test_compiled_clause_fields() -> None:
+    plain = compile_clause("in", "", "/a", True, ["x", 1])
+    assert (plain.op, plain.context_kind, plain.attribute, plain.negate, plain.values,
+            plain.segment_keys, plain.is_segment) == (
+        "in", "user", AttrRef("/a", ("/a",)), True, ("x", 1), (), False)
+    seg = compile_clause("segmentMatch", "org", "/a/b", False, ["s1", 2, "s2"])
+    assert (seg.op, seg.context_kind, seg.attribute, seg.negate, seg.values, seg.segment_keys,
+            seg.is_segment) == (
+        "segmentMatch", "org", AttrRef("/a/b", ("a", "b")), False, ("s1", 2, "s2"),
+        ("s1", "s2"), True)
+    assert seg.match(_ctx(USER)) is False  # the evaluator decides segment clauses

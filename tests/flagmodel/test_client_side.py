@@ -13,6 +13,7 @@ from flagmodel import (
     client_side_payload,
     is_client_side_available,
     parse_context,
+    secure_mode_hash,
 )
 
 # -- client-side payload ---------------------------------------------------------------------
@@ -74,3 +75,35 @@ def test_client_side_payload_filters_by_availability_and_tombstones() -> None:
         "js": one}
     assert client_side_payload(evaluator, flags, ctx, mobile=True, with_reasons=False) == {
         "js": one, "mobile-only": one}
+
+
+def test_client_side_flag_lists_the_prerequisites_it_evaluated() -> None:
+    flags = {f.key: f for f in [
+        Flag.from_json({"key": "p1", "version": 1, "on": True, "variations": [True, False],
+                        "fallthrough": {"variation": 0}}),
+        Flag.from_json({"key": "p2", "version": 1, "on": True, "variations": [True, False],
+                        "fallthrough": {"variation": 0}}),
+        Flag.from_json({"key": "f", "version": 4, "on": True, "variations": ["a", "b"],
+                        "fallthrough": {"variation": 1},
+                        "prerequisites": [{"key": "p2", "variation": 0},
+                                          {"key": "p1", "variation": 0}]}),
+    ]}
+    evaluator = Evaluator(flags.get, lambda k: None)
+    payload = client_side_payload(evaluator, [flags["f"]], parse_context({"key": "u"}),
+                                  mobile=True, with_reasons=True)
+    assert payload == {"f": {"value": "b", "variation": 1, "version": 4, "flagVersion": 4,
+                             "reason": {"kind": "FALLTHROUGH"},
+                             "prerequisites": ["p2", "p1"]}}
+
+
+SECURE_MODE = [  # (SDK key, context) → hex HMAC-SHA256 of the fully-qualified key
+    ("sdk-key-123", "u", "ca0aa14092cdabcf64614f82f995aeb86be562cc6e56ae597754cc2a6e23928f"),
+    ("sdk-key-123", {"kind": "multi", "user": {"key": "u"}, "org": {"key": "o:1"}},
+     "5d48f834f9b720c194e1692aff5fbc173f3122a3b140f0766ef42d8098231663"),
+]
+
+
+@pytest.mark.parametrize(("sdk_key", "context", "expected"), SECURE_MODE)
+def test_secure_mode_hash(sdk_key: str, context: Any, expected: str) -> None:
+    assert secure_mode_hash(sdk_key, context if isinstance(context, str)
+                            else parse_context(context)) == expected
