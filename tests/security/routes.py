@@ -114,6 +114,7 @@ def _admin() -> list[Route]:
         Route(a, "GET", "/healthz", Cred.NONE),
         Route(a, "GET", "/readyz", Cred.NONE),
         Route(a, "GET", "/metrics", Cred.NONE),
+        Route(a, "GET", "/api/v1/openapi.yaml", Cred.NONE),
         Route(a, "POST", "/api/v1/environments", Cred.ADMIN, Body.NEW_ENV),
         Route(a, "GET", "/api/v1/environments", Cred.ADMIN),
         Route(a, "GET", env, Cred.ADMIN),
