@@ -102,6 +102,7 @@ class InsightsService:
         self.limiter = trio.CapacityLimiter(1)
         self.caught_up = trio.Event()  # set once the source had nothing more to read
         self.units_counted = 0
+        self.records_applied = 0  # records folded and written, duplicates included
         self.unknown_flags: dict[str, int] = {}  # at most MAX_ENV_LABELS + 1 entries
         self.seen_pruned = 0
         self.failures = 0
@@ -157,6 +158,7 @@ class InsightsConsumer:
         self.service.units_counted += await self._run_sync(
             self.service.store.apply, kept, source, position, now_ms, limiter=self.service.limiter
         )
+        self.service.records_applied += len(records)
         if split is None:
             return
         self.service.count_unknown(split)

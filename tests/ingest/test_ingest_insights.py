@@ -221,7 +221,12 @@ async def test_kinesis_insights_and_replay(tmp_path: Path, stream: str, moto_end
         config = InsightsConfig(tmp_path, stream, moto_endpoint, poll_interval_s=0.05)
         service = await nursery.start(partial(run_insights, config, Catalog()))
         await wait_for_total(service, 10)
-        await trio.sleep(0.3)  # let the consumer see the duplicate too, should it count it
+        # the consumer has applied all three records, the duplicate included, should it count it
+        with trio.fail_after(30):
+            for _ in range(3000):
+                if service.records_applied >= 3:
+                    break
+                await trio.sleep(0.02)
         found = await trio.to_thread.run_sync(service.store.flag, "prod", "f1")
         assert found is not None and found.to_json() == EXPECTED_F1
         nursery.cancel_scope.cancel()
