@@ -149,7 +149,10 @@ def test_a_full_data_disk_ends_no_worker(tmp_path: Path) -> None:
                        interval=0.5)
             assert node.children() == workers
             headers = {"Authorization": env["sdkKey"], "Content-Type": "application/json"}
-            events = orjson.dumps([{"kind": "custom", "key": "k", "creationDate": 1}])
+            # larger than a page: a small payload can fit in the free tail of the spool file's
+            # last tmpfs page even on a full disk, and is then written and rightly acknowledged
+            events = orjson.dumps([{"kind": "custom", "key": "k", "creationDate": 1,
+                                    "data": "x" * 4000} for _ in range(16)])
             post = httpx.post(node.urls["sdk"] + "/bulk", content=events, headers=headers,
                               timeout=10)
             assert post.status_code == 503, post.text  # not written: not acknowledged
