@@ -108,8 +108,10 @@ def create_admin_app(
     max_body_bytes: int = 1_048_576,
     key_grace_s: float = 86400.0,
     extra_routes: Sequence[Callable[[QuartTrio], None]] = (),
+    failures: Failures | None = None,
 ) -> QuartTrio:
-    """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth."""
+    """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth;
+    ``failures`` counts what its handlers' boundary contains (``/metrics`` reads it)."""
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     finish_unread_bodies(app)
@@ -158,7 +160,7 @@ def create_admin_app(
 
     # Any other exception: 400 for bad input, else 503 with Retry-After, counted and logged
     # once per episode (store/containment.py).
-    failures = app.extensions["flagstream.failures"] = Failures()
+    failures = app.extensions["flagstream.failures"] = failures or Failures()
     install_http_boundary(app, failures, error_response)
 
     @app.get("/healthz")

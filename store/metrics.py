@@ -20,6 +20,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from store.bus.publisher import BusPublisher
+from store.containment import Failures
 from store.db import FlagDB
 from store.writer import Writer
 
@@ -56,6 +57,22 @@ class StoreCollector(Collector):
         for env, total in sorted(self._db.version_sums().items()):
             sums.add_metric(["store", env], total)
         yield sums
+
+
+class FailuresCollector(Collector):
+    """The admin listener's contained failures, under the same name the workers use."""
+
+    def __init__(self, failures: Failures) -> None:
+        self._failures = failures
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "flagstream_actor_failures",
+            "exceptions contained by a boundary (store/containment.py): the request ended, "
+            "the store went on", labels=["actor", "reason"])
+        for (actor, reason), n in sorted(self._failures.counts().items()):
+            family.add_metric([actor, reason], n)
+        yield family
 
 
 def register_metrics_route(app: QuartTrio, *, collectors: list[Collector]) -> None:

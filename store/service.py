@@ -30,10 +30,11 @@ from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
+from store.containment import Failures
 from store.db import FlagDB
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
-from store.metrics import StoreCollector, register_metrics_route
+from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
 from store.writer import Writer
 
 
@@ -133,7 +134,9 @@ async def run_store(
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s)
                 await nursery.start(writer.run)
-                collectors: list[Collector] = [StoreCollector(db, writer, publisher)]
+                failures = Failures()  # the admin handlers' boundary counts here
+                collectors: list[Collector] = [StoreCollector(db, writer, publisher),
+                                               FailuresCollector(failures)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
                     register_metrics_route, collectors=collectors)]
                 if config.insights:
@@ -147,7 +150,7 @@ async def run_store(
                     collectors.append(InsightsCollector(service))
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
                                        max_body_bytes=config.max_body_bytes, extra_routes=extra,
-                                       key_grace_s=config.key_grace_s)
+                                       key_grace_s=config.key_grace_s, failures=failures)
                 hc = base_config(graceful_timeout_s=config.graceful_timeout_s)
                 await nursery.start(partial(
                     worker_serve,

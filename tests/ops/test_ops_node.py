@@ -86,6 +86,8 @@ def test_metrics_on_both_ports(node: NodeProcess) -> None:
         worker_sums = {lab["worker"]: v for lab, v in samples(text, "flagstream_env_version_sum")
                        if lab["env"] == "ops"}
         assert store_sum == [3.0] and set(worker_sums.values()) == {3.0}  # in sync: no drift
+        # the admin listener's contained failures are exported too (none here)
+        assert "# TYPE flagstream_actor_failures_total counter" in admin_text
     finally:
         for s in streams:
             s.close()
