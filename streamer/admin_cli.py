@@ -147,10 +147,19 @@ def _flags_get(c: AdminClient, a: argparse.Namespace) -> _Result:
     return doc, json.dumps(doc, indent=2, sort_keys=True)
 
 
+SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
+
+
 def _flags_toggle(c: AdminClient, a: argparse.Namespace) -> _Result:
-    headers = {"X-Flagstream-Comment": _one_line(a.comment)} if a.comment else None
-    doc = c.call("PATCH", path_of("environments", a.env, "flags", a.key),
-                 {"on": a.action == "on"}, headers=headers)
+    # A semantic patch, so the comment is stored with the change in the history; the header
+    # puts it in the audit log line too.
+    body: dict[str, Any] = {"instructions": [
+        {"kind": "turnFlagOn" if a.action == "on" else "turnFlagOff"}]}
+    headers = {"Content-Type": SEMANTIC_PATCH}
+    if a.comment:
+        body["comment"] = headers["X-Flagstream-Comment"] = _one_line(a.comment)
+    doc = c.call("PATCH", path_of("environments", a.env, "flags", a.key), body,
+                 headers=headers)
     return doc, table(_FLAG_HEAD, [_flag_row(doc)])
 
 

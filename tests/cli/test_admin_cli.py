@@ -67,6 +67,9 @@ def test_envs_and_flags_round_trip(node: NodeProcess, capsys: pytest.CaptureFixt
     assert rows[0] == ["SEQ", "AT", "ACTOR", "KIND", "KEY", "VERSION"]
     assert [r[5] for r in rows[1:]] == ["3", "2", "1"] and all(r[4] == "f1" for r in rows[1:])
     assert rows[1][1].endswith("Z")
+    comments = {h["after"]["version"]: h.get("comment") for h in cli_json(
+        node, capsys, "history", "--env", "opcli", "--flag", "f1")["items"]}
+    assert comments == {3: None, 2: "launch day", 1: None}  # on --comment: in the history
     hist = cli_json(node, capsys, "history", "--env", "opcli", "--kind", "environment")
     assert [h["kind"] for h in hist["items"]] == ["environment"]
 
