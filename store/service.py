@@ -131,10 +131,10 @@ async def run_store(
                 await _start(nursery, f"bus address {config.bus_address}", publisher.run)
                 await _start(nursery, f"snapshot address {config.snapshot_address}",
                              partial(serve_snapshots, config.snapshot_address, db, epoch=db.epoch))
+                failures = Failures()  # the admin handlers' and the writer's boundaries count here
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
-                                shutdown_grace_s=config.graceful_timeout_s)
+                                shutdown_grace_s=config.graceful_timeout_s, failures=failures)
                 await nursery.start(writer.run)
-                failures = Failures()  # the admin handlers' boundary counts here
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
                                                FailuresCollector(failures)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(

@@ -28,6 +28,7 @@ import trio
 
 from store.bus.envelope import EnvChange, EnvironmentInfo, ItemKind
 from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp
+from store.containment import Failures
 from store.db import EnvironmentExistsError, FlagDB
 from store.ports import ChangePublisher
 from store.records import ChangeRequest, CommittedChange, ItemId, ItemWrite, StoredItem
@@ -131,7 +132,8 @@ _Request = _ItemRequest | _ImportRequest | _EnvRequest | _EnvEditRequest
 
 class Writer:
     def __init__(self, db: FlagDB, publisher: ChangePublisher, *, window_s: float = 0.005,
-                 inbox_size: int = 4096, shutdown_grace_s: float = 5.0) -> None:
+                 inbox_size: int = 4096, shutdown_grace_s: float = 5.0,
+                 failures: Failures | None = None) -> None:
         self._db = db
         self._publisher = publisher
         self._coalescer: Coalescer[_Ticket] = Coalescer(window_s)
@@ -139,6 +141,9 @@ class Writer:
         self._limiter = trio.CapacityLimiter(1)
         self._known_envs: set[str] = set()
         self._shutdown_grace_s = shutdown_grace_s
+        # One write whose patch or validation fails unexpectedly is refused alone (503) and
+        # counted here; the writer, and with it the store, goes on.
+        self._contained = failures or Failures()
         self._writes = self._commits = self._publishes = self._failures = 0
 
     def statistics(self) -> WriterStatistics:
@@ -233,8 +238,13 @@ class Writer:
                 if not self._env_exists(op.item.env):
                     ticket.resolve(error=NotFoundError(f'environment "{op.item.env}" not found'))
                     return
-                rejected = self._coalescer.submit(op, ticket, trio.current_time(), self._current)
-                if rejected is not None:
+                with self._contained.contain("writer", f"{op.op.value} {op.item}") as outcome:
+                    rejected = self._coalescer.submit(op, ticket, trio.current_time(),
+                                                      self._current)
+                if outcome.error is not None:
+                    ticket.resolve(error=CommitFailedError(
+                        "the store could not apply this write; nothing was written"))
+                elif rejected is not None:
                     ticket.resolve(error=_rejection_error(rejected))
                 else:
                     self._writes += 1

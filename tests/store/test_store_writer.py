@@ -14,7 +14,14 @@ from store.bus.envelope import Change, EnvChange
 from store.db import FlagDB
 from store.normalize import normalize
 from store.records import ItemWrite
-from store.writer import ConflictError, InvalidError, NotFoundError, Writer, WriteResult
+from store.writer import (
+    CommitFailedError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    Writer,
+    WriteResult,
+)
 
 FLAG = {"variations": [True, False], "on": True, "fallthrough": {"variation": 0}}
 
@@ -228,3 +235,21 @@ async def test_removing_an_environment_commits_its_pending_writes_first(
     with pytest.raises(NotFoundError):
         await h.writer.put("prod", "flags", "g", FLAG)
     assert h.db.get_environment("prod") is None and h.db.list_items("prod", "flags") == []
+
+
+async def test_a_write_that_fails_unexpectedly_is_refused_alone(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug in a patch applier (here: any exception) refuses that one write with a 503-class
+    # error; the writer lives on and the next write commits.
+    import store.coalescer
+
+    def broken(state: object, patch: object) -> object:
+        raise RuntimeError("applier bug")
+
+    await h.writer.put("prod", "flags", "f", FLAG)
+    monkeypatch.setattr(store.coalescer, "apply_patch", broken)
+    with pytest.raises(CommitFailedError, match="could not apply this write"):
+        await h.writer.patch("prod", "flags", "f", {"on": False})
+    monkeypatch.undo()
+    after = await h.writer.patch("prod", "flags", "f", {"on": False})
+    assert after.item.as_dict()["on"] is False and after.item.version == 2
