@@ -28,9 +28,15 @@ caps): the acceptor counts every connection it has handed to an actor until that
 and whose request is not there yet still deserves its 503 (an SDK reads ``Retry-After``; a bare
 close looks like a network fault): it waits for its request in a small, bounded refusal pool
 (:data:`LATE_REFUSALS` places, :data:`LATE_REFUSAL_WAIT_S` at most), which answers it with the
-gate's 503. Overflow policy: when the pool is full, such a connection is closed at once and
-counted (``closed_idle``), so idle connections can hold at most ``max_connections`` plus the
-pool's places, never the whole open-file table. The head itself has a deadline
+gate's 503. Overflow policy: while the pool is full the acceptor stops accepting until a
+place in it frees (at most :data:`LATE_REFUSAL_WAIT_S`), and counts the pause
+(``pool_pauses``): the next connections wait in the kernel's listen backlog (bounded by the
+listener's ``backlog``; beyond it the kernel drops the handshake and the client retries it), and
+when they are accepted their request is usually there already, so they get their 503 at once.
+Closing them instead looked like a network fault to a client in a reconnect herd, which is
+exactly when the pool fills. Idle connections therefore hold at most ``max_connections`` plus
+the pool's places, never the whole open-file table; one that sends nothing in the pool is
+closed and counted (``closed_idle``). The head itself has a deadline
 (``StreamLimits.header_timeout``), after which its actor ends and frees its place.
 
 When the process runs out of file descriptors or memory anyway, accept fails with one of
@@ -118,7 +124,8 @@ class Acceptor:
         self.held = 0  # connections with an actor: streams and heads still on their way
         self.closed_idle = 0  # connections closed at the limit before sending a request
         self.late_refusals = 0  # connections in the refusal pool now (at most LATE_REFUSALS)
-        self._nursery: trio.Nursery | None = None
+        self.pool_pauses = 0  # times accepting paused because the refusal pool was full
+        self._pool_room = trio.Event()  # set when a place in the refusal pool frees
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
@@ -128,13 +135,14 @@ class Acceptor:
         listener.setblocking(False)
         capacity_episode = False
         async with trio.open_nursery() as connections:
-            self._nursery = connections
             task_status.started(listener.getsockname()[:2])
             while True:
                 await trio.lowlevel.wait_readable(listener)
                 taken = 0
                 drained = False
                 while taken < self._batch:
+                    if self.late_refusals >= LATE_REFUSALS:
+                        await self._wait_for_pool_room()
                     try:
                         sock, _ = listener.accept()
                     except BlockingIOError:
@@ -153,7 +161,7 @@ class Acceptor:
                     taken += 1  # a herd of 503s and closes counts toward the batch too
                     try:
                         sock.setblocking(False)
-                        if self._refused(sock):
+                        if self._refused(sock, connections):
                             continue
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     except OSError:  # the peer is gone already
@@ -166,38 +174,42 @@ class Acceptor:
                 if self._gc is not None:
                     self._gc.after_accepts(taken, drained=drained)
 
+    async def _wait_for_pool_room(self) -> None:
+        """The refusal pool's overflow policy: accept nothing until one of its places frees;
+        the connections behind wait in the listen backlog."""
+        self.pool_pauses += 1
+        while self.late_refusals >= LATE_REFUSALS:
+            self._pool_room = trio.Event()
+            await self._pool_room.wait()
+
     async def _hold(self, actor: StreamActor) -> None:
         try:
             await actor.run()
         finally:
             self.held -= 1
 
-    def _refused(self, sock: socket.socket) -> bool:
+    def _refused(self, sock: socket.socket, pool: trio.Nursery) -> bool:
         """True if ``sock`` was answered or closed here because the gate refuses everyone now;
         False: hand it to an actor."""
         gate = self._gate
         if (refusal := gate.refusal_for_all(held=self.held)) is None:
             return False
         full = 0 < gate.limits.max_connections <= max(len(gate), self.held)
-        return self._shed(sock, gate, refusal, close_idle=full)
+        return self._shed(sock, gate, refusal, close_idle=full, pool=pool)
 
     def _shed(self, sock: socket.socket, gate: SheddingGate, refusal: Refusal, *,
-              close_idle: bool) -> bool:
+              close_idle: bool, pool: trio.Nursery) -> bool:
         """Answer ``sock`` with ``refusal`` if its request is already here. If not and every
         place is taken (``close_idle``, head-waiting ones included): let the refusal pool answer
-        it, or close it when the pool is full, and return True; otherwise return False to hand
-        the connection to an actor as usual."""
+        it (the accept loop keeps a place free for it) and return True; otherwise return False
+        to hand the connection to an actor as usual."""
         try:
             request = sock.recv(65536)
         except BlockingIOError:
             if not close_idle:
                 return False  # the actor waits for the request under the head deadline
-            if self._nursery is not None and self.late_refusals < LATE_REFUSALS:
-                self.late_refusals += 1
-                self._nursery.start_soon(self._refuse_late, sock, gate, refusal)
-            else:
-                self.closed_idle += 1
-                sock.close()
+            self.late_refusals += 1
+            pool.start_soon(self._refuse_late, sock, gate, refusal)
             return True
         except OSError:
             request = b""
@@ -218,6 +230,7 @@ class Acceptor:
             self._answer(sock, request, gate, refusal)
         finally:
             self.late_refusals -= 1
+            self._pool_room.set()
             sock.close()
 
     def _answer(self, sock: socket.socket, request: bytes, gate: SheddingGate,

@@ -163,6 +163,9 @@ class WorkerCollector(Collector):
             yield _counter("flagstream_idle_connections_closed",
                            "stream connections closed at accept: every place taken and no "
                            "request sent yet", w, self._acceptor.closed_idle)
+            yield _counter("flagstream_refusal_pool_pauses",
+                           "times the stream listener stopped accepting until a place in its "
+                           "refusal pool freed", w, self._acceptor.pool_pauses)
         gate = self._gate
         if gate is not None:
             admission = CounterMetricFamily(

@@ -156,10 +156,10 @@ async def test_idle_connections_count_toward_the_connection_limit(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Two places and a refusal pool of two. Two connections that never send a request take
-    # the places (each actor waits for its head); of the next six, two wait in the pool (and
-    # are closed when they send nothing) and four are closed at accept, without an actor, so
-    # idle connections cannot fill the open-file table. Once the idle ones go, a stream is
-    # served.
+    # the places (each actor waits for its head); the next six go through the pool two at a
+    # time (the rest wait in the listen backlog meanwhile) and are closed when they send
+    # nothing, without an actor, so idle connections cannot fill the open-file table. Once the
+    # idle ones go, a stream is served.
     monkeypatch.setattr(acceptor_module, "LATE_REFUSALS", 2)
     monkeypatch.setattr(acceptor_module, "LATE_REFUSAL_WAIT_S", 0.2)
     directory = await _spy_directory(nursery, StreamGate(GateLimits(max_connections=2)))
@@ -176,7 +176,7 @@ async def test_idle_connections_count_toward_the_connection_limit(
         assert body == b"" and fin
         c.close()
     assert acceptor.closed_idle == 6 and acceptor.held == 2 and directory.lookups == 0
-    assert acceptor.late_refusals == 0
+    assert acceptor.late_refusals == 0 and acceptor.pool_pauses >= 2
     for c in idle:
         c.close()
     with trio.fail_after(5):
@@ -188,6 +188,40 @@ async def test_idle_connections_count_toward_the_connection_limit(
         await trio.lowlevel.wait_readable(client)
     assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
     client.close()
+    listener.close()
+
+
+async def test_a_full_refusal_pool_pauses_accepting_so_late_requests_still_get_their_503(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A reconnect herd at capacity: one place, a pool of two, and eight connections whose
+    # request comes a moment after the handshake. The pool cannot hold them all at once; the
+    # ones behind it wait in the listen backlog instead of being closed (a bare close looks
+    # like a network fault to an SDK), so every one of them gets the 503 with Retry-After.
+    monkeypatch.setattr(acceptor_module, "LATE_REFUSALS", 2)
+    directory = await _spy_directory(nursery, StreamGate(GateLimits(max_connections=1)))
+    listener = _listener()
+    acceptor = Acceptor(listener, directory, directory.counters, StreamLimits())
+    await nursery.start(acceptor.run)
+    idle = _client(listener, send=False)
+    with trio.fail_after(5):
+        while acceptor.held < 1:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    late = [_client(listener, send=False) for _ in range(8)]
+    with trio.fail_after(5):  # the pool is full and the rest are queued behind it
+        while acceptor.late_refusals < 2:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    await trio.sleep(0.05)
+    for c in late:
+        c.sendall(request("/all", ENV.sdk_key))
+    for c in late:
+        body, fin = await _response(c)
+        assert body.startswith(b"HTTP/1.1 503 ") and b"connection limit" in body, body
+        assert fin
+        c.close()
+    assert directory.counters.rejects == {503: 8} and acceptor.closed_idle == 0
+    assert acceptor.pool_pauses >= 1 and acceptor.late_refusals == 0
+    idle.close()
     listener.close()
 
 
