@@ -2,47 +2,65 @@
 
 Reads go straight to :class:`~store.db.FlagDB` (WAL readers never wait for the writer);
 every change goes through the :class:`~store.writer.Writer`, which answers only after the
-commit. Bearer-token auth guards every route, including routes added by ``extra_routes``,
-except ``/healthz``, ``/readyz``, ``/metrics`` and ``/api/v1/openapi.yaml``. The API
-description is open because it holds no secret (the same file ships in the package and in
-the repository) and a client generator or a new operator should read it before holding a
-token.
+commit. The guard authenticates every request (store/auth.py: the bootstrap token, an API
+token or a user's session) and checks the right its route needs in the permission table
+(store/permissions.py), routes added by ``extra_routes`` included: 401 without a valid
+credential, 403 with a message naming the missing right. ``/healthz``, ``/readyz``,
+``/metrics``, ``/api/v1/openapi.yaml`` and signing in need no credential. The API description
+is open because it holds no secret (the same file ships in the package and in the repository)
+and a client generator or a new operator should read it before holding a token.
+
+An environment's ``sdkKey``, ``mobileKey`` and rotated ``oldKeys`` are credentials: they are
+shown only to a principal that may write in that environment (admin, or an editor whose
+scope includes it); anyone else sees ``null`` (the client-side ID is public).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ingest.timefmt import ms_from_text
+from store.account_routes import RIGHTS as ACCOUNT_RIGHTS
+from store.account_routes import register_account_routes
+from store.accounts_db import AccountsDB
 from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
     ApiError,
     actor,
     check_key,
+    current_principal,
     error_response,
     json_response,
     read_json,
-    token_matches,
     write_error_to_api,
 )
+from store.auth import Authenticator
 from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
 from store.db import ROTATABLE, FlagDB
 from store.http_guard import finish_unread_bodies
 from store.importer import ImportRejectedError, plan_import
 from store.patch_request import read_patch
+from store.permissions import (
+    CORE_RIGHTS,
+    ENV_RULE,
+    ITEM_RULE,
+    OPENAPI_PATH,
+    Route,
+    build_table,
+    refusal,
+    right_of,
+)
 from store.records import HistoryFilter
 from store.writer import WriteError, Writer
 
-OPENAPI_PATH = "/api/v1/openapi.yaml"
-_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", OPENAPI_PATH})
-_ITEM = "/api/v1/environments/<env>/<any(flags, segments):kind>"
+_ITEM = ITEM_RULE
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_GRACE_S = 30 * 86400  # a rotated key lives at most 30 days
@@ -53,10 +71,13 @@ HISTORY_KINDS = ("flags", "segments", "environment", "import", "batch")
 
 
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
-                           "mobileKey": env.mobile_key, "clientSideId": env.client_side_id,
-                           "secureMode": env.secure_mode}
-    if env.old_keys:  # rotated keys still in their grace period
+    """The environment as the caller may see it: credentials only with write rights there."""
+    reveal = current_principal().may_write(env.key)
+    out: dict[str, Any] = {"key": env.key, "name": env.name,
+                           "sdkKey": env.sdk_key if reveal else None,
+                           "mobileKey": env.mobile_key if reveal else None,
+                           "clientSideId": env.client_side_id, "secureMode": env.secure_mode}
+    if env.old_keys and reveal:  # rotated keys still in their grace period
         out["oldKeys"] = [{"key": k, "expiresAt": t} for k, t in env.old_keys]
     return out
 
@@ -108,11 +129,20 @@ def create_admin_app(
     max_body_bytes: int = 1_048_576,
     key_grace_s: float = 86400.0,
     extra_routes: Sequence[Callable[[QuartTrio], None]] = (),
+    extra_rights: Sequence[Mapping[Route, str]] = (),
     failures: Failures | None = None,
+    accounts: AccountsDB | None = None,
+    auth: Authenticator | None = None,
 ) -> QuartTrio:
-    """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth;
-    ``failures`` counts what its handlers' boundary contains (``/metrics`` reads it)."""
+    """Build the admin app; ``extra_routes`` registrars add routes that inherit the auth,
+    and ``extra_rights`` their entries of the permission table (each module's ``RIGHTS``);
+    ``failures`` counts what its handlers' boundary contains (``/metrics`` reads it);
+    ``accounts`` (default: the tables in ``db``'s file) or a ready ``auth`` hold the users
+    and tokens besides the bootstrap ``token``."""
     app = QuartTrio(__name__)
+    table = build_table([CORE_RIGHTS, ACCOUNT_RIGHTS, *extra_rights])
+    if auth is None:
+        auth = Authenticator(token, accounts or AccountsDB(db.path))
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     finish_unread_bodies(app)
 
@@ -124,11 +154,27 @@ def create_admin_app(
 
     @app.before_request
     async def _guard() -> Response | None:
-        if request.path in _OPEN_PATHS:
+        rule = request.url_rule
+        right = None if rule is None else right_of(table, request.method, rule.rule)
+        if right == "public":
             return None
-        if not token_matches(request.headers.get("Authorization"), token):
+        principal = await auth.authenticate(request.headers.get("Authorization"))
+        if principal is None:
             log_auth_failure()
             return error_response(401, "missing or invalid bearer token")
+        g.principal = principal
+        if rule is None:  # 404 or 405: routing answers, to authenticated callers only
+            return None
+        if right is None:  # fail closed: see store/permissions.py
+            return error_response(403, f"{request.method} {rule.rule} has no entry in the "
+                                  "permission table: refused to everyone")
+        args = request.view_args or {}
+        env, kind = args.get("env"), args.get("kind")
+        why = refusal(principal, right, env if isinstance(env, str) else None,
+                      kind if isinstance(kind, str) else None,
+                      f"{request.method} {rule.rule}")
+        if why is not None:
+            return error_response(403, why)
         length = request.content_length
         if length is not None and length > max_body_bytes:
             return error_response(413, f"body is larger than {max_body_bytes} bytes")
@@ -229,7 +275,7 @@ def create_admin_app(
         await writer.delete_environment(env, actor=actor())
         return Response(b"", status=204)
 
-    @app.post("/api/v1/environments/<env>/rotate")
+    @app.post(f"{ENV_RULE}/rotate")
     async def rotate(env: str) -> Response:
         require_env(env)
         body = await read_json(max_body_bytes)
@@ -312,6 +358,7 @@ def create_admin_app(
                               "invalid": list(plan.accepted_invalid),
                               "malformed": list(plan.malformed)})
 
+    register_account_routes(app, auth=auth, max_body_bytes=max_body_bytes)
     for register in extra_routes:
         register(app)
     return app

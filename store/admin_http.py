@@ -7,13 +7,13 @@ here once (STYLE.md principle 9): werkzeug's HTTP errors, the writer's refusals 
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
-from quart import Response, request
+from quart import Response, g, request
 
 from flagmodel.validation import is_valid_key
+from store.accounts import Principal
 from store.json_depth import within_depth
 from store.writer import CommitFailedError, ConflictError, InvalidError, NotFoundError, WriteError
 
@@ -27,7 +27,7 @@ PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json",
 _CODES = {
     400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "too_large",
-    415: "unsupported_media_type", 503: "unavailable",
+    415: "unsupported_media_type", 429: "too_many_requests", 503: "unavailable",
 }
 
 
@@ -61,16 +61,6 @@ def write_error_to_api(exc: WriteError) -> ApiError:
     return ApiError(status, "; ".join(exc.errors), details)
 
 
-def token_matches(header: str | None, token: str) -> bool:
-    """Constant-time check of ``Authorization: Bearer <token>``."""
-    if not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
-
-
 def check_key(value: str, what: str) -> str:
     if not is_valid_key(value):
         raise ApiError(400, f"invalid {what} {value[:100]!r}: use 1-256 of A-Z a-z 0-9 . _ -")
@@ -94,7 +84,17 @@ async def read_json(max_bytes: int, allowed: frozenset[str] = JSON_TYPES) -> Any
     return value
 
 
+def current_principal() -> Principal:
+    """Who this request authenticated as (the admin app's guard stored it)."""
+    principal = g.get("principal")
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "missing or invalid bearer token")
+    return principal
+
+
 def actor() -> str:
-    """Who made the change, for the history: ``X-Flagstream-Actor`` or "admin"."""
-    given = request.headers.get("X-Flagstream-Actor", "")
-    return given[:200] if given and given.isprintable() else "admin"
+    """Who made the change, for the history: the authenticated identity (a username,
+    ``token:<name>``, ``token:bootstrap``); "-" before authentication. The
+    ``X-Flagstream-Actor`` header is ignored: a header can add a comment, never change who."""
+    principal = g.get("principal")
+    return principal.name if isinstance(principal, Principal) else "-"

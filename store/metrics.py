@@ -75,6 +75,11 @@ class FailuresCollector(Collector):
         yield family
 
 
+# The permission table entry (store/permissions.py): scrapers read /metrics without a token;
+# it holds counts and environment keys, no credential.
+RIGHTS: dict[tuple[str, str], str] = {("GET", "/metrics"): "public"}
+
+
 def register_metrics_route(app: QuartTrio, *, collectors: list[Collector]) -> None:
     registry = CollectorRegistry(auto_describe=False)
     for c in collectors:

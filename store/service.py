@@ -26,7 +26,9 @@ from quart_trio import QuartTrio
 
 from ingest.insights.consumer import InsightsConfig, run_insights
 from ingest.insights.metrics import InsightsCollector
+from ingest.insights.routes import RIGHTS as INSIGHTS_RIGHTS
 from ingest.insights.routes import register_insights_routes
+from store.accounts_db import AccountsDB
 from store.admin_app import create_admin_app
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
@@ -34,8 +36,13 @@ from store.containment import Failures
 from store.db import FlagDB
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
+from store.metrics import RIGHTS as METRICS_RIGHTS
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
 from store.writer import Writer
+
+# The permission-table entries of the routes run_store adds to the admin app beside its own
+# (store/permissions.py): one module's RIGHTS per registrar in ``extra`` below.
+EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS)
 
 
 class StoreStartError(Exception):
@@ -118,6 +125,7 @@ async def run_store(
 ) -> None:
     """Run the store until cancelled; ``task_status.started((host, port))`` of the admin API."""
     db = _open_db(config.data_dir)
+    accounts = AccountsDB(db.path)  # users, tokens, sessions: tables in the same file
     sockets = config.admin_sockets
     owned: list[socket.socket] = []
     try:
@@ -150,7 +158,9 @@ async def run_store(
                     collectors.append(InsightsCollector(service))
                 app = create_admin_app(writer=writer, db=db, token=config.admin_token,
                                        max_body_bytes=config.max_body_bytes, extra_routes=extra,
-                                       key_grace_s=config.key_grace_s, failures=failures)
+                                       extra_rights=EXTRA_RIGHTS,
+                                       key_grace_s=config.key_grace_s, failures=failures,
+                                       accounts=accounts)
                 hc = base_config(graceful_timeout_s=config.graceful_timeout_s)
                 await nursery.start(partial(
                     worker_serve,
@@ -168,6 +178,7 @@ async def run_store(
     finally:
         for sock in owned:
             sock.close()
+        accounts.close()
         db.close()
 
 

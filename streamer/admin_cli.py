@@ -1,4 +1,5 @@
-"""The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API.
+"""The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API
+(``users|tokens|login``: streamer/admin_cli_accounts.py, registered here).
 
 Output is a plain table for people, or the API's JSON with ``--json`` for scripts. Exit
 codes: 0 done; 1 the API refused (its one-line message on stderr); 2 a usage error or no
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer import admin_cli_accounts as accounts_cli
 from streamer.admin_client import (
     DEFAULT_ADMIN_URL,
     AdminApiError,
@@ -25,7 +27,7 @@ from streamer.admin_client import (
     resolve_target,
 )
 
-COMMANDS = ("flags", "envs", "history")
+COMMANDS = ("flags", "envs", "history", *accounts_cli.COMMANDS)
 DEFAULT_DATA_DIR = "./flagstream-data"
 
 
@@ -101,12 +103,14 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     p.add_argument("--actor", help="changes by this actor only")
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    accounts_cli.add_account_commands(sub, formatter, common)
 
 
 def run_admin(args: argparse.Namespace) -> int:
     try:
         data_dir = args.data_dir or os.environ.get("FLAGSTREAM_DATA_DIR") or DEFAULT_DATA_DIR
-        target = resolve_target(args.admin_url, args.token, Path(data_dir), os.environ)
+        token = args.token or ("-" if args.command in accounts_cli.NO_TOKEN_COMMANDS else None)
+        target = resolve_target(args.admin_url, token, Path(data_dir), os.environ)
         client = AdminClient(target)
         handler = _HANDLERS[(args.command, getattr(args, "action", None))]
         doc, table = handler(client, args)
@@ -245,7 +249,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("flags", "on"): _flags_toggle, ("flags", "off"): _flags_toggle,
     ("flags", "set"): _flags_set, ("flags", "delete"): _flags_delete,
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
-    ("envs", "rotate"): _envs_rotate, ("history", None): _history,
+    ("envs", "rotate"): _envs_rotate, ("history", None): _history, **accounts_cli.HANDLERS,
 }
 
 

@@ -25,6 +25,11 @@ from ingest.insights.consumer import InsightsService
 from ingest.insights.store import FlagInsights
 from ingest.timefmt import iso_from_ms
 
+# The admin app's permission table entries for these routes (store/permissions.py): reads.
+RIGHTS: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/environments/<env>/flags/<key>/insights"): "read",
+    ("GET", "/api/v1/environments/<env>/insights/stale"): "read",
+}
 _DAY_MS = 86_400_000
 _MAX_DAYS = 36_500
 

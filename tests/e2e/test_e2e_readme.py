@@ -146,4 +146,4 @@ def test_the_tour_as_written(node: NodeProcess, tmp_path: Path) -> None:
     assert re.search(r"^new-checkout +off +3 +2 +0$", off, re.M), off
     rows = [line.split() for line in history.splitlines()[1:]]
     assert [(r[2], r[3], r[4], r[5]) for r in rows] == [
-        ("admin", "flags", "new-checkout", v) for v in ("3", "2", "1")]
+        ("token:bootstrap", "flags", "new-checkout", v) for v in ("3", "2", "1")]

@@ -49,6 +49,13 @@ def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
     return err
 
 
+async def token_headers(c: httpx.AsyncClient, name: str, role: str = "editor") -> dict[str, str]:
+    """Headers that authenticate as a new API token ``name`` (actor ``token:<name>``)."""
+    r = await c.post("/api/v1/tokens", json={"name": name, "role": role})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
 async def make_env(c: httpx.AsyncClient, key: str = "prod") -> dict[str, Any]:
     r = await c.post("/api/v1/environments", json={"key": key, "name": key.title()})
     assert r.status_code == 201, r.text
@@ -147,11 +154,11 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
         await client.put(
             "/api/v1/environments/prod/flags/f",
             json={**FLAG, "offVariation": i % 2},
-            headers={"X-Flagstream-Actor": f"user{i}"},
+            headers=await token_headers(client, f"user{i}"),
         )
     r = await client.get("/api/v1/environments/prod/changes", params={"limit": 2})
     page = r.json()
-    assert [c["actor"] for c in page["items"]] == ["user4", "user3"]
+    assert [c["actor"] for c in page["items"]] == ["token:user4", "token:user3"]
     assert page["items"][0]["after"]["version"] == 5 and page["items"][0]["before"]["version"] == 4
     seen = [c["seq"] for c in page["items"]]
     for _ in range(10):
@@ -171,8 +178,9 @@ async def test_changes_are_newest_first_and_paginated(client: httpx.AsyncClient)
 async def test_changes_filters(client: httpx.AsyncClient) -> None:
     await make_env(client)
     base = "/api/v1/environments/prod"
-    for key, who in (("a", "alice"), ("b", "bob"), ("a", "bob")):
-        r = await client.put(f"{base}/flags/{key}", json=FLAG, headers={"X-Flagstream-Actor": who})
+    who = {name: await token_headers(client, name) for name in ("alice", "bob")}
+    for key, name in (("a", "alice"), ("b", "bob"), ("a", "bob")):
+        r = await client.put(f"{base}/flags/{key}", json=FLAG, headers=who[name])
         assert r.status_code in (200, 201), r.text
 
     async def seen(**params: str) -> list[tuple[str, str, str]]:
@@ -180,12 +188,13 @@ async def test_changes_filters(client: httpx.AsyncClient) -> None:
         assert r.status_code == 200, r.text
         return [(c["kind"], c["key"], c["actor"]) for c in r.json()["items"]]
 
-    assert await seen(kind="flags", key="a") == [("flags", "a", "bob"), ("flags", "a", "alice")]
-    assert await seen(actor="alice") == [("flags", "a", "alice")]
-    assert await seen(kind="environment") == [("environment", "prod", "admin")]
+    assert await seen(kind="flags", key="a") == [("flags", "a", "token:bob"),
+                                                 ("flags", "a", "token:alice")]
+    assert await seen(actor="token:alice") == [("flags", "a", "token:alice")]
+    assert await seen(kind="environment") == [("environment", "prod", "token:bootstrap")]
     first = (await client.get(f"{base}/changes")).json()["items"][0]
     assert first["at"].endswith("Z") and isinstance(first["atMs"], int)
-    assert await seen(since=first["at"], actor="bob") == [("flags", "a", "bob")]
+    assert await seen(since=first["at"], actor="token:bob") == [("flags", "a", "token:bob")]
     assert await seen(since=str(first["atMs"] + 1)) == []
     assert len(await seen(since="2020-01-01")) == 4
     for query, name in (("kind=flag", "kind"), ("key=a%20b", "key"), ("since=yesterday", "since"),
@@ -196,19 +205,21 @@ async def test_changes_filters(client: httpx.AsyncClient) -> None:
 
 async def test_audit_lines_for_writes_and_auth_failures(
         client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    alice = await token_headers(client, "alice")  # before the capture: its line is not tested
     caplog.set_level(logging.INFO, logger="flagstream.audit")
     await make_env(client)
     r = await client.put("/api/v1/environments/prod/flags/f", json=FLAG, headers={
-        "X-Flagstream-Actor": "alice", "X-Flagstream-Comment": 'launch "day" actor=mallory'})
+        **alice, "X-Flagstream-Actor": "mallory",  # ignored: the token says who
+        "X-Flagstream-Comment": 'launch "day" actor=mallory'})
     assert r.status_code == 201
     await client.get("/api/v1/environments/prod/flags/f")  # a read: no line
     r = await client.get("/api/v1/environments", headers={"Authorization": "Bearer guess-123"})
     assert r.status_code == 401
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "flagstream.audit"]
     assert lines == [
-        'admin write: actor="admin" method=POST path="/api/v1/environments" env=prod kind=- '
-        "key=- version=- status=201",
-        'admin write: actor="alice" method=PUT path="/api/v1/environments/prod/flags/f" '
+        'admin write: actor="token:bootstrap" method=POST path="/api/v1/environments" env=prod '
+        "kind=- key=- version=- status=201",
+        'admin write: actor="token:alice" method=PUT path="/api/v1/environments/prod/flags/f" '
         'env=prod kind=flags key=f version=1 status=201 comment="launch \\"day\\" actor=mallory"',
         'auth failed: addr=127.0.0.1 method=GET path="/api/v1/environments"',
     ]
@@ -376,16 +387,24 @@ async def test_extra_routes_inherit_auth(tmp_path: Path) -> None:
         async def insights() -> dict[str, Any]:
             return {"ok": True}
 
+        @app.get("/api/v1/unlisted")  # no permission entry: refused to everyone
+        async def unlisted() -> dict[str, Any]:
+            return {"ok": True}
+
     class NoPublisher:
         async def publish(self, msg: Any) -> None:
             pass
 
     db = FlagDB(tmp_path)
     app = create_admin_app(
-        writer=Writer(db, NoPublisher()), db=db, token=TOKEN, extra_routes=[register]
+        writer=Writer(db, NoPublisher()), db=db, token=TOKEN, extra_routes=[register],
+        extra_rights=[{("GET", "/api/v1/insights"): "read"}],
     )
     test_client = app.test_client()
     assert (await test_client.get("/api/v1/insights")).status_code == 401
     r = await test_client.get("/api/v1/insights", headers=AUTH)
     assert r.status_code == 200 and await r.get_json() == {"ok": True}
+    r = await test_client.get("/api/v1/unlisted", headers=AUTH)
+    assert r.status_code == 403 and "no entry in the permission table" in (await r.get_json())[
+        "error"]["message"]
     db.close()
