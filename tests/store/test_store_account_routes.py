@@ -236,3 +236,18 @@ async def test_the_actor_is_who_authenticated_whatever_the_header_says(node: Nod
     qa = (await node.c.get("/api/v1/environments/dev/changes")).json()  # qa is gone; dev stays
     assert all(h["actor"] != "mallory@corp" for h in qa["items"])
     assert rows(node, "SELECT DISTINCT actor FROM history WHERE env = 'qa'") == [("alice",)]
+
+
+async def test_accounts_survive_a_restart_and_revocations_too(tmp_path: Path) -> None:
+    async with open_store(tmp_path, BOOT) as c:
+        await add_user(c, "alice", "viewer")
+        kept = (await c.post("/api/v1/tokens", json={"name": "kept", "role": "viewer"})).json()
+        gone = (await c.post("/api/v1/tokens", json={"name": "gone", "role": "viewer"})).json()
+        assert (await c.delete(f"/api/v1/tokens/{gone['id']}")).status_code == 204
+        session = (await sign_in(c, "alice")).json()["token"]
+    async with open_store(tmp_path, BOOT) as c:  # the same data dir, a new process state
+        assert (await c.get("/api/v1/account", headers=bearer(kept["token"]))).status_code == 200
+        assert (await c.get("/api/v1/account", headers=bearer(gone["token"]))).status_code == 401
+        me = await c.get("/api/v1/account", headers=bearer(session))
+        assert me.status_code == 200 and me.json()["name"] == "alice"
+        assert (await sign_in(c, "alice")).status_code == 201
