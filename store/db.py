@@ -57,6 +57,7 @@ from store.records import (
     HistoryFilter,
     StoredItem,
 )
+from store.webhooks.schema import SCHEMA as WEBHOOK_SCHEMA
 
 DB_FILE = "flagstream.db"
 
@@ -134,6 +135,7 @@ class FlagDB:
         self._wconn.execute("PRAGMA synchronous=FULL")  # see the module docstring
         self._wconn.execute("PRAGMA foreign_keys=ON")
         self._wconn.executescript(_SCHEMA)
+        self._wconn.executescript(WEBHOOK_SCHEMA)  # store/webhooks/db.py
         _add_comment_column(self._wconn)
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))

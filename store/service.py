@@ -12,7 +12,7 @@ import errno
 import socket
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,17 @@ from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import RIGHTS as METRICS_RIGHTS
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
+from store.webhooks.db import WebhookDB
+from store.webhooks.policy import WebhookPolicy
+from store.webhooks.routes import RIGHTS as WEBHOOK_RIGHTS
+from store.webhooks.routes import register_webhook_routes
+from store.webhooks.service import WebhookService
+from store.webhooks.signal import CommitSignal
 from store.writer import Writer
 
 # The permission-table entries of the routes run_store adds to the admin app beside its own
 # (store/permissions.py): one module's RIGHTS per registrar in ``extra`` below.
-EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS)
+EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS)
 
 
 class StoreStartError(Exception):
@@ -68,6 +74,7 @@ class StoreConfig:
     kinesis_endpoint: str | None = None
     key_grace_s: float = 86400.0  # default grace period of a rotated SDK or mobile key
     body_timeout_s: float = 10.0  # a request body must arrive within this (store/http_guard.py)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)  # store/webhooks/policy.py
 
 
 class DBCatalog:
@@ -126,6 +133,11 @@ async def run_store(
     """Run the store until cancelled; ``task_status.started((host, port))`` of the admin API."""
     db = _open_db(config.data_dir)
     accounts = AccountsDB(db.path)  # users, tokens, sessions: tables in the same file
+    try:
+        hooks_db = WebhookDB(db.path)
+    except sqlite3.Error as exc:
+        db.close()
+        raise StoreStartError(f"data dir {config.data_dir} is unusable: {exc}") from None
     sockets = config.admin_sockets
     owned: list[socket.socket] = []
     try:
@@ -140,13 +152,18 @@ async def run_store(
                 await _start(nursery, f"snapshot address {config.snapshot_address}",
                              partial(serve_snapshots, config.snapshot_address, db, epoch=db.epoch))
                 failures = Failures()  # the admin handlers' and the writer's boundaries count here
-                writer = Writer(db, publisher, window_s=config.coalesce_window_s,
+                # The writer announces each commit to the webhooks on its way to the bus.
+                signal = CommitSignal(publisher, db.latest_seq())
+                writer = Writer(db, signal, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s, failures=failures)
                 await nursery.start(writer.run)
+                webhooks = await nursery.start(WebhookService(
+                    hooks_db, signal, policy=config.webhooks, failures=failures).run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
                                                FailuresCollector(failures)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
-                    register_metrics_route, collectors=collectors)]
+                    register_metrics_route, collectors=collectors),
+                    partial(register_webhook_routes, service=webhooks)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,
@@ -179,6 +196,7 @@ async def run_store(
         for sock in owned:
             sock.close()
         accounts.close()
+        hooks_db.close()
         db.close()
 
 

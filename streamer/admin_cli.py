@@ -1,5 +1,6 @@
 """The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API
-(``users|tokens|login``: streamer/admin_cli_accounts.py, registered here).
+(``users|tokens|login``: streamer/admin_cli_accounts.py; ``webhooks``:
+streamer/admin_cli_webhooks.py; registered here).
 
 Output is a plain table for people, or the API's JSON with ``--json`` for scripts. Exit
 codes: 0 done; 1 the API refused (its one-line message on stderr); 2 a usage error or no
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from streamer import admin_cli_accounts as accounts_cli
+from streamer.admin_cli_webhooks import COMMAND as WEBHOOKS
+from streamer.admin_cli_webhooks import HANDLERS as WEBHOOK_HANDLERS
+from streamer.admin_cli_webhooks import add_webhook_commands
 from streamer.admin_client import (
     DEFAULT_ADMIN_URL,
     AdminApiError,
@@ -27,7 +31,7 @@ from streamer.admin_client import (
     resolve_target,
 )
 
-COMMANDS = ("flags", "envs", "history", *accounts_cli.COMMANDS)
+COMMANDS = ("flags", "envs", "history", *accounts_cli.COMMANDS, WEBHOOKS)
 DEFAULT_DATA_DIR = "./flagstream-data"
 
 
@@ -104,6 +108,7 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
     accounts_cli.add_account_commands(sub, formatter, common)
+    add_webhook_commands(sub, common, formatter)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -250,6 +255,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("flags", "set"): _flags_set, ("flags", "delete"): _flags_delete,
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
     ("envs", "rotate"): _envs_rotate, ("history", None): _history, **accounts_cli.HANDLERS,
+    **WEBHOOK_HANDLERS,
 }
 
 

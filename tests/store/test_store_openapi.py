@@ -19,6 +19,7 @@ from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.db import FlagDB
 from store.metrics import register_metrics_route
+from store.webhooks.routes import register_webhook_routes
 from store.writer import Writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,8 @@ def admin_app(db: FlagDB) -> QuartTrio:
     # The same registrars store/service.py adds; registering a route calls nothing of its
     # service, so none is needed to read the routes.
     extra = [partial(register_metrics_route, collectors=[]),
-             partial(register_insights_routes, insights=None)]
+             partial(register_insights_routes, insights=None),
+             partial(register_webhook_routes, service=None)]
     return create_admin_app(writer=Writer(db, NoPublisher()), db=db, token="t",
                             extra_routes=extra)
 

@@ -131,6 +131,17 @@ async def _own_token(c: httpx.AsyncClient, path: str, who: Who) -> str:
     return path.replace("<token_id>", r.json()["id"])
 
 
+async def _webhook(c: httpx.AsyncClient, path: str, who: Who) -> str:
+    # A webhook registered by the bootstrap admin; its URL refuses connections (port 9).
+    r = await c.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+    assert r.status_code == 201, r.text
+    return path.replace("<hook_id>", r.json()["id"])
+
+
+def _new_webhook() -> dict[str, Any]:
+    return {"url": f"http://127.0.0.1:9/hook{next(_unique)}"}
+
+
 def _new_env() -> dict[str, Any]:
     return {"key": f"new{next(_unique)}"}
 
@@ -190,6 +201,15 @@ SAMPLES: dict[tuple[str, str], list[Sample]] = {
     ("GET", "/api/v1/tokens"): [("/api/v1/tokens", None, 200, _none)],
     ("POST", "/api/v1/tokens"): [("/api/v1/tokens", _new_token, 201, _none)],
     ("DELETE", "/api/v1/tokens/<token_id>"): [("/api/v1/tokens/<token_id>", None, 204, _own_token)],
+    ("POST", "/api/v1/webhooks"): [("/api/v1/webhooks", _new_webhook, 201, _none)],
+    ("GET", "/api/v1/webhooks"): [("/api/v1/webhooks", None, 200, _none)],
+    ("GET", "/api/v1/webhooks/<hook_id>"): [("/api/v1/webhooks/<hook_id>", None, 200, _webhook)],
+    ("PATCH", "/api/v1/webhooks/<hook_id>"): [
+        ("/api/v1/webhooks/<hook_id>", {"enabled": False}, 200, _webhook)],
+    ("DELETE", "/api/v1/webhooks/<hook_id>"): [
+        ("/api/v1/webhooks/<hook_id>", None, 204, _webhook)],
+    ("GET", "/api/v1/webhooks/<hook_id>/deliveries"): [
+        ("/api/v1/webhooks/<hook_id>/deliveries", None, 200, _webhook)],
 }
 
 
@@ -256,7 +276,8 @@ async def test_without_a_valid_credential_every_route_but_the_public_ones_is_401
         {}, auth("nope"), auth(revoked["token"]), auth(expired), {"Authorization": BOOT}]
     for (method, rule), samples in SAMPLES.items():
         template, body, ok_status, _ = samples[0]
-        path = template.replace(ENV_PARAM, OWN).replace("<token_id>", "x")
+        path = (template.replace(ENV_PARAM, OWN).replace("<token_id>", "x")
+                .replace("<hook_id>", "x"))
         for headers in credentials:
             r = await _request(c, method, path, body, {"Authorization": "", **headers})
             if TABLE[(method, rule)] == "public":
