@@ -32,6 +32,7 @@ from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
 from store.db import FlagDB
+from store.history_routes import register_history_routes
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
@@ -137,8 +138,10 @@ async def run_store(
                 await nursery.start(writer.run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
                                                FailuresCollector(failures)]
-                extra: list[Callable[[QuartTrio], None]] = [partial(
-                    register_metrics_route, collectors=collectors)]
+                extra: list[Callable[[QuartTrio], None]] = [
+                    partial(register_metrics_route, collectors=collectors),
+                    partial(register_history_routes, db=db, writer=writer,
+                            max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,

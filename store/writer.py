@@ -102,6 +102,8 @@ class _ItemRequest:
 
 @dataclass(frozen=True, slots=True)
 class _ImportRequest:
+    """A change committed at once, after every pending one: an import, or a revert."""
+
     change: ChangeRequest
     ticket: _Ticket
 
@@ -174,6 +176,20 @@ class Writer:
         await self._send.send(_ImportRequest(change, ticket))
         result: CommittedChange = await ticket.wait()
         return result
+
+    async def revert(self, env: str, kind: ItemKind, key: str, data: dict[str, Any], *,
+                     revert_of: int, actor: str = "admin",
+                     comment: str | None = None) -> WriteResult:
+        """Write ``data`` (validated and normalized by the caller: store.history_revert) as
+        the item's next version, recorded in the history as a revert of version
+        ``revert_of``. It is committed at once, after every pending write (as an import
+        is), so it never coalesces with another write and its history row is its own."""
+        ticket = _Ticket()
+        change = ChangeRequest(env, actor, (ItemWrite(kind, key, data),), comment=comment,
+                               revert_of=revert_of)
+        await self._send.send(_ImportRequest(change, ticket))
+        result: CommittedChange = await ticket.wait()
+        return WriteResult(result.items[0].stored, result.items[0].created)
 
     async def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
                                  actor: str = "admin") -> EnvironmentInfo:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.admin_cli_history import HANDLERS as HISTORY_HANDLERS
+from streamer.admin_cli_history import add_history_actions
 from streamer.admin_client import (
     DEFAULT_ADMIN_URL,
     AdminApiError,
@@ -93,14 +95,16 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
                    help="how long the old SDK or mobile key keeps working (default: the "
                    "node's key_grace; client-side IDs have none)")
 
-    p = sub.add_parser("history", help="an environment's change history, newest first",
-                       parents=[common], formatter_class=formatter)
-    p.add_argument("--env", required=True, help="environment key")
+    p = sub.add_parser("history", help="an environment's change history, newest first; "
+                       "diff and revert a flag's versions", parents=[common],
+                       formatter_class=formatter)
+    p.add_argument("--env", help="environment key (required to list the history)")
     p.add_argument("--flag", metavar="KEY", help="one flag's changes only")
     p.add_argument("--kind", choices=("flags", "segments", "environment", "import", "batch"))
     p.add_argument("--actor", help="changes by this actor only")
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    add_history_actions(p, common, formatter)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -222,6 +226,8 @@ def _envs_rotate(c: AdminClient, a: argparse.Namespace) -> _Result:
 
 
 def _history(c: AdminClient, a: argparse.Namespace) -> _Result:
+    if a.env is None:
+        raise UsageError("history: --env is required to list the history")
     if a.flag is not None and a.kind not in (None, "flags"):
         raise UsageError("--flag shows a flag's history: it cannot go with --kind " + a.kind)
     kind = "flags" if a.flag is not None else a.kind
@@ -245,7 +251,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("flags", "on"): _flags_toggle, ("flags", "off"): _flags_toggle,
     ("flags", "set"): _flags_set, ("flags", "delete"): _flags_delete,
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
-    ("envs", "rotate"): _envs_rotate, ("history", None): _history,
+    ("envs", "rotate"): _envs_rotate, ("history", None): _history, **HISTORY_HANDLERS,
 }
 
 
