@@ -103,6 +103,7 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     p.add_argument("--kind", choices=("flags", "segments", "environment", "import", "batch"))
     p.add_argument("--actor", help="changes by this actor only")
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
+    p.add_argument("--until", help="at or before: ISO-8601 or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
     add_history_actions(p, common, formatter)
 
@@ -232,7 +233,7 @@ def _history(c: AdminClient, a: argparse.Namespace) -> _Result:
         raise UsageError("--flag shows a flag's history: it cannot go with --kind " + a.kind)
     kind = "flags" if a.flag is not None else a.kind
     query = {"kind": kind, "key": a.flag, "actor": a.actor, "since": a.since,
-             "limit": str(a.limit)}
+             "until": a.until, "limit": str(a.limit)}
     doc = c.call("GET", path_of("environments", a.env, "changes"), query=query)
     rows = [[str(h["seq"]), str(h["at"]), str(h["actor"]), str(h["kind"]), str(h["key"]),
              _version(h)] for h in doc["items"]]

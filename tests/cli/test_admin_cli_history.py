@@ -36,6 +36,11 @@ def test_diff_and_revert(node: NodeProcess, capsys: pytest.CaptureFixture[str]) 
     assert last["revertOf"] == 1 and last["comment"] == "too early"
     code, out, err = cli(node, capsys, "history", "diff", "histcli", "f1", "1", "99")
     assert code == 1 and out == "" and "version 99" in err and "(HTTP 404)" in err
+    at = last["at"]
+    assert cli_json(node, capsys, "history", "--env", "histcli", "--flag", "f1", "--until",
+                    at)["items"][0]["seq"] == last["seq"]
+    code, out, err = cli(node, capsys, "history", "--env", "histcli", "--until", "soon")
+    assert code == 1 and "query parameter until" in err
     code, out, err = cli(node, capsys, "history")
     assert code == 2 and "--env is required" in err
 

@@ -198,6 +198,8 @@ def test_history_filters(tmp_path: Path) -> None:
     (HistoryFilter(actor="alice"), "history_by_actor"),
     (HistoryFilter(since_ms=1), "history_by_env"),
     (HistoryFilter(actor="alice", since_ms=1), "history_by_actor"),
+    (HistoryFilter(until_ms=1), "history_by_env"),
+    (HistoryFilter(key="a", since_ms=1, until_ms=2), "history_by_key"),
 ])
 def test_history_filters_use_an_index(db: FlagDB, filters: HistoryFilter, index: str) -> None:
     plan = " | ".join(db.history_plan("prod", filters))
