@@ -39,6 +39,8 @@ CASES: list[tuple[str, Any, Any, list[dict[str, Any]]]] = [
      [{"op": "replace", "path": "/rules/0/clauses/0/values",
        "field": "rules[0].clauses[0].values", "old": ["a"], "value": ["a", "b"]},
       {"op": "add", "path": "/rules/1", "field": "rules[1]", "value": RULE}]),
+    ("1.0 is shown when it replaces 1 in an array", {"x": [1]}, {"x": [1.0]},
+     [{"op": "replace", "path": "/x", "field": "x", "old": [1], "value": [1.0]}]),
     ("type change", {"x": [1]}, {"x": {"a": 1}},
      [{"op": "replace", "path": "/x", "field": "x", "old": [1], "value": {"a": 1}}]),
     ("odd member names", {"a/b": 1, "c.d": {"~": 2}}, {"a/b": 2, "c.d": {"~": 3}},
@@ -67,7 +69,8 @@ def test_content_leaves_out_the_version_only() -> None:
 
 
 # JSON values like flags: objects with a few member names, arrays of scalars or objects.
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["a", "b"]))
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([1.0, 0.5]),
+                     st.sampled_from(["a", "b"]))
 _names = st.sampled_from(["on", "rules", "values", "a/b", "~x", "variation"])
 _json = st.recursive(
     _scalars,
