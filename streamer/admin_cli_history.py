@@ -60,10 +60,14 @@ def _diff(c: AdminClient, a: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _revert(c: AdminClient, a: argparse.Namespace) -> tuple[Any, str]:
+    # The comment goes in the body (kept with the change in the history) and in the header
+    # (the audit log line), as `flags on --comment` does.
     body: dict[str, Any] = {"version": a.version}
+    headers: dict[str, str] = {}
     if a.comment:
-        body["comment"] = " ".join(a.comment.split())[:500]
-    doc = c.call("POST", path_of("environments", a.env, "flags", a.flag, "revert"), body)
+        body["comment"] = headers["X-Flagstream-Comment"] = " ".join(a.comment.split())[:500]
+    doc = c.call("POST", path_of("environments", a.env, "flags", a.flag, "revert"), body,
+                 headers=headers)
     return doc, (f"flag {a.flag} in {a.env} now has the content of version {a.version} "
                  f"(new version {doc.get('version')})")
 
