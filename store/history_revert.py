@@ -11,7 +11,10 @@ buckets every context as it did at version N. It is refused, and nothing is writ
   write is valid as a PUT (an SDK reads a missing prerequisite as failed and a missing
   segment as not matching), but a revert promises the old behaviour, and without those
   items version N would evaluate differently than it did. The message names each missing
-  item, so the operator can restore them first (reverting them too) or write the flag.
+  item, so the operator can restore them first (reverting them too) or write the flag. The
+  writer checks this (:func:`missing_references`) after committing every write accepted
+  before the revert and right before committing it, so a pending delete of a named segment
+  cannot slip in between.
 Reverting a deleted item re-creates it; reverting to the current content still writes a
 new version, so the history shows the revert.
 """
@@ -37,11 +40,12 @@ class RevertRefusedError(Exception):
         self.details = details
 
 
-def plan_revert(kind: str, key: str, version: int, old: dict[str, Any] | None,
-                exists: Callable[[str, str], bool]) -> dict[str, Any]:
+def plan_revert(kind: str, key: str, version: int,
+                old: dict[str, Any] | None) -> dict[str, Any]:
     """The item data to write (normalized, without ``version``) to revert ``key`` to
-    ``old``, its JSON at ``version`` (None if unknown); ``exists(kind, key)`` says whether
-    a live item exists now. RevertRefusedError says why not."""
+    ``old``, its JSON at ``version`` (None if unknown); RevertRefusedError says why not.
+    The references are checked apart (:func:`missing_references`), by the writer, right
+    before the commit."""
     what = f'{kind[:-1]} "{key}"'
     if old is None:
         raise RevertRefusedError(404, f"version {version} of {what} is not in the history")
@@ -54,11 +58,17 @@ def plan_revert(kind: str, key: str, version: int, old: dict[str, Any] | None,
         raise RevertRefusedError(
             409, f"version {version} of {what} no longer validates: " + "; ".join(errors[:5]),
             list(errors[:200]))
+    return normalize(kind, key, data)
+
+
+def missing_references(kind: str, key: str, version: int, data: dict[str, Any],
+                       exists: Callable[[str, str], bool]) -> str | None:
+    """Why ``data`` (version ``version``'s content) cannot come back: the prerequisite flags
+    and segments it names that do not exist now (``exists(kind, key)``), or None."""
     refs = references(kind, data)
     missing = [f'prerequisite flag "{k}"' for k in refs.flags if not exists("flags", k)]
     missing += [f'segment "{k}"' for k in refs.segments if not exists("segments", k)]
-    if missing:
-        raise RevertRefusedError(
-            409, f"version {version} of {what} names items that no longer exist: "
-            + ", ".join(missing[:20]) + "; restore them first", missing[:200])
-    return normalize(kind, key, data)
+    if not missing:
+        return None
+    return (f'version {version} of {kind[:-1]} "{key}" names items that no longer exist: '
+            + ", ".join(missing[:20]) + "; restore them first")

@@ -30,7 +30,7 @@ from ingest.timefmt import ms_from_text
 from store.admin_http import ApiError, actor, check_key, json_response, read_json
 from store.bus.envelope import ItemKind
 from store.db import FlagDB
-from store.history_revert import RevertRefusedError, plan_revert
+from store.history_revert import RevertRefusedError, missing_references, plan_revert
 from store.item_diff import content, diff
 from store.item_versions import list_versions, version_json
 from store.records import HistoryEntry, HistoryFilter
@@ -175,17 +175,21 @@ def register_history_routes(app: QuartTrio, *, db: FlagDB, writer: Writer,
             raise ApiError(400, f"comment: expected a string of at most {MAX_COMMENT_CHARS} "
                            "characters")
         old = db.read(partial(version_json, env=env, kind=kind, key=key, version=version))
+        try:
+            data = plan_revert(kind, key, version, old)
+        except RevertRefusedError as exc:
+            raise ApiError(exc.status, exc.message, exc.details) from None
 
         def exists(item_kind: str, item_key: str) -> bool:
             item = db.get_item(env, cast(ItemKind, item_kind), item_key)
             return item is not None and not item.deleted
 
-        try:
-            data = plan_revert(kind, key, version, old, exists)
-        except RevertRefusedError as exc:
-            raise ApiError(exc.status, exc.message, exc.details) from None
-        result = await writer.revert(env, cast(ItemKind, kind), key, data, revert_of=version,
-                                     actor=actor(), comment=comment or None)
+        # Checked by the writer after the writes before it are committed: a delete of a
+        # named segment that is still pending cannot slip between the check and the commit.
+        result = await writer.revert(
+            env, cast(ItemKind, kind), key, data, revert_of=version, actor=actor(),
+            comment=comment or None,
+            precondition=partial(missing_references, kind, key, version, data, exists))
         return json_response(result.item.json)
 
     app.add_url_rule(_CHANGES, "history_changes", changes, methods=["GET"])
