@@ -87,30 +87,32 @@ async def test_a_version_an_import_wrote_and_a_recreated_environment(
 
 async def test_changes_carry_a_diff_and_filter_by_time(client: httpx.AsyncClient) -> None:
     await make_env(client)
-    for i in range(4):
-        await put(client, "flags/f", {**FLAG, "offVariation": i % 2}, who=f"u{i % 2}")
+    for i in range(6):
+        await put(client, f"flags/{'ab'[i % 2]}", {**FLAG, "offVariation": i // 2 % 2})
     items = (await client.get(f"{BASE}/changes")).json()["items"]
     assert items[0]["diff"] == [{"op": "replace", "path": "/offVariation",
-                                 "field": "offVariation", "old": 0, "value": 1}]
-    created = items[3]["diff"]
+                                 "field": "offVariation", "old": 1, "value": 0}]
+    created = items[5]["diff"]
     assert {"op": "add", "path": "/on", "field": "on", "value": True} in created
-    assert "diff" not in items[4]  # the environment's creation
+    assert "diff" not in items[6]  # the environment's creation
     at = [i["atMs"] for i in items]
     got = (await client.get(f"{BASE}/changes", params={"until": at[2], "kind": "flags"})).json()
-    assert [i["seq"] for i in got["items"]] == [i["seq"] for i in items[2:4]
+    assert [i["seq"] for i in got["items"]] == [i["seq"] for i in items[:6]
                                                 if i["atMs"] <= at[2]]
+    assert items[2]["seq"] in [i["seq"] for i in got["items"]]  # inclusive
     assert (await client.get(f"{BASE}/changes", params={"until": "1970-01-01"})).json() == {
         "items": [], "next": None}
-    # paging under filters: every u1 change once, newest first, whatever the page size
+    # paging under filters: every change of flag b once, newest first, one per page
     seen: list[int] = []
-    params: dict[str, Any] = {"actor": "u1", "limit": 1, "until": at[0], "since": at[-1]}
+    params: dict[str, Any] = {"kind": "flags", "key": "b", "limit": 1, "until": at[0],
+                              "since": at[-1]}
     for _ in range(10):
         page = (await client.get(f"{BASE}/changes", params=params)).json()
         seen += [i["seq"] for i in page["items"]]
         if page["next"] is None:
             break
         params["before"] = page["next"]
-    assert seen == [i["seq"] for i in items if i["actor"] == "u1"]
+    assert seen == [i["seq"] for i in items if i["key"] == "b"] and len(seen) == 3
     for query, name in (("until=tomorrow", "until"), (f"since={at[0] + 1}&until={at[0]}",
                                                        "since")):
         assert name in error_of(await client.get(f"{BASE}/changes?{query}"), 400)["message"]
@@ -119,15 +121,18 @@ async def test_changes_carry_a_diff_and_filter_by_time(client: httpx.AsyncClient
 async def test_revert(client: httpx.AsyncClient) -> None:
     await make_env(client)
     v1 = await put(client, "flags/f", {**FLAG, "offVariation": 1})
-    await put(client, "flags/f", {**FLAG, "on": False, "variations": [True, False, True]})
+    await put(client, "flags/f", {**FLAG, "on": False, "variations": [True, False, True]},
+              who="ann")
     r = await client.post(f"{BASE}/flags/f/revert", json={"version": 1, "comment": "bad rollout"},
                           headers={"X-Flagstream-Actor": "ann"})
     assert r.status_code == 200, r.text
     v3 = r.json()
     assert v3["version"] == 3 and {**v3, "version": 1} == v1  # v1's content, the salt too
     assert (await client.get(f"{BASE}/flags/f")).json() == v3
-    change = (await client.get(f"{BASE}/changes")).json()["items"][0]
-    assert change["revertOf"] == 1 and change["actor"] == "ann"
+    change, put_change = (await client.get(f"{BASE}/changes")).json()["items"][:2]
+    # the revert records actor() as a write does (sent the same way: the same actor)
+    assert change["revertOf"] == 1 and change["actor"] == put_change["actor"] != ""
+    assert "revertOf" not in put_change
     assert change["comment"] == "bad rollout" and change["after"] == v3
     listed = (await client.get(f"{BASE}/flags/f/versions")).json()["items"][0]
     assert listed["version"] == 3 and listed["revertOf"] == 1
