@@ -25,7 +25,6 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ingest.timefmt import ms_from_text
 from store.account_routes import RIGHTS as ACCOUNT_RIGHTS
 from store.account_routes import register_account_routes
 from store.accounts_db import AccountsDB
@@ -57,17 +56,12 @@ from store.permissions import (
     refusal,
     right_of,
 )
-from store.records import HistoryFilter
 from store.writer import WriteError, Writer
 
 _ITEM = ITEM_RULE
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 MAX_GRACE_S = 30 * 86400  # a rotated key lives at most 30 days
 # An environment's PATCH is a JSON merge patch of its two changeable fields.
 ENV_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
-# The kinds of change the history records (see FlagDB.commit and the environment writes).
-HISTORY_KINDS = ("flags", "segments", "environment", "import", "batch")
 
 
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
@@ -82,38 +76,10 @@ def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
     return out
 
 
-def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ApiError(400, f"query parameter {name} must be an integer from {lo} to {hi}")
-    return int(raw)
-
-
 def _env_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise ApiError(400, "name: expected a non-empty string of at most 256 characters")
     return name
-
-
-def history_filter() -> HistoryFilter:
-    """The ``kind``, ``key``, ``actor`` and ``since`` query parameters of ``.../changes``."""
-    kind = request.args.get("kind") or None
-    if kind is not None and kind not in HISTORY_KINDS:
-        raise ApiError(400, f"query parameter kind must be one of {', '.join(HISTORY_KINDS)}")
-    key = request.args.get("key") or None
-    if key is not None:
-        check_key(key, "query parameter key")
-    who = request.args.get("actor") or None
-    if who is not None and (len(who) > 200 or not who.isprintable()):
-        raise ApiError(400, "query parameter actor must be at most 200 printable characters")
-    since_raw = request.args.get("since") or None
-    try:
-        since = None if since_raw is None else ms_from_text(since_raw)
-    except ValueError as exc:
-        raise ApiError(400, f"query parameter since: {exc}") from None
-    return HistoryFilter(kind, key, who, since)
 
 
 def openapi_document() -> bytes:
@@ -328,17 +294,6 @@ def create_admin_app(
         check_key(key, "key")
         await writer.delete(env, cast(ItemKind, kind), key, actor=actor())
         return Response(b"", status=204)
-
-    @app.get("/api/v1/environments/<env>/changes")
-    async def changes(env: str) -> Response:
-        require_env(env)
-        limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
-        before = _int_arg("before", None, 1, 2**62)
-        rows = db.history(env, limit=limit + 1, before=before, filters=history_filter())
-        page = rows[:limit]
-        more = len(rows) > limit
-        return json_response({"items": [r.as_dict() for r in page],
-                              "next": page[-1].seq if more and page else None})
 
     @app.post("/api/v1/environments/<env>/import")
     async def import_data(env: str) -> Response:

@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
@@ -49,6 +50,7 @@ from store.bus.envelope import (
     Snapshot,
 )
 from store.credentials import new_env_credentials
+from store.item_versions import prepare as prepare_versions
 from store.records import (
     ChangeRequest,
     CommittedChange,
@@ -60,6 +62,7 @@ from store.records import (
 from store.webhooks.schema import SCHEMA as WEBHOOK_SCHEMA
 
 DB_FILE = "flagstream.db"
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,6 +140,7 @@ class FlagDB:
         self._wconn.executescript(_SCHEMA)
         self._wconn.executescript(WEBHOOK_SCHEMA)  # store/webhooks/db.py
         _add_comment_column(self._wconn)
+        prepare_versions(self._wconn)  # revert_of and the version indexes (item_versions.py)
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
         self.epoch: str = self._wconn.execute(
@@ -218,7 +222,12 @@ class FlagDB:
             rows = conn.execute(sql, args).fetchall()
         return [HistoryEntry(r[0], r[1], r[2], r[3], r[4], r[5],
                              None if r[6] is None else r[6].encode(),
-                             None if r[7] is None else r[7].encode(), r[8]) for r in rows]
+                             None if r[7] is None else r[7].encode(), r[8], r[9]) for r in rows]
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(conn)`` on a pooled read connection, for modules that own their SQL."""
+        with self._reader() as conn:
+            return fn(conn)
 
     def history_plan(self, env: str, filters: HistoryFilter) -> list[str]:
         """SQLite's query plan of :meth:`history` with ``filters`` (tests check the index)."""
@@ -398,7 +407,8 @@ class FlagDB:
                         for k in ("flags", "segments")})
                 seq = _history(conn, req.env, kind, key, req.actor, now_ms,
                                None if before is None else before.decode(),
-                               None if after is None else after.decode(), req.comment)
+                               None if after is None else after.decode(), req.comment,
+                               req.revert_of)
                 change = Change(seq, req.env, tuple(
                     ItemChange(c.stored.kind, c.stored.key, c.stored.version,
                                None if c.stored.deleted else c.stored.json) for c in committed))
@@ -451,7 +461,8 @@ def _history_query(env: str, limit: int, before: int | None,
     history of the environment to fill a page. ``since`` becomes a lower bound on ``seq``:
     the seq of the first change at or after that time, found in history_by_time in one
     lookup, so every filter walks its seq index from the newest row down and stops after one
-    page. (Times follow seqs: one writer stamps them in commit order. After a step back of
+    page; ``until`` likewise becomes an upper bound (the seq of the last change at or before
+    that time). (Times follow seqs: one writer stamps them in commit order. After a step back of
     the wall clock, a change committed before the boundary with a later time is left out.)
     """
     where = ["env = ?", "seq < ?"]
@@ -464,17 +475,24 @@ def _history_query(env: str, limit: int, before: int | None,
         where.append("at_ms >= ? AND seq >= (SELECT seq FROM history INDEXED BY history_by_time"
                      " WHERE env = ? AND at_ms >= ? ORDER BY at_ms, seq LIMIT 1)")
         args += [f.since_ms, env, f.since_ms]
+    if f.until_ms is not None:  # the mirror image of since: an upper bound on seq
+        where.append("at_ms <= ? AND seq <= (SELECT seq FROM history INDEXED BY history_by_time"
+                     " WHERE env = ? AND at_ms <= ? ORDER BY at_ms DESC, seq DESC LIMIT 1)")
+        args += [f.until_ms, env, f.until_ms]
     index = ("history_by_key" if f.key is not None else "history_by_actor"
              if f.actor is not None else "history_by_env")
-    return ("SELECT seq, env, kind, key, actor, at_ms, before, after, comment FROM history"
+    return ("SELECT seq, env, kind, key, actor, at_ms, before, after, comment, revert_of"
+            " FROM history"
             f" INDEXED BY {index} WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
             (*args, limit))
 
 
 def _history(conn: sqlite3.Connection, env: str, kind: str, key: str, actor: str, at_ms: int,
-             before: str | None, after: str | None, comment: str | None = None) -> int:
+             before: str | None, after: str | None, comment: str | None = None,
+             revert_of: int | None = None) -> int:
     cur = conn.execute(
-        "INSERT INTO history (env, kind, key, actor, at_ms, before, after, comment)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (env, kind, key, actor, at_ms, before, after, comment))
+        "INSERT INTO history (env, kind, key, actor, at_ms, before, after, comment, revert_of)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (env, kind, key, actor, at_ms, before, after, comment, revert_of))
     assert cur.lastrowid is not None
     return cur.lastrowid

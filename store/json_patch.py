@@ -129,7 +129,7 @@ def _apply_one(doc: Any, op: dict[str, Any], budget: list[int]) -> Any:
                 found = _get(doc, path)
             except PatchError as exc:  # a missing target is a failed test, not a bad patch
                 raise PatchConflictError(f"test failed: {exc.message}") from None
-            if not _json_equal(found, op["value"]):
+            if not json_equal(found, op["value"]):
                 raise PatchConflictError("test failed: the value differs")
             return doc
 
@@ -153,16 +153,16 @@ def _count_values(value: Any, limit: int) -> int:
     return count
 
 
-def _json_equal(a: Any, b: Any) -> bool:
+def json_equal(a: Any, b: Any) -> bool:
     """JSON equality (RFC 6902 §4.6): unlike Python's ``==``, true is not 1."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a is b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
     return type(a) is type(b) and bool(a == b)
 
 

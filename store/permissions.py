@@ -52,7 +52,6 @@ CORE_RIGHTS: dict[Route, Right] = {
     ("PUT", f"{ITEM_RULE}/<key>"): "write",
     ("PATCH", f"{ITEM_RULE}/<key>"): "write",
     ("DELETE", f"{ITEM_RULE}/<key>"): "write",
-    ("GET", f"{ENV_RULE}/changes"): "read",
     ("POST", f"{ENV_RULE}/import"): "write",
 }
 

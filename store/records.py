@@ -40,6 +40,7 @@ class ChangeRequest:
     items: tuple[ItemWrite, ...]
     label: str | None = None
     comment: str | None = None  # why, in the client's words (a semantic patch's comment)
+    revert_of: int | None = None  # a revert: the version whose content this restores
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class HistoryFilter:
     key: str | None = None
     actor: str | None = None
     since_ms: int | None = None  # at or after
+    until_ms: int | None = None  # at or before
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class HistoryEntry:
     before: bytes | None
     after: bytes | None
     comment: str | None = None
+    revert_of: int | None = None  # a revert (store/history_revert.py): the restored version
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -98,4 +101,6 @@ class HistoryEntry:
         }
         if self.comment is not None:
             out["comment"] = self.comment
+        if self.revert_of is not None:
+            out["revertOf"] = self.revert_of
         return out

@@ -34,6 +34,8 @@ from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
 from store.db import FlagDB
+from store.history_routes import RIGHTS as HISTORY_RIGHTS
+from store.history_routes import register_history_routes
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import RIGHTS as METRICS_RIGHTS
@@ -48,7 +50,7 @@ from store.writer import Writer
 
 # The permission-table entries of the routes run_store adds to the admin app beside its own
 # (store/permissions.py): one module's RIGHTS per registrar in ``extra`` below.
-EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS)
+EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS, HISTORY_RIGHTS)
 
 
 class StoreStartError(Exception):
@@ -163,7 +165,9 @@ async def run_store(
                                                FailuresCollector(failures)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
                     register_metrics_route, collectors=collectors),
-                    partial(register_webhook_routes, service=webhooks)]
+                    partial(register_webhook_routes, service=webhooks),
+                    partial(register_history_routes, db=db, writer=writer,
+                            max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,

@@ -102,8 +102,15 @@ class _ItemRequest:
 
 @dataclass(frozen=True, slots=True)
 class _ImportRequest:
+    """A change committed at once, after every pending one: an import, or a revert.
+
+    ``precondition`` runs in the actor after the pending writes are committed and before
+    this change is, so nothing can come between its reads and the commit; a message it
+    returns refuses the change (409)."""
+
     change: ChangeRequest
     ticket: _Ticket
+    precondition: Callable[[], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +181,22 @@ class Writer:
         await self._send.send(_ImportRequest(change, ticket))
         result: CommittedChange = await ticket.wait()
         return result
+
+    async def revert(self, env: str, kind: ItemKind, key: str, data: dict[str, Any], *,
+                     revert_of: int, actor: str = "admin", comment: str | None = None,
+                     precondition: Callable[[], str | None] | None = None) -> WriteResult:
+        """Write ``data`` (validated and normalized by the caller: store.history_revert) as
+        the item's next version, recorded in the history as a revert of version
+        ``revert_of``. It is committed at once, after every pending write (as an import
+        is), so it never coalesces with another write and its history row is its own.
+        ``precondition`` (e.g. "the items it names exist") is checked right before the
+        commit, against the store with every earlier write committed; its message is a 409."""
+        ticket = _Ticket()
+        change = ChangeRequest(env, actor, (ItemWrite(kind, key, data),), comment=comment,
+                               revert_of=revert_of)
+        await self._send.send(_ImportRequest(change, ticket, precondition))
+        result: CommittedChange = await ticket.wait()
+        return WriteResult(result.items[0].stored, result.items[0].created)
 
     async def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
                                  actor: str = "admin") -> EnvironmentInfo:
@@ -248,10 +271,21 @@ class Writer:
                     ticket.resolve(error=_rejection_error(rejected))
                 else:
                     self._writes += 1
-            case _ImportRequest(change, ticket):
+            case _ImportRequest(change, ticket, precondition):
                 if not self._env_exists(change.env):
                     ticket.resolve(error=NotFoundError(f'environment "{change.env}" not found'))
                     return
+                if precondition is not None:
+                    await self._commit(self._coalescer.take_all())
+                    with self._contained.contain("writer", f"checking {change.env}") as outcome:
+                        problem = precondition()
+                    if outcome.error is not None:
+                        ticket.resolve(error=CommitFailedError(
+                            "the store could not check this write; nothing was written"))
+                        return
+                    if problem is not None:
+                        ticket.resolve(error=ConflictError(problem))
+                        return
                 await self._commit(self._coalescer.take_all(), (change, ticket))
             case _EnvRequest(key, name, secure_mode, actor, ticket):
                 await self._create_env(key, name, secure_mode, actor, ticket)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from streamer import admin_cli_accounts as accounts_cli
+from streamer.admin_cli_history import HANDLERS as HISTORY_HANDLERS
+from streamer.admin_cli_history import add_history_actions
 from streamer.admin_cli_webhooks import COMMAND as WEBHOOKS
 from streamer.admin_cli_webhooks import HANDLERS as WEBHOOK_HANDLERS
 from streamer.admin_cli_webhooks import add_webhook_commands
@@ -99,16 +101,19 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
                    help="how long the old SDK or mobile key keeps working (default: the "
                    "node's key_grace; client-side IDs have none)")
 
-    p = sub.add_parser("history", help="an environment's change history, newest first",
-                       parents=[common], formatter_class=formatter)
-    p.add_argument("--env", required=True, help="environment key")
+    p = sub.add_parser("history", help="an environment's change history, newest first; "
+                       "diff and revert a flag's versions", parents=[common],
+                       formatter_class=formatter)
+    p.add_argument("--env", help="environment key (required to list the history)")
     p.add_argument("--flag", metavar="KEY", help="one flag's changes only")
     p.add_argument("--kind", choices=("flags", "segments", "environment", "import", "batch"))
     p.add_argument("--actor", help="changes by this actor only")
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
+    p.add_argument("--until", help="at or before: ISO-8601 or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
     accounts_cli.add_account_commands(sub, formatter, common)
     add_webhook_commands(sub, common, formatter)
+    add_history_actions(p, common, formatter)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -231,11 +236,13 @@ def _envs_rotate(c: AdminClient, a: argparse.Namespace) -> _Result:
 
 
 def _history(c: AdminClient, a: argparse.Namespace) -> _Result:
+    if a.env is None:
+        raise UsageError("history: --env is required to list the history")
     if a.flag is not None and a.kind not in (None, "flags"):
         raise UsageError("--flag shows a flag's history: it cannot go with --kind " + a.kind)
     kind = "flags" if a.flag is not None else a.kind
     query = {"kind": kind, "key": a.flag, "actor": a.actor, "since": a.since,
-             "limit": str(a.limit)}
+             "until": a.until, "limit": str(a.limit)}
     doc = c.call("GET", path_of("environments", a.env, "changes"), query=query)
     rows = [[str(h["seq"]), str(h["at"]), str(h["actor"]), str(h["kind"]), str(h["key"]),
              _version(h)] for h in doc["items"]]
@@ -254,8 +261,8 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("flags", "on"): _flags_toggle, ("flags", "off"): _flags_toggle,
     ("flags", "set"): _flags_set, ("flags", "delete"): _flags_delete,
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
-    ("envs", "rotate"): _envs_rotate, ("history", None): _history, **accounts_cli.HANDLERS,
-    **WEBHOOK_HANDLERS,
+    ("envs", "rotate"): _envs_rotate, ("history", None): _history, **HISTORY_HANDLERS,
+    **accounts_cli.HANDLERS, **WEBHOOK_HANDLERS,
 }
 
 

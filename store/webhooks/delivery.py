@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import trio
 
+from store.item_diff import change_json
 from store.records import HistoryEntry
 from store.webhooks.db import Webhook, WebhookDB, delivery_id
 from store.webhooks.policy import WebhookPolicy, backoff_delay, gives_up, is_success, matches
@@ -43,8 +44,8 @@ Offload = Callable[..., Awaitable[Any]]
 
 
 def delivery_body(entry: HistoryEntry, webhook_id: str) -> bytes:
-    """The JSON a webhook receives for one change."""
-    doc: dict[str, Any] = entry.as_dict()
+    """The JSON a webhook receives for one change: the record ``.../changes`` shows."""
+    doc: dict[str, Any] = change_json(entry)
     doc["webhookId"] = webhook_id
     doc["deliveryId"] = delivery_id(webhook_id, entry.seq)
     return orjson.dumps(doc)

@@ -19,8 +19,9 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from store.admin_app import ENV_PATCH_TYPES, HISTORY_KINDS
+from store.admin_app import ENV_PATCH_TYPES
 from store.admin_http import ApiError, actor, check_key, json_response, read_json
+from store.history_routes import HISTORY_KINDS
 from store.webhooks.db import TooManyWebhooksError, Webhook
 from store.webhooks.policy import MAX_FILTER_ITEMS, secret_problem, url_problem
 from store.webhooks.service import WebhookService

@@ -184,8 +184,10 @@ def request_bytes(route: Route, sec: SecurityNode, *, cred: str = "", path: dict
     target = route.path.encode()
     for name, raw in fill.items():
         target = target.replace(name, raw)
-    if query or route.path.startswith("/a/"):
-        target += b"?" + (query or b"d=" + b64url(b"[]").encode())
+    if query or route.default_query:
+        target += b"?" + (query or route.default_query.encode())
+    elif route.path.startswith("/a/"):
+        target += b"?d=" + b64url(b"[]").encode()
     lines = [route.method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1",
              b"User-Agent: flagstream-security"]
     if route.cred in (Cred.SDK, Cred.MOBILE):
@@ -230,6 +232,8 @@ def valid_body(body: Body) -> bytes:
             return b'{"key": "sdk", "graceSeconds": 0}'
         case Body.IMPORT:
             return orjson.dumps({"flags": {"imported": bool_flag()}})
+        case Body.REVERT:
+            return b'{"version": 1}'
     raise ValueError(body)
 
 

@@ -3,8 +3,8 @@
 Read from ``streamer/http_head.py`` and ``streamer/client_streams.py`` (stream listener),
 ``streamer/sdk_app.py``, ``streamer/clientside_app.py``, ``ingest/http.py`` and
 ``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py``,
-``store/account_routes.py`` and ``ingest/insights/routes.py`` (admin listener);
-``store/openapi.yaml`` documents the last.
+``store/account_routes.py``, ``store/history_routes.py``, ``store/webhooks/routes.py`` and
+``ingest/insights/routes.py`` (admin listener); ``store/openapi.yaml`` documents the last.
 A route's path is a template: ``{cred}`` is the credential when the route takes it in the
 path (an environment ID), ``{b64}`` a base64url context, ``{env}`` the environment key the
 admin routes write to (a victim environment, so that no probe changes the one the
@@ -39,6 +39,7 @@ class Body(enum.Enum):
     NEW_ENV = "new environment"
     ROTATE = "rotate"
     IMPORT = "import"
+    REVERT = "revert"  # POST .../revert: {"version": N}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Route:
     body: Body = Body.NONE
     query: tuple[str, ...] = ()  # the parameters the route reads
     alias: bool = False  # another path to the same handler as a route before it
+    default_query: str = ""  # sent when a probe sends no query (a route that needs one)
 
     @property
     def label(self) -> str:
@@ -120,7 +122,8 @@ def _admin() -> list[Route]:
         Route(a, "GET", "/api/v1/environments", Cred.ADMIN),
         Route(a, "GET", env, Cred.ADMIN),
         Route(a, "POST", env + "/rotate", Cred.ADMIN, Body.ROTATE),
-        Route(a, "GET", env + "/changes", Cred.ADMIN, query=("limit", "before")),
+        Route(a, "GET", env + "/changes", Cred.ADMIN,
+              query=("limit", "before", "kind", "key", "actor", "since", "until")),
         Route(a, "POST", env + "/import", Cred.ADMIN, Body.IMPORT, ("lenient",)),
         Route(a, "GET", env + "/flags/{key}/insights", Cred.ADMIN),
         Route(a, "GET", env + "/insights/stale", Cred.ADMIN, query=("days",)),
@@ -138,6 +141,11 @@ def _admin() -> list[Route]:
             Route(a, "PATCH", item, Cred.ADMIN,
                   Body.MERGE_PATCH if kind == "flags" else Body.SEGMENT_PATCH),
             Route(a, "DELETE", item, Cred.ADMIN),
+            Route(a, "GET", f"{item}/versions", Cred.ADMIN, query=("limit", "before")),
+            Route(a, "GET", f"{item}/versions/1", Cred.ADMIN),
+            Route(a, "GET", f"{item}/diff", Cred.ADMIN, query=("from", "to"),
+                  default_query="from=1&to=1"),
+            Route(a, "POST", f"{item}/revert", Cred.ADMIN, Body.REVERT),
         ]
     return routes
 

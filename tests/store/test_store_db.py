@@ -183,6 +183,15 @@ def test_history_filters(tmp_path: Path) -> None:
             ({"since_ms": 1700000180000}, [("flags", "a", "bob"), ("segments", "a", "alice")]),
             ({"actor": "bob", "since_ms": 1700000180000}, [("flags", "a", "bob")]),
             ({"actor": "nobody"}, []),
+            ({"until_ms": 1700000120000}, [("flags", "b", "bob"), ("flags", "a", "alice"),
+                                           ("environment", "prod", "ops")]),
+            ({"until_ms": 1700000119999}, [("flags", "a", "alice"),
+                                           ("environment", "prod", "ops")]),
+            ({"since_ms": 1700000120000, "until_ms": 1700000180000},
+             [("segments", "a", "alice"), ("flags", "b", "bob")]),
+            ({"key": "a", "until_ms": 1700000180000}, [("segments", "a", "alice"),
+                                                       ("flags", "a", "alice")]),
+            ({"until_ms": 1699999999999}, []),
         ]
         for kw, expected in table:
             assert keys(**kw) == expected, kw
@@ -198,6 +207,8 @@ def test_history_filters(tmp_path: Path) -> None:
     (HistoryFilter(actor="alice"), "history_by_actor"),
     (HistoryFilter(since_ms=1), "history_by_env"),
     (HistoryFilter(actor="alice", since_ms=1), "history_by_actor"),
+    (HistoryFilter(until_ms=1), "history_by_env"),
+    (HistoryFilter(key="a", since_ms=1, until_ms=2), "history_by_key"),
 ])
 def test_history_filters_use_an_index(db: FlagDB, filters: HistoryFilter, index: str) -> None:
     plan = " | ".join(db.history_plan("prod", filters))

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.db import FlagDB
+from store.history_routes import register_history_routes
 from store.metrics import register_metrics_route
 from store.webhooks.routes import register_webhook_routes
 from store.writer import Writer
@@ -37,11 +38,12 @@ class NoPublisher:
 def admin_app(db: FlagDB) -> QuartTrio:
     # The same registrars store/service.py adds; registering a route calls nothing of its
     # service, so none is needed to read the routes.
+    writer = Writer(db, NoPublisher())
     extra = [partial(register_metrics_route, collectors=[]),
              partial(register_insights_routes, insights=None),
-             partial(register_webhook_routes, service=None)]
-    return create_admin_app(writer=Writer(db, NoPublisher()), db=db, token="t",
-                            extra_routes=extra)
+             partial(register_webhook_routes, service=None),
+             partial(register_history_routes, db=db, writer=writer)]
+    return create_admin_app(writer=writer, db=db, token="t", extra_routes=extra)
 
 
 def openapi_path(rule: str) -> str:

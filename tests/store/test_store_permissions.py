@@ -181,6 +181,18 @@ SAMPLES: dict[tuple[str, str], list[Sample]] = {
         (f"{E}/flags/gone", None, 204, _item_to_delete),
         (f"{E}/segments/gone", None, 204, _item_to_delete)],
     ("GET", f"{E}/changes"): [(f"{E}/changes", None, 200, _none)],
+    ("GET", f"{E}/<any(flags, segments):kind>/<key>/versions"): [
+        (f"{E}/flags/f/versions", None, 200, _none),
+        (f"{E}/segments/s/versions", None, 200, _none)],
+    ("GET", f"{E}/<any(flags, segments):kind>/<key>/versions/<version>"): [
+        (f"{E}/flags/f/versions/1", None, 200, _none),
+        (f"{E}/segments/s/versions/1", None, 200, _none)],
+    ("GET", f"{E}/<any(flags, segments):kind>/<key>/diff"): [
+        (f"{E}/flags/f/diff?from=1&to=1", None, 200, _none),
+        (f"{E}/segments/s/diff?from=1&to=1", None, 200, _none)],
+    ("POST", f"{E}/<any(flags, segments):kind>/<key>/revert"): [
+        (f"{E}/flags/f/revert", {"version": 1}, 200, _none),
+        (f"{E}/segments/s/revert", {"version": 1}, 200, _none)],
     ("POST", f"{E}/import"): [(f"{E}/import", {"flags": {"imp": FLAG}}, 200, _none)],
     ("GET", f"{E}/flags/<key>/insights"): [(f"{E}/flags/f/insights", None, 200, _none)],
     ("GET", f"{E}/insights/stale"): [(f"{E}/insights/stale", None, 200, _none)],
