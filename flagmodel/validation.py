@@ -184,7 +184,7 @@ def _check_var_or_rollout(errs: Errors, path: str, obj: dict[str, Any], n_variat
     has_ro = obj.get("rollout") is not None
     if has_var == has_ro:
         which = "both" if has_var else "neither"
-        errs.append(f'{path or "(root)"}: needs exactly one of "variation" and "rollout", '
+        errs.append(f'{path}: needs exactly one of "variation" and "rollout", '
                     f"has {which}")
     _check_variation(errs, obj, path, "variation", n_variations)
     ro = _typed(obj, "rollout", "object")

@@ -175,10 +175,19 @@ def test_chunked_decoder_decides_any_bytes_the_same_however_split(
 @SETTINGS
 @given(json_values, st.sampled_from(list(PayloadKind)))
 def test_parse_events_any_json(doc: Any, kind: PayloadKind) -> None:
+    # Refused only when the shape is wrong: a diagnostic that is not an object, an analytics
+    # body that is not an array, or one with an event that is not an object with a non-empty
+    # string kind or whose kind has fields of its own to check (feature, debug, summary).
     try:
         events = parse_events(orjson.dumps(doc), kind)
     except PayloadRejected as exc:
         assert exc.status in (400, 413) and exc.message
+        if kind is PayloadKind.DIAGNOSTIC:
+            assert not isinstance(doc, dict)
+        else:
+            assert not isinstance(doc, list) or any(
+                not isinstance(e, dict) or not isinstance(e.get("kind"), str) or not e["kind"]
+                or e["kind"] in ("feature", "debug", "summary") for e in doc)
         return
     assert all(isinstance(e, dict) for e in events)
     if kind is PayloadKind.ANALYTICS:
@@ -219,13 +228,21 @@ def test_parse_events_any_bytes(body: bytes, kind: PayloadKind) -> None:
 def test_decode_body_never_exceeds_limit(raw: bytes, encoding: str | None, zipped: bool) -> None:
     limit = 1000
     body = gzip.compress(raw) if zipped and encoding in ("gzip", "x-gzip") else raw
+    # Identity is never refused; gzip of at most the limit is never refused; an unknown
+    # encoding always is. What is accepted is the bytes that were sent (or compressed).
     try:
         out = decode_body(body, encoding, limit)
     except PayloadRejected as exc:
         assert exc.status in (400, 413)
+        assert encoding not in (None, "identity")
+        assert not (zipped and encoding in ("gzip", "x-gzip") and len(raw) <= limit)
+        assert exc.status == 400 or len(raw) > limit
         return
+    assert encoding != "br"
     if encoding in ("gzip", "x-gzip"):
         assert out == raw and len(out) <= limit
+    else:
+        assert out == raw
 
 
 BASE64_CHARS = set(string.ascii_letters + string.digits + "+/-_=")
@@ -263,12 +280,16 @@ def test_context_b64_roundtrip(obj: dict[str, Any], urlsafe: bool, padded: bool)
 @SETTINGS
 @given(st.text(max_size=400))
 def test_context_b64_any_text(segment: str) -> None:
+    # What is accepted is the JSON object the text encodes (test_context_b64_roundtrip: every
+    # encoded object is accepted).
     try:
         value = decode_context_b64(segment)
     except BadRequest as exc:
         assert str(exc)
         return
     assert isinstance(value, dict)
+    text = segment.strip().replace("+", "-").replace("/", "_").rstrip("=")
+    assert value == orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
 
 
 @SETTINGS
@@ -283,6 +304,19 @@ def test_request_context_any_json(doc: Any) -> None:
         return
     assert raw == doc
     b64 = base64.urlsafe_b64encode(body).decode()
+    assert request_context(b64=b64)[0] == doc
+
+
+@SETTINGS
+@given(st.sampled_from(["user", "org", "device-1", "a.b_c"]), st.text(min_size=1, max_size=20),
+       st.dictionaries(st.sampled_from(["email", "tier", "plan"]), json_scalars, max_size=3))
+def test_request_context_accepts_every_single_kind_context(
+    kind: str, key: str, attributes: dict[str, Any],
+) -> None:
+    doc = {"kind": kind, "key": key, **attributes}
+    raw, context = request_context(body=orjson.dumps(doc))
+    assert raw == doc and (context.kind, context.key) == (kind, key)
+    b64 = base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
     assert request_context(b64=b64)[0] == doc
 
 

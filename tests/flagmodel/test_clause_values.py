@@ -247,3 +247,55 @@ def test_validation_accepts_exactly_what_the_evaluator_uses_and_agrees_with_the_
     # (b) the engine answers as the official SDK on the clause of every accepted value
     for c in _context_values(op, accepted, witnesses):
         assert _ours(op, accepted, c) is _theirs(oracle, op, accepted, c), (accepted, c)
+
+
+# -- each operator's reading of one value, exactly (message included) ------------------------
+
+U = Unusable
+MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # years 1 and 9999, to the ms
+EXACT_OPERANDS: list[tuple[str, Any, Any]] = [
+    ("in", None, U('clause values for "in" must not be null (a null attribute never matches)')),
+    ("in", 0, 0), ("in", "x", "x"), ("in", [1], [1]),
+    ("startsWith", "a", "a"), ("startsWith", 1, U("expected a string")),
+    ("contains", None, U("expected a string")),
+    ("lessThan", 1, 1.0), ("lessThan", -2.5, -2.5), ("lessThan", "1", U("expected a number")),
+    ("lessThan", True, U("expected a number")), ("lessThan", math.inf, U("expected a number")),
+    ("matches", 1, U("expected a regular expression string")),
+    ("before", 0, 0), ("before", MIN_MS, MIN_MS * NS_PER_MS),
+    ("before", MAX_MS, MAX_MS * NS_PER_MS),
+    ("before", MIN_MS - 1, U("Unix milliseconds must fall in the years 1 to 9999")),
+    ("before", MAX_MS + 1, U("Unix milliseconds must fall in the years 1 to 9999")),
+    ("before", 1.5, U("Unix milliseconds must be a whole number (SDKs round differently)")),
+    ("before", 2.0, 2 * NS_PER_MS),
+    ("before", True, U("expected a date (Unix milliseconds or an RFC 3339 string)")),
+    ("after", None, U("expected a date (Unix milliseconds or an RFC 3339 string)")),
+    ("before", "1970-01-01T00:00:00Z", 0),
+    ("before", "1970-01-31T00:00:00Z", 30 * 86400 * 10**9),  # the last day of its month
+    ("before", "1970-01-01T00:00:00.000001Z", 1000),  # a whole microsecond
+    ("before", "1970-01-01T00:00:00.0000001Z",
+     U('"1970-01-01T00:00:00.0000001Z" is not a valid date: it is more precise than a '
+       "microsecond, which not every SDK keeps")),
+    ("before", "1970-01-01T23:00:00+23:00", 0),
+    ("before", "1970-01-01T00:00:00+24:00",
+     U('"1970-01-01T00:00:00+24:00" is not a valid date: the offset hour is above 23')),
+    ("before", "0000-01-01T00:00:00Z",
+     U('"0000-01-01T00:00:00Z" is not a valid date: year 0 does not exist')),
+    ("before", "1970-02-29T00:00:00Z",
+     U('"1970-02-29T00:00:00Z" is not a valid date: month 2 of 1970 has 28 days')),
+    ("before", "1970-01-01T1:00:00Z",
+     U('"1970-01-01T1:00:00Z" is not a valid date: the hour needs two digits')),
+    ("before", "1970-01-01T00:00:60Z",
+     U('"1970-01-01T00:00:60Z" is not a valid date: second 60 (a leap second) is not read by '
+       "every SDK")),
+    ("before", "1970-01-01", U('"1970-01-01" is not an RFC 3339 date')),
+    ("semVerEqual", "1.2.3", parse_semver("1.2.3")), ("semVerEqual", "2", (2, 0, 0, 1, ())),
+    ("semVerEqual", 1, U("expected a semantic version string")),
+    ("semVerLessThan", "x", U('"x" is not a semantic version')),
+    ("segmentMatch", "s", "s"), ("segmentMatch", "", U("expected a segment key")),
+    ("segmentMatch", 1, U("expected a segment key")),
+]
+
+
+@pytest.mark.parametrize(("op", "value", "expected"), EXACT_OPERANDS)
+def test_exact_operand(op: str, value: Any, expected: Any) -> None:
+    assert OPERANDS[op](value) == expected

@@ -114,6 +114,15 @@ EVALUATIONS: list[tuple[str, dict[str, Any], dict[str, Any], Detail]] = [
      _flag(contextTargets=[{"contextKind": "org", "values": ["o"], "variation": 2}]),
      {"kind": "multi", "user": {"key": "u"}, "org": {"key": "o"}},
      ("v2", 2, {"kind": "TARGET_MATCH"}, False, False)),
+    # Go reads a legacy `targets` entry's contextKind like a contextTargets one's; the Python
+    # SDK ignores it (GO_ONLY below).
+    ("legacy target of another kind",
+     _flag(targets=[{"contextKind": "org", "values": ["userKeyA"], "variation": 1}]), A,
+     ("v0", 0, FT, False, False)),
+    ("legacy org target in a multi-kind context",
+     _flag(targets=[{"contextKind": "org", "values": ["o"], "variation": 2}]),
+     {"kind": "multi", "user": {"key": "u"}, "org": {"key": "o"}},
+     ("v2", 2, {"kind": "TARGET_MATCH"}, False, False)),
     ("target before rules", _flag(targets=[{"values": ["userKeyA"], "variation": 1}],
                                   rules=[_rule("key", "userKeyA", {"variation": 2})]), A,
      ("v1", 1, {"kind": "TARGET_MATCH"}, False, False)),
@@ -204,8 +213,10 @@ def test_evaluation_detail(flag: dict[str, Any], ctx: dict[str, Any], expected: 
 
 
 # Python's SDK gives a context without the rollout's kind bucket -1 (so a first variation of
-# weight 0 still wins), Go gives it 0; the engine follows Go (test_evaluator_differential.py).
-GO_ONLY = {"rollout, context lacks the kind"}
+# weight 0 still wins), Go gives it 0; Python's SDK reads every legacy `targets` entry as a user
+# target, Go by its contextKind. The engine follows Go (test_evaluator_differential.py).
+GO_ONLY = {"rollout, context lacks the kind", "legacy target of another kind",
+           "legacy org target in a multi-kind context"}
 
 
 @pytest.mark.parametrize(("flag", "ctx", "expected"),

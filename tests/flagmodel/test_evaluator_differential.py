@@ -17,6 +17,8 @@ which LaunchDarkly's contract tests encode), the generator stays out of the diff
 - a user-kind ``contextTargets`` entry with values, ``includedContexts`` of kind user, ``/kind``
   references, invalid attribute references, legacy users with an empty key and Python's float
   millisecond timestamps are not generated (each handled differently by the two SDKs);
+- a legacy ``targets`` entry is generated without ``contextKind``: Go matches it against the
+  context of that kind, Python against the user (test_evaluator.py, ``GO_ONLY``);
 - Python drops ``bigSegmentsStatus`` from ERROR reasons; it is ignored on ERROR here.
 """
 

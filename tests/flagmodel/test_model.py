@@ -158,6 +158,13 @@ TARGETS: list[tuple[dict[str, Any], tuple[Target, ...]]] = [  # targets, context
       "contextTargets": [{"contextKind": "user", "values": ["z"], "variation": 1}]},
      (T("user", ["z"], 1),)),  # a user entry with values stands for itself
     ({"targets": [{"contextKind": "", "values": ["a"]}]}, (T("user", ["a"], 0),)),
+    # A legacy `targets` entry keeps its own contextKind, as Go's evaluator reads it (one Target
+    # type for both lists; the match looks the key up in the individual context of that kind).
+    ({"targets": [{"contextKind": "org", "values": ["o"], "variation": 1}]},
+     (T("org", ["o"], 1),)),
+    ({"targets": [{"contextKind": "org", "values": ["o"], "variation": 1}],
+      "contextTargets": [{"contextKind": "user", "values": [], "variation": 1}]},
+     (T("org", ["o"], 1),)),  # and so does the entry a user-kind contextTargets entry stands for
     ({"contextTargets": [{"contextKind": "org", "values": ["o"]}, {"values": []}]},
      (T("org", ["o"], 0),)),  # no variation: 0; a user entry with no values and no match
 ]

@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from flagmodel.schema import SHAPES, Field, fill_defaults, markdown
+from flagmodel.schema import (
+    SHAPES,
+    Field,
+    fill_defaults,
+    has_type,
+    json_type_name,
+    markdown,
+    type_errors,
+)
 from flagmodel.validation import Verdict, judge_item
 
 CLAUSE = {"attribute": "a", "op": "in", "values": ["x"]}
@@ -234,3 +242,56 @@ def test_docs_list_the_known_fields_from_the_table() -> None:
     """docs/FLAG_MODEL.md holds ``markdown()``; regenerate it with the command the file names."""
     doc = (Path(__file__).resolve().parents[2] / "docs/FLAG_MODEL.md").read_text("utf-8")
     assert markdown() in doc
+
+
+def test_markdown_has_a_table_per_shape_in_the_table_order() -> None:
+    text = markdown()
+    assert [line[4:] for line in text.splitlines() if line.startswith("### ")] == list(SHAPES)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == sum(len(fields) for fields in SHAPES.values())
+    assert "| `weight` | `integer` | yes |  |  | in 1/100000 |" in rows
+    assert '| `attribute` | `string` |  |  | `""` |' in text
+
+
+@pytest.mark.parametrize(("value", "name"), [
+    (None, "null"), (True, "boolean"), (False, "boolean"), (0, "number"), (1.5, "number"),
+    ("", "string"), ([], "array"), ({}, "object"), ((1,), "tuple"), (b"", "bytes"),
+])
+def test_json_type_name(value: Any, name: str) -> None:
+    assert json_type_name(value) == name
+
+
+@pytest.mark.parametrize(("value", "type_", "ok"), [
+    (1, "number", True), (1.5, "number", True), (True, "number", False), ("1", "number", False),
+    (1, "integer", True), (1.0, "integer", False), (True, "integer", False),
+    (True, "boolean", True), (0, "boolean", False), ("a", "string", True), (None, "any", True),
+    ([], "[string]", True), ([], "array", True), ({}, "array", False), ({}, "Rollout", True),
+    ([], "object", False),
+])
+def test_has_type(value: Any, type_: str, ok: bool) -> None:
+    assert has_type(value, type_) is ok
+
+
+def test_type_errors_at_the_root() -> None:
+    assert type_errors("flags", []) == ["(root): expected an object, got array"]
+    assert type_errors("segments", None) == ["(root): expected an object, got null"]
+    assert type_errors("metrics", {}) == ["(root): unknown item kind 'metrics'"]
+    # below the root there is no article
+    assert type_errors("flags", {"fallthrough": 1}) == ["fallthrough: expected object, got number"]
+
+
+def test_a_required_null_does_not_hide_the_fields_after_it() -> None:
+    segment = {"rules": [{"clauses": None, "bucketBy": 1}]}
+    assert type_errors("segments", segment) == [
+        "rules[0].bucketBy: expected string, got number", "rules[0].clauses: required"]
+
+
+def test_fill_defaults_keeps_mistyped_values_and_objects() -> None:
+    flag = {"fallthrough": {"variation": 0}, "contextTargets": {"variation": 0},
+            "rules": "x", "targets": None, "prerequisites": [1, {"key": "p"}]}
+    out = fill_defaults("flags", flag)
+    assert out["fallthrough"] == {"variation": 0}
+    assert out["contextTargets"] == {"variation": 0}  # not an array: left alone
+    assert out["rules"] == "x" and out["targets"] is None
+    assert out["prerequisites"] == [1, {"key": "p"}]  # Prerequisite has no defaults
+    assert out["variations"] == [] and out["trackEvents"] is False

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flagmodel.validation import Verdict, attr_ref_error, check_item, judge_item
+from flagmodel.validation import Verdict, attr_ref_error, check_item, is_valid_key, judge_item
 
 V2 = [True, False]
 RULE_IN = {"attribute": "email", "op": "in", "values": ["a@b.c"]}
@@ -596,3 +596,156 @@ def test_every_error_starts_with_its_path() -> None:
 )
 def test_attribute_references(ref: str, literal: bool, ok: bool) -> None:
     assert (attr_ref_error(ref, literal=literal) is None) is ok
+
+
+# -- the zero values, nulls and types real flags use, each with its exact verdict --------------
+# (the gaps issue 17 listed; the schema table is module-level data that mutation testing does
+# not change, so these state the expected behaviour independently of it)
+
+WV0 = {"variation": 0, "weight": 0}
+WV1 = {"variation": 1, "weight": 100000}
+EXACT: list[tuple[str, str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = [
+    # (name, kind, item, type-level problems, semantic problems)
+    ("weight 0 beside 100000", "flags", flag(fallthrough={"rollout": {"variations": [WV0, WV1]}}),
+     (), ()),
+    ("version 0", "flags", flag(version=0), (), ()),
+    ("version -1", "flags", flag(version=-1), (), ("version: must not be negative",)),
+    ("samplingRatio 0", "flags", flag(samplingRatio=0), (), ()),
+    ("samplingRatio -1", "flags", flag(samplingRatio=-1), (),
+     ("samplingRatio: must not be negative",)),
+    ("samplingRatio null", "flags", flag(samplingRatio=None), (), ()),
+    ("seed null", "flags", flag(fallthrough={"rollout": {"seed": None, "variations": [WV1]}}),
+     (), ()),
+    ("seed 0", "flags", flag(fallthrough={"rollout": {"seed": 0, "variations": [WV1]}}), (), ()),
+    ("clientSideAvailability null", "flags", flag(clientSideAvailability=None), (), ()),
+    ("migration null", "flags", flag(migration=None), (), ()),
+    ("checkRatio null", "flags", flag(migration={"checkRatio": None}), (), ()),
+    ("checkRatio 0", "flags", flag(migration={"checkRatio": 0}), (), ()),
+    ("offVariation 0", "flags", flag(offVariation=0), (), ()),
+    ("offVariation -1", "flags", flag(offVariation=-1), (),
+     ("offVariation: variation index -1 is out of range (the flag has 2 variations)",)),
+    ("offVariation = number of variations", "flags", flag(offVariation=2), (),
+     ("offVariation: variation index 2 is out of range (the flag has 2 variations)",)),
+    ("rollout variation without weight", "flags",
+     flag(fallthrough={"rollout": {"variations": [{"variation": 0}, WV1]}}),
+     ("fallthrough.rollout.variations[0].weight: required",), ()),
+    ("rollout variation with weight null", "flags",
+     flag(fallthrough={"rollout": {"variations": [{"variation": 0, "weight": None}, WV1]}}),
+     ("fallthrough.rollout.variations[0].weight: required",), ()),
+    ("untracked true", "flags",
+     flag(fallthrough={"rollout": {"variations": [{**WV1, "untracked": True}]}}), (), ()),
+    ("untracked a string", "flags",
+     flag(fallthrough={"rollout": {"variations": [{**WV1, "untracked": "yes"}]}}),
+     ("fallthrough.rollout.variations[0].untracked: expected boolean, got string",), ()),
+    ("weights 1 short", "flags",
+     flag(fallthrough={"rollout": {"variations": [{"variation": 0, "weight": 99999}]}}), (),
+     ("fallthrough.rollout.variations: weights sum to 99999, not 100000",)),
+    ("negative weight", "flags",
+     flag(fallthrough={"rollout": {"variations": [{"variation": 0, "weight": -1},
+                                                   {"variation": 1, "weight": 100001}]}}), (),
+     ("fallthrough.rollout.variations[0].weight: must not be negative",)),
+    ("empty rollout", "flags", flag(fallthrough={"rollout": {"variations": []}}), (),
+     ("fallthrough.rollout.variations: a rollout needs at least one variation",)),
+    ("prerequisite variation 0", "flags", flag(prerequisites=[{"key": "p", "variation": 0}]),
+     (), ()),
+    ("prerequisite variation -1", "flags", flag(prerequisites=[{"key": "p", "variation": -1}]),
+     (), ("prerequisites[0].variation: must not be negative",)),
+    ("segment includedContexts not a list", "segments", {"includedContexts": "u"},
+     ("includedContexts: expected array, got string",), ()),
+    ("segment excludedContexts of strings", "segments", {"excludedContexts": ["u"]},
+     ("excludedContexts[0]: expected object, got string",), ()),
+    ("segment context list values not strings", "segments",
+     {"includedContexts": [{"contextKind": "org", "values": [1]}]},
+     ("includedContexts[0].values[0]: expected string, got number",), ()),
+    ("segment context list without kind", "segments",
+     {"excludedContexts": [{"values": ["u"]}]}, (), ("excludedContexts[0].contextKind: required",)),
+    ("segment context list with kind \"\"", "segments",
+     {"includedContexts": [{"contextKind": "", "values": ["u"]}]}, (),
+     ("includedContexts[0].contextKind: must not be empty",)),
+    ("unboundedContextKind a number", "segments", {"unboundedContextKind": 1},
+     ("unboundedContextKind: expected string, got number",), ()),
+    ("unboundedContextKind invalid", "segments", {"unboundedContextKind": "a b"}, (),
+     ('unboundedContextKind: invalid context kind "a b"',)),
+    ("unboundedContextKind org", "segments", {"unbounded": True, "unboundedContextKind": "org"},
+     (), ()),
+    ("segment rule weight 0", "segments", {"rules": [{"clauses": [], "weight": 0}]}, (), ()),
+    ("segment rule weight 100000", "segments", {"rules": [{"clauses": [], "weight": 100000}]},
+     (), ()),
+    ("segment rule weight 100001", "segments", {"rules": [{"clauses": [], "weight": 100001}]},
+     (), ("rules[0].weight: must be between 0 and 100000",)),
+    ("segment rule weight -1", "segments", {"rules": [{"clauses": [], "weight": -1}]},
+     (), ("rules[0].weight: must be between 0 and 100000",)),
+    ("segment rule weight null", "segments", {"rules": [{"clauses": [], "weight": None}]},
+     (), ()),
+    ("generation null", "segments", {"generation": None}, (), ()),
+    # exact messages and paths of the other semantic checks
+    ("deleted true", "flags", flag(deleted=True), (),
+     ("deleted: must be false (use DELETE to delete an item)",)),
+    ("deleted false", "flags", flag(deleted=False), (), ()),
+    ("on without fallthrough", "flags", {"on": True, "variations": V2}, (),
+     ("fallthrough: required when the flag is on",)),
+    ("on with fallthrough null", "flags", {"on": True, "variations": V2, "fallthrough": None},
+     ("fallthrough: expected object, got null",), ()),  # the schema's, reported once
+    ("rollout kind rollout", "flags",
+     flag(fallthrough={"rollout": {"kind": "rollout", "variations": [WV1]}}), (), ()),
+    ("rollout kind other", "flags",
+     flag(fallthrough={"rollout": {"kind": "Rollout", "variations": [WV1]}}), (),
+     ('fallthrough.rollout.kind: must be "rollout" or "experiment", not "Rollout"',)),
+    ("rollout contextKind invalid", "flags",
+     flag(fallthrough={"rollout": {"contextKind": "a b", "variations": [WV1]}}), (),
+     ('fallthrough.rollout.contextKind: invalid context kind "a b"',)),
+    ("rollout bucketBy empty: the key", "flags",
+     flag(fallthrough={"rollout": {"bucketBy": "", "variations": [WV1]}}), (), ()),
+    ("rollout bucketBy without contextKind is a literal name", "flags",
+     flag(fallthrough={"rollout": {"bucketBy": "/a~2", "variations": [WV1]}}), (), ()),
+    ("rollout bucketBy with contextKind is a reference", "flags",
+     flag(fallthrough={"rollout": {"contextKind": "user", "bucketBy": "/a~2",
+                                   "variations": [WV1]}}), (),
+     ('fallthrough.rollout.bucketBy: attribute reference "/a~2" has a "~" not followed by '
+      "0 or 1",)),
+    ("clause attribute mistyped", "flags",
+     flag(rules=[rule(clauses=[clause(attribute=1)])]),
+     ("rules[0].clauses[0].attribute: expected string, got number",), ()),
+    ("clause attribute null", "flags",
+     flag(rules=[rule(clauses=[clause(attribute=None)])]),
+     ("rules[0].clauses[0].attribute: expected string, got null",), ()),
+    ("rule with variation and rollout", "flags",
+     flag(rules=[rule(rollout={"variations": [WV1]})]), (),
+     ('rules[0]: needs exactly one of "variation" and "rollout", has both',)),
+    ("fallthrough with neither", "flags", flag(fallthrough={}), (),
+     ('fallthrough: needs exactly one of "variation" and "rollout", has neither',)),
+    ("prerequisite key empty", "flags", flag(prerequisites=[{"key": "", "variation": 0}]), (),
+     ("prerequisites[0].key: must not be empty",)),
+    ("prerequisite of itself", "flags", flag(prerequisites=[{"key": "k", "variation": 0}]), (),
+     ('prerequisites[0].key: flag "k" cannot be its own prerequisite',)),
+    ("target variation out of range", "flags",
+     flag(targets=[{"values": ["u"], "variation": 2}]), (),
+     ("targets[0].variation: variation index 2 is out of range (the flag has 2 variations)",)),
+    ("contextTarget kind invalid", "flags",
+     flag(contextTargets=[{"contextKind": "a b", "values": ["u"], "variation": 0}]), (),
+     ('contextTargets[0].contextKind: invalid context kind "a b"',)),
+    ("segment rule rolloutContextKind invalid", "segments",
+     {"rules": [{"clauses": [], "rolloutContextKind": "a b"}]}, (),
+     ('rules[0].rolloutContextKind: invalid context kind "a b"',)),
+    ("segment rule bucketBy with rolloutContextKind", "segments",
+     {"rules": [{"clauses": [], "rolloutContextKind": "org", "bucketBy": "/"}]}, (),
+     ("rules[0].bucketBy: attribute reference must not be empty",)),
+    ("segment rule segmentMatch of itself", "segments",
+     {"rules": [{"clauses": [{"attribute": "", "op": "segmentMatch", "values": ["k"]}]}]}, (),
+     ('rules[0].clauses[0].values[0]: segment "k" cannot match itself',)),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "data", "unparseable", "malformed"), EXACT,
+                         ids=[c[0] for c in EXACT])
+def test_exact_verdicts(name: str, kind: str, data: dict[str, Any],
+                        unparseable: tuple[str, ...], malformed: tuple[str, ...]) -> None:
+    assert judge_item(kind, "k", data) == Verdict(unparseable, malformed)
+
+
+@pytest.mark.parametrize(("key", "ok"), [
+    ("a", True), ("A-z_0.9", True), ("x" * 256, True), ("x" * 257, False), ("", False),
+    ("a b", False), ("a/b", False), ("é", False), ("a\n", False), ("a~", False),
+])
+def test_is_valid_key(key: str, ok: bool) -> None:
+    assert is_valid_key(key) is ok

@@ -40,6 +40,27 @@ def test_rfc3339(text: str, ns: int | None) -> None:
     assert parse_rfc3339_ns(text) == ns
 
 
+# What follows the time zone, as Go's parser (go-server-sdk-evaluation ldmodel/parse_time.go)
+# reads it: after `Z` it stops reading, so any text is ignored; the offset minutes are read up
+# to the end of the input, where a NUL or a non-ASCII character also ends them (its scanner
+# reports both as "not ASCII" and the minutes may end the input), while ASCII text makes the
+# minutes field too long. DEL (0x7f) is ASCII; U+0080 is the first character that is not.
+AFTER_THE_ZONE = [
+    ("1970-01-01T00:00:00Zjunk", 0), ("1970-01-01T00:00:00zjunk", 0),
+    ("1970-01-01T00:00:00.5Z+01:00", 500_000_000),
+    ("1970-01-01T01:00:00+01:00\x00", 0), ("1970-01-01T01:00:00+01:00\x00junk", 0),
+    ("1970-01-01T01:00:00+01:00\u0080", 0), ("1970-01-01T01:00:00+01:00\u00e9 x", 0),
+    ("1970-01-01T02:00:00-01:30\u00ff", 3 * 3600 * 10**9 + 30 * 60 * 10**9),
+    ("1970-01-01T01:00:00+01:00\x7f", None), ("1970-01-01T01:00:00+01:00junk", None),
+    ("1970-01-01T01:00:00+01:0\x00", None), ("1970-01-01T01:00:00+01\x00:00", None),
+]
+
+
+@pytest.mark.parametrize(("text", "ns"), AFTER_THE_ZONE)
+def test_rfc3339_text_after_the_zone_as_go_reads_it(text: str, ns: int | None) -> None:
+    assert parse_rfc3339_ns(text) == ns
+
+
 SEMVER = [
     ("2", (2, 0, 0, 1, ())), ("2.1", (2, 1, 0, 1, ())), ("2.1.3+b.1", (2, 1, 3, 1, ())),
     ("1.0.0-alpha.1", (1, 0, 0, 0, ((1, 0, "alpha"), (0, 1, "")))),

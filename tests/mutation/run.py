@@ -56,7 +56,8 @@ class ModuleScore:
     survived: tuple[str, ...]
     equivalent: tuple[str, ...]
     other: tuple[str, ...]
-    stale_equivalent: tuple[str, ...]
+    gone_equivalent: tuple[str, ...]  # listed, but no mutant has that name any more
+    killed_equivalent: tuple[str, ...]  # listed, but a test detects it now
 
     @property
     def score(self) -> float:
@@ -101,6 +102,9 @@ def prepare_workspace(spec: ModuleSpec, files: list[str]) -> Path:
         "pytest_add_cli_args_test_selection": list(spec.tests),
         "pytest_add_cli_args": ["-p", "no:cacheprovider"],
         "use_git_change_detection": False,
+        # mutmut copies only the packages and tests/; some tests read the docs they keep in
+        # step with the code (test_schema.py: docs/FLAG_MODEL.md).
+        "also_copy": ["docs"],
     }
     lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in table.items()]
     with (workspace / "pyproject.toml").open("a", encoding="utf-8") as f:
@@ -128,6 +132,7 @@ def read_score(spec: ModuleSpec, workspace: Path) -> ModuleScore:
     other = [k for k, c in codes.items()
              if c not in KILLED_CODES | TIMEOUT_CODES | SURVIVED_CODES]
     equivalent = [k for k in survived if k in spec.equivalent]
+    listed_not_surviving = spec.equivalent - set(survived)
     return ModuleScore(
         path=spec.path,
         total=len(codes),
@@ -136,8 +141,31 @@ def read_score(spec: ModuleSpec, workspace: Path) -> ModuleScore:
         survived=tuple(k for k in survived if k not in spec.equivalent),
         equivalent=tuple(equivalent),
         other=tuple(other),
-        stale_equivalent=tuple(sorted(spec.equivalent - set(survived))),
+        gone_equivalent=tuple(sorted(k for k in listed_not_surviving if k not in codes)),
+        killed_equivalent=tuple(sorted(k for k in listed_not_surviving if k in codes)),
     )
+
+
+def function_of(name: str) -> str:
+    """``pkg.mod.x_f__mutmut_12`` → ``pkg.mod.x_f``: mutants are numbered per function."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def stale_report(score: ModuleScore) -> list[str]:
+    """One line per listed equivalent that no longer survives, naming it and, for a name that
+    no longer exists (the function was edited, so its mutants were renumbered), the
+    unexplained survivors of the same function: the candidates for its new name."""
+    lines = []
+    for name in score.gone_equivalent:
+        same = [k for k in (*score.survived, *score.other) if function_of(k) == function_of(name)]
+        hint = (f"; survivors of the same function now: {', '.join(same)}" if same
+                else "; no unexplained survivor of the same function is left")
+        lines.append(f"stale equivalent {name}: no mutant has this name any more (renumbered "
+                     f"or removed){hint}; update modules.toml and docs/MUTATION.md")
+    for name in score.killed_equivalent:
+        lines.append(f"stale equivalent {name}: listed as equivalent but a test detects it now; "
+                     "remove it from modules.toml and docs/MUTATION.md")
+    return lines
 
 
 def show_diff(workspace: Path, name: str) -> str:
@@ -176,9 +204,8 @@ def main() -> int:
         for name in score.other:
             print(f"unchecked {name} (no test of the module ran it, or mutmut could not; "
                   f"see {workspace}/mutmut.log)")
-        for name in score.stale_equivalent:
-            print(f"warning: {name} is listed as equivalent but did not survive (or no longer "
-                  "exists): update modules.toml and docs/MUTATION.md")
+        for line in stale_report(score):
+            print(f"warning: {line}")
 
     print(f"\n{'module':28} {'mutants':>7} {'killed':>6} {'timeout':>7} {'equiv':>5} "
           f"{'survived':>8} {'score':>7}")

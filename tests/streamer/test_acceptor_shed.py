@@ -211,7 +211,9 @@ async def test_a_full_refusal_pool_pauses_accepting_so_late_requests_still_get_t
     with trio.fail_after(5):  # the pool is full and the rest are queued behind it
         while acceptor.late_refusals < 2:
             await trio.testing.wait_all_tasks_blocked(cushion=0.01)
-    await trio.sleep(0.05)
+    with trio.fail_after(5):  # the requests come once the acceptor has paused, not on a timer
+        while acceptor.pool_pauses < 1:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
     for c in late:
         c.sendall(request("/all", ENV.sdk_key))
     for c in late:
