@@ -31,6 +31,7 @@ from store.admin_http import (
     token_matches,
     write_error_to_api,
 )
+from store.approvals import direct_write_refusal
 from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
 from store.db import ROTATABLE, FlagDB
@@ -55,7 +56,7 @@ HISTORY_KINDS = ("flags", "segments", "environment", "import", "batch")
 def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
     out: dict[str, Any] = {"key": env.key, "name": env.name, "sdkKey": env.sdk_key,
                            "mobileKey": env.mobile_key, "clientSideId": env.client_side_id,
-                           "secureMode": env.secure_mode}
+                           "secureMode": env.secure_mode, "requireApproval": env.require_approval}
     if env.old_keys:  # rotated keys still in their grace period
         out["oldKeys"] = [{"key": k, "expiresAt": t} for k, t in env.old_keys]
     return out
@@ -121,6 +122,12 @@ def create_admin_app(
         if info is None:
             raise ApiError(404, f'environment "{env}" not found')
         return info
+
+    def require_direct_write(env: str, kind: str, key: str | None) -> None:
+        """403 for a direct flag write to an environment that requires approval."""
+        refusal = direct_write_refusal(require_env(env), kind, key)
+        if refusal is not None:
+            raise ApiError(403, refusal)
 
     @app.before_request
     async def _guard() -> Response | None:
@@ -212,15 +219,18 @@ def create_admin_app(
         body = await read_json(max_body_bytes, ENV_PATCH_TYPES)
         if not isinstance(body, dict):
             raise ApiError(400, "(root): expected an object")
-        unknown = sorted(set(body) - {"name", "secureMode"})
+        unknown = sorted(set(body) - {"name", "secureMode", "requireApproval"})
         if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field (name and secureMode can change)")
+            raise ApiError(400, f"{unknown[0]}: unknown field (name, secureMode and"
+                                " requireApproval can change)")
         name = None if body.get("name") is None else _env_name(body["name"])
-        secure = body.get("secureMode")
-        if secure is not None and not isinstance(secure, bool):
-            raise ApiError(400, "secureMode: expected boolean")
-        info = await writer.update_environment(env, name=name, secure_mode=secure,
-                                               actor=actor())
+        flags = {field: body.get(field) for field in ("secureMode", "requireApproval")}
+        for field, value in flags.items():
+            if value is not None and not isinstance(value, bool):
+                raise ApiError(400, f"{field}: expected boolean")
+        info = await writer.update_environment(
+            env, name=name, secure_mode=flags["secureMode"],
+            require_approval=flags["requireApproval"], actor=actor())
         return json_response(_env_json(info))
 
     @app.delete("/api/v1/environments/<env>")
@@ -261,16 +271,14 @@ def create_admin_app(
 
     @app.put(f"{_ITEM}/<key>")
     async def put_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         body = await read_json(max_body_bytes)
         result = await writer.put(env, cast(ItemKind, kind), key, body, actor=actor())
         return json_response(result.item.json, 201 if result.created else 200)
 
     @app.patch(f"{_ITEM}/<key>")
     async def patch_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         patch = await read_patch(kind, env, max_body_bytes)
         result = await writer.patch(env, cast(ItemKind, kind), key, patch, actor=actor(),
                                     comment=patch.comment)
@@ -278,8 +286,7 @@ def create_admin_app(
 
     @app.delete(f"{_ITEM}/<key>")
     async def delete_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         await writer.delete(env, cast(ItemKind, kind), key, actor=actor())
         return Response(b"", status=204)
 
@@ -296,7 +303,7 @@ def create_admin_app(
 
     @app.post("/api/v1/environments/<env>/import")
     async def import_data(env: str) -> Response:
-        require_env(env)
+        require_direct_write(env, "flags", None)
         lenient_arg = request.args.get("lenient", "false").lower()
         if lenient_arg not in ("true", "false", "1", "0"):
             raise ApiError(400, "query parameter lenient must be true or false")

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import orjson
 
+from store.approvals import ensure_approvals_schema, forget_change_requests
 from store.bus.envelope import (
     Change,
     EnvChange,
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS environments (
     key TEXT PRIMARY KEY, name TEXT NOT NULL,
     sdk_key TEXT NOT NULL UNIQUE, mobile_key TEXT NOT NULL UNIQUE,
     client_side_id TEXT NOT NULL UNIQUE, secure_mode INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL);
+    created_ms INTEGER NOT NULL, require_approval INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS items (
     env TEXT NOT NULL REFERENCES environments(key),
     kind TEXT NOT NULL CHECK (kind IN ('flags', 'segments')),
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS old_keys (
     which TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 """
 
-_ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
+_ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode, require_approval"
 # The credentials POST .../rotate can replace: its "key" value -> the column.
 ROTATABLE = {"sdk": "sdk_key", "mobile": "mobile_key", "clientSide": "client_side_id"}
 
@@ -97,10 +98,11 @@ class EnvironmentExistsError(Exception):
 _OldKeys = tuple[tuple[str, int], ...]
 
 
-def _env(row: tuple[str, str, str, str, str, int],
+def _env(row: tuple[str, str, str, str, str, int, int],
          old: tuple[_OldKeys, _OldKeys] = ((), ())) -> EnvironmentInfo:
     return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]),
-                           old_sdk_keys=old[0], old_mobile_keys=old[1])
+                           old_sdk_keys=old[0], old_mobile_keys=old[1],
+                           require_approval=bool(row[6]))
 
 
 def _old_keys(conn: sqlite3.Connection, env: str, now_ms: int) -> tuple[_OldKeys, _OldKeys]:
@@ -135,6 +137,7 @@ class FlagDB:
         self._wconn.execute("PRAGMA foreign_keys=ON")
         self._wconn.executescript(_SCHEMA)
         _add_comment_column(self._wconn)
+        ensure_approvals_schema(self._wconn)  # change requests: store/approvals.py
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
         self.epoch: str = self._wconn.execute(
@@ -258,7 +261,8 @@ class FlagDB:
             if conn.execute("SELECT 1 FROM environments WHERE key = ?", (key,)).fetchone():
                 raise EnvironmentExistsError(key)
             conn.execute(
-                "INSERT INTO environments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO environments (key, name, sdk_key, mobile_key, client_side_id,"
+                " secure_mode, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (key, name, info.sdk_key, info.mobile_key, info.client_side_id,
                  int(secure_mode), now_ms))
             seq = _history(conn, key, "environment", key, actor, now_ms, None, after)
@@ -297,19 +301,24 @@ class FlagDB:
             return EnvChange(seq, self._read_env(conn, env, now_ms))
 
     def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                           require_approval: bool | None = None,
                            actor: str = "admin") -> EnvChange | None:
-        """Change the name and/or secure mode; None if the environment does not exist."""
+        """Change the name, secure mode and/or approval rule (None: unchanged); None if the
+        environment does not exist."""
         now_ms = self._now_ms()
         with self._write_lock, _transaction(self._wconn) as conn:
-            row = conn.execute("SELECT name, secure_mode FROM environments WHERE key = ?",
-                               (env,)).fetchone()
+            row = conn.execute("SELECT name, secure_mode, require_approval FROM environments"
+                               " WHERE key = ?", (env,)).fetchone()
             if row is None:
                 return None
-            before = {"name": row[0], "secureMode": bool(row[1])}
+            before = {"name": row[0], "secureMode": bool(row[1]), "requireApproval": bool(row[2])}
             after = {"name": row[0] if name is None else name,
-                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode}
-            conn.execute("UPDATE environments SET name = ?, secure_mode = ? WHERE key = ?",
-                         (after["name"], int(after["secureMode"]), env))
+                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode,
+                     "requireApproval": before["requireApproval"] if require_approval is None
+                     else require_approval}
+            conn.execute("UPDATE environments SET name = ?, secure_mode = ?, require_approval = ?"
+                         " WHERE key = ?", (after["name"], int(after["secureMode"]),
+                                            int(after["requireApproval"]), env))
             seq = _history(conn, env, "environment", env, actor, now_ms,
                            orjson.dumps(before).decode(), orjson.dumps(after).decode())
             return EnvChange(seq, self._read_env(conn, env, now_ms))
@@ -329,6 +338,7 @@ class FlagDB:
             info = self._read_env(conn, env, now_ms)
             conn.execute("DELETE FROM items WHERE env = ?", (env,))
             conn.execute("DELETE FROM old_keys WHERE env = ?", (env,))
+            forget_change_requests(conn, env)  # a re-created env starts with none
             conn.execute("DELETE FROM environments WHERE key = ?", (env,))
             before = orjson.dumps({"key": env, "name": info.name,
                                    "secureMode": info.secure_mode}).decode()

@@ -28,6 +28,8 @@ from ingest.insights.consumer import InsightsConfig, run_insights
 from ingest.insights.metrics import InsightsCollector
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
+from store.approval_routes import register_approval_routes
+from store.approvals import ApprovalDB
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
@@ -118,6 +120,7 @@ async def run_store(
 ) -> None:
     """Run the store until cancelled; ``task_status.started((host, port))`` of the admin API."""
     db = _open_db(config.data_dir)
+    approvals = ApprovalDB(db.path)
     sockets = config.admin_sockets
     owned: list[socket.socket] = []
     try:
@@ -137,8 +140,10 @@ async def run_store(
                 await nursery.start(writer.run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
                                                FailuresCollector(failures)]
-                extra: list[Callable[[QuartTrio], None]] = [partial(
-                    register_metrics_route, collectors=collectors)]
+                extra: list[Callable[[QuartTrio], None]] = [
+                    partial(register_metrics_route, collectors=collectors),
+                    partial(register_approval_routes, writer=writer, db=db, approvals=approvals,
+                            max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,
@@ -168,6 +173,7 @@ async def run_store(
     finally:
         for sock in owned:
             sock.close()
+        approvals.close()
         db.close()
 
 

@@ -190,9 +190,10 @@ class Writer:
         return await self._edit_env(env, edit, f"rotating the {which} key of")
 
     async def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                                 require_approval: bool | None = None,
                                  actor: str = "admin") -> EnvironmentInfo:
         edit = partial(self._db.update_environment, env, name=name, secure_mode=secure_mode,
-                       actor=actor)
+                       require_approval=require_approval, actor=actor)
         return await self._edit_env(env, edit, "updating")
 
     async def delete_environment(self, env: str, *, actor: str = "admin") -> EnvironmentInfo:

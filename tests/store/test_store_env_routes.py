@@ -134,8 +134,8 @@ def test_patch_environment_name_and_secure_mode(node: NodeProcess) -> None:
         r = admin.patch("/api/v1/environments/secure", json={"secureMode": False})
         assert r.json()["secureMode"] is False and r.json()["name"] == "Locked"
         last: dict[str, Any] = admin.get("/api/v1/environments/secure/changes").json()["items"][0]
-        assert last["before"] == {"name": "Locked", "secureMode": True}
-        assert last["after"] == {"name": "Locked", "secureMode": False}
+        assert last["before"] == {"name": "Locked", "secureMode": True, "requireApproval": False}
+        assert last["after"] == {"name": "Locked", "secureMode": False, "requireApproval": False}
         for body, field in (({"secureMode": "yes"}, "secureMode"), ({"name": ""}, "name"),
                             ({"sdkKey": "x"}, "sdkKey"), ([], "(root)")):
             err = admin.patch("/api/v1/environments/secure", json=body)

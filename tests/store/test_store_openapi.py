@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
+from store.approval_routes import register_approval_routes
 from store.db import FlagDB
 from store.metrics import register_metrics_route
 from store.writer import Writer
@@ -37,7 +38,8 @@ def admin_app(db: FlagDB) -> QuartTrio:
     # The same registrars store/service.py adds; registering a route calls nothing of its
     # service, so none is needed to read the routes.
     extra = [partial(register_metrics_route, collectors=[]),
-             partial(register_insights_routes, insights=None)]
+             partial(register_insights_routes, insights=None),
+             partial(register_approval_routes, writer=None, db=db, approvals=None)]
     return create_admin_app(writer=Writer(db, NoPublisher()), db=db, token="t",
                             extra_routes=extra)
 
