@@ -77,6 +77,18 @@ def _env_name(name: object) -> str:
     return name
 
 
+def _switches(body: dict[str, Any], default: bool | None) -> dict[str, bool | None]:
+    """An environment body's ``secureMode`` and ``requireApproval``; ``default`` when absent
+    or null, 400 unless boolean."""
+    out: dict[str, bool | None] = {}
+    for field in ("secureMode", "requireApproval"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, bool):
+            raise ApiError(400, f"{field}: expected boolean")
+        out[field] = default if value is None else value
+    return out
+
+
 def history_filter() -> HistoryFilter:
     """The ``kind``, ``key``, ``actor`` and ``since`` query parameters of ``.../changes``."""
     kind = request.args.get("kind") or None
@@ -199,10 +211,10 @@ def create_admin_app(
             raise ApiError(400, "key: required string")
         check_key(key, "environment key")
         name = _env_name(body.get("name", key))
-        secure = body.get("secureMode", False)
-        if not isinstance(secure, bool):
-            raise ApiError(400, "secureMode: expected boolean")
-        env = await writer.create_environment(key, name, secure_mode=secure, actor=actor())
+        switches = _switches(body, False)
+        env = await writer.create_environment(key, name, secure_mode=bool(switches["secureMode"]),
+                                              require_approval=bool(switches["requireApproval"]),
+                                              actor=actor())
         return json_response(_env_json(env), 201)
 
     @app.get("/api/v1/environments")
@@ -224,13 +236,10 @@ def create_admin_app(
             raise ApiError(400, f"{unknown[0]}: unknown field (name, secureMode and"
                                 " requireApproval can change)")
         name = None if body.get("name") is None else _env_name(body["name"])
-        flags = {field: body.get(field) for field in ("secureMode", "requireApproval")}
-        for field, value in flags.items():
-            if value is not None and not isinstance(value, bool):
-                raise ApiError(400, f"{field}: expected boolean")
+        switches = _switches(body, None)
         info = await writer.update_environment(
-            env, name=name, secure_mode=flags["secureMode"],
-            require_approval=flags["requireApproval"], actor=actor())
+            env, name=name, secure_mode=switches["secureMode"],
+            require_approval=switches["requireApproval"], actor=actor())
         return json_response(_env_json(info))
 
     @app.delete("/api/v1/environments/<env>")

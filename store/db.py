@@ -251,20 +251,22 @@ class FlagDB:
     # -- writes (only the writer actor calls these) ----------------------------------------
 
     def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
-                           actor: str = "admin") -> EnvChange:
+                           require_approval: bool = False, actor: str = "admin") -> EnvChange:
         creds = new_env_credentials()
         info = EnvironmentInfo(key, name, creds.sdk_key, creds.mobile_key,
-                               creds.client_side_id, secure_mode)
+                               creds.client_side_id, secure_mode,
+                               require_approval=require_approval)
         now_ms = int(self._clock() * 1000)
-        after = orjson.dumps({"key": key, "name": name, "secureMode": secure_mode}).decode()
+        after = orjson.dumps({"key": key, "name": name, "secureMode": secure_mode,
+                              "requireApproval": require_approval}).decode()
         with self._write_lock, _transaction(self._wconn) as conn:
             if conn.execute("SELECT 1 FROM environments WHERE key = ?", (key,)).fetchone():
                 raise EnvironmentExistsError(key)
             conn.execute(
                 "INSERT INTO environments (key, name, sdk_key, mobile_key, client_side_id,"
-                " secure_mode, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " secure_mode, created_ms, require_approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, name, info.sdk_key, info.mobile_key, info.client_side_id,
-                 int(secure_mode), now_ms))
+                 int(secure_mode), now_ms, int(require_approval)))
             seq = _history(conn, key, "environment", key, actor, now_ms, None, after)
         return EnvChange(seq, info)
 

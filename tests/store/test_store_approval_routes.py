@@ -94,6 +94,18 @@ async def test_the_setting_is_shown_and_recorded_as_a_settings_change(
     assert r.json()["requireApproval"] is True and r.json()["name"] == "Production"
 
 
+async def test_an_environment_can_be_created_with_the_rule(client: httpx.AsyncClient) -> None:
+    r = await call(client, "carol", "POST", "/api/v1/environments",
+                   json={"key": "prod", "requireApproval": True})
+    assert r.status_code == 201 and r.json()["requireApproval"] is True
+    row = (await client.get(f"{ENV}/changes")).json()["items"][0]
+    assert row["actor"] == "carol" and row["after"]["requireApproval"] is True
+    error_of(await client.put(FLAG_URL, json=FLAG), 403)  # from its first moment
+    err = error_of(await client.post("/api/v1/environments",
+                                     json={"key": "test", "requireApproval": 1}), 400)
+    assert err["message"] == "requireApproval: expected boolean"
+
+
 async def test_direct_writes_to_flags_are_refused_with_the_way_to_propose(
         client: httpx.AsyncClient) -> None:
     await setup(client)
