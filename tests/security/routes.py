@@ -2,8 +2,9 @@
 
 Read from ``streamer/http_head.py`` and ``streamer/client_streams.py`` (stream listener),
 ``streamer/sdk_app.py``, ``streamer/clientside_app.py``, ``ingest/http.py`` and
-``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py`` and
-``ingest/insights/routes.py`` (admin listener); ``store/openapi.yaml`` documents the last.
+``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py``,
+``ingest/insights/routes.py`` and ``store/approval_routes.py`` (admin listener, its GET
+routes); ``store/openapi.yaml`` documents the last.
 A route's path is a template: ``{cred}`` is the credential when the route takes it in the
 path (an environment ID), ``{b64}`` a base64url context, ``{env}`` the environment key the
 admin routes write to (a victim environment, so that no probe changes the one the
@@ -123,6 +124,10 @@ def _admin() -> list[Route]:
         Route(a, "POST", env + "/import", Cred.ADMIN, Body.IMPORT, ("lenient",)),
         Route(a, "GET", env + "/flags/{key}/insights", Cred.ADMIN),
         Route(a, "GET", env + "/insights/stale", Cred.ADMIN, query=("days",)),
+        Route(a, "GET", env + "/change-requests", Cred.ADMIN,
+              query=("status", "limit", "before")),
+        Route(a, "GET", env + "/flags/{key}/change-requests", Cred.ADMIN,
+              query=("status", "limit", "before")),
     ]
     for kind in ("flags", "segments"):
         item = f"{env}/{kind}/{{key}}"
