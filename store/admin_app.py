@@ -39,6 +39,7 @@ from store.admin_http import (
     read_json,
     write_error_to_api,
 )
+from store.approvals import direct_write_refusal
 from store.auth import Authenticator
 from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
@@ -70,7 +71,8 @@ def _env_json(env: EnvironmentInfo) -> dict[str, Any]:
     out: dict[str, Any] = {"key": env.key, "name": env.name,
                            "sdkKey": env.sdk_key if reveal else None,
                            "mobileKey": env.mobile_key if reveal else None,
-                           "clientSideId": env.client_side_id, "secureMode": env.secure_mode}
+                           "clientSideId": env.client_side_id, "secureMode": env.secure_mode,
+                           "requireApproval": env.require_approval}
     if env.old_keys and reveal:  # rotated keys still in their grace period
         out["oldKeys"] = [{"key": k, "expiresAt": t} for k, t in env.old_keys]
     return out
@@ -80,6 +82,18 @@ def _env_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 256:
         raise ApiError(400, "name: expected a non-empty string of at most 256 characters")
     return name
+
+
+def _switches(body: dict[str, Any], default: bool | None) -> dict[str, bool | None]:
+    """An environment body's ``secureMode`` and ``requireApproval``; ``default`` when absent
+    or null, 400 unless boolean."""
+    out: dict[str, bool | None] = {}
+    for field in ("secureMode", "requireApproval"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, bool):
+            raise ApiError(400, f"{field}: expected boolean")
+        out[field] = default if value is None else value
+    return out
 
 
 def openapi_document() -> bytes:
@@ -117,6 +131,12 @@ def create_admin_app(
         if info is None:
             raise ApiError(404, f'environment "{env}" not found')
         return info
+
+    def require_direct_write(env: str, kind: str, key: str | None) -> None:
+        """403 for a direct flag write to an environment that requires approval."""
+        refusal = direct_write_refusal(require_env(env), kind, key)
+        if refusal is not None:
+            raise ApiError(403, refusal)
 
     @app.before_request
     async def _guard() -> Response | None:
@@ -204,10 +224,10 @@ def create_admin_app(
             raise ApiError(400, "key: required string")
         check_key(key, "environment key")
         name = _env_name(body.get("name", key))
-        secure = body.get("secureMode", False)
-        if not isinstance(secure, bool):
-            raise ApiError(400, "secureMode: expected boolean")
-        env = await writer.create_environment(key, name, secure_mode=secure, actor=actor())
+        switches = _switches(body, False)
+        env = await writer.create_environment(key, name, secure_mode=bool(switches["secureMode"]),
+                                              require_approval=bool(switches["requireApproval"]),
+                                              actor=actor())
         return json_response(_env_json(env), 201)
 
     @app.get("/api/v1/environments")
@@ -224,15 +244,15 @@ def create_admin_app(
         body = await read_json(max_body_bytes, ENV_PATCH_TYPES)
         if not isinstance(body, dict):
             raise ApiError(400, "(root): expected an object")
-        unknown = sorted(set(body) - {"name", "secureMode"})
+        unknown = sorted(set(body) - {"name", "secureMode", "requireApproval"})
         if unknown:
-            raise ApiError(400, f"{unknown[0]}: unknown field (name and secureMode can change)")
+            raise ApiError(400, f"{unknown[0]}: unknown field (name, secureMode and"
+                                " requireApproval can change)")
         name = None if body.get("name") is None else _env_name(body["name"])
-        secure = body.get("secureMode")
-        if secure is not None and not isinstance(secure, bool):
-            raise ApiError(400, "secureMode: expected boolean")
-        info = await writer.update_environment(env, name=name, secure_mode=secure,
-                                               actor=actor())
+        switches = _switches(body, None)
+        info = await writer.update_environment(
+            env, name=name, secure_mode=switches["secureMode"],
+            require_approval=switches["requireApproval"], actor=actor())
         return json_response(_env_json(info))
 
     @app.delete("/api/v1/environments/<env>")
@@ -273,16 +293,14 @@ def create_admin_app(
 
     @app.put(f"{_ITEM}/<key>")
     async def put_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         body = await read_json(max_body_bytes)
         result = await writer.put(env, cast(ItemKind, kind), key, body, actor=actor())
         return json_response(result.item.json, 201 if result.created else 200)
 
     @app.patch(f"{_ITEM}/<key>")
     async def patch_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         patch = await read_patch(kind, env, max_body_bytes)
         result = await writer.patch(env, cast(ItemKind, kind), key, patch, actor=actor(),
                                     comment=patch.comment)
@@ -290,14 +308,13 @@ def create_admin_app(
 
     @app.delete(f"{_ITEM}/<key>")
     async def delete_item(env: str, kind: str, key: str) -> Response:
-        require_env(env)
-        check_key(key, "key")
+        require_direct_write(env, kind, check_key(key, "key"))
         await writer.delete(env, cast(ItemKind, kind), key, actor=actor())
         return Response(b"", status=204)
 
     @app.post("/api/v1/environments/<env>/import")
     async def import_data(env: str) -> Response:
-        require_env(env)
+        require_direct_write(env, "flags", None)
         lenient_arg = request.args.get("lenient", "false").lower()
         if lenient_arg not in ("true", "false", "1", "0"):
             raise ApiError(400, "query parameter lenient must be true or false")

@@ -32,7 +32,8 @@ _CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
+    def __init__(self, status: int, message: str,
+                 details: list[str] | dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -44,7 +45,10 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(raw, status=status, content_type="application/json")
 
 
-def error_response(status: int, message: str, details: list[str] | None = None) -> Response:
+def error_response(status: int, message: str,
+                   details: list[str] | dict[str, Any] | None = None) -> Response:
+    """The error shape; ``details`` is a list of messages, or an object for an error that
+    carries values (a change request's 409: ``baseVersion`` and ``currentVersion``)."""
     err: dict[str, Any] = {"code": _CODES.get(status, "error"), "message": message}
     if details:
         err["details"] = details

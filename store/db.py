@@ -40,6 +40,7 @@ from typing import TypeVar
 
 import orjson
 
+from store.approvals import ensure_approvals_schema, forget_change_requests
 from store.bus.envelope import (
     Change,
     EnvChange,
@@ -70,7 +71,7 @@ CREATE TABLE IF NOT EXISTS environments (
     key TEXT PRIMARY KEY, name TEXT NOT NULL,
     sdk_key TEXT NOT NULL UNIQUE, mobile_key TEXT NOT NULL UNIQUE,
     client_side_id TEXT NOT NULL UNIQUE, secure_mode INTEGER NOT NULL DEFAULT 0,
-    created_ms INTEGER NOT NULL);
+    created_ms INTEGER NOT NULL, require_approval INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS items (
     env TEXT NOT NULL REFERENCES environments(key),
     kind TEXT NOT NULL CHECK (kind IN ('flags', 'segments')),
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS old_keys (
     which TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 """
 
-_ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode"
+_ENV_COLS = "key, name, sdk_key, mobile_key, client_side_id, secure_mode, require_approval"
 # The credentials POST .../rotate can replace: its "key" value -> the column.
 ROTATABLE = {"sdk": "sdk_key", "mobile": "mobile_key", "clientSide": "client_side_id"}
 
@@ -101,10 +102,11 @@ class EnvironmentExistsError(Exception):
 _OldKeys = tuple[tuple[str, int], ...]
 
 
-def _env(row: tuple[str, str, str, str, str, int],
+def _env(row: tuple[str, str, str, str, str, int, int],
          old: tuple[_OldKeys, _OldKeys] = ((), ())) -> EnvironmentInfo:
     return EnvironmentInfo(row[0], row[1], row[2], row[3], row[4], bool(row[5]),
-                           old_sdk_keys=old[0], old_mobile_keys=old[1])
+                           old_sdk_keys=old[0], old_mobile_keys=old[1],
+                           require_approval=bool(row[6]))
 
 
 def _old_keys(conn: sqlite3.Connection, env: str, now_ms: int) -> tuple[_OldKeys, _OldKeys]:
@@ -141,6 +143,7 @@ class FlagDB:
         self._wconn.executescript(WEBHOOK_SCHEMA)  # store/webhooks/db.py
         _add_comment_column(self._wconn)
         prepare_versions(self._wconn)  # revert_of and the version indexes (item_versions.py)
+        ensure_approvals_schema(self._wconn)  # change requests: store/approvals.py
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
         self.epoch: str = self._wconn.execute(
@@ -259,19 +262,22 @@ class FlagDB:
     # -- writes (only the writer actor calls these) ----------------------------------------
 
     def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
-                           actor: str = "admin") -> EnvChange:
+                           require_approval: bool = False, actor: str = "admin") -> EnvChange:
         creds = new_env_credentials()
         info = EnvironmentInfo(key, name, creds.sdk_key, creds.mobile_key,
-                               creds.client_side_id, secure_mode)
+                               creds.client_side_id, secure_mode,
+                               require_approval=require_approval)
         now_ms = int(self._clock() * 1000)
-        after = orjson.dumps({"key": key, "name": name, "secureMode": secure_mode}).decode()
+        after = orjson.dumps({"key": key, "name": name, "secureMode": secure_mode,
+                              "requireApproval": require_approval}).decode()
         with self._write_lock, _transaction(self._wconn) as conn:
             if conn.execute("SELECT 1 FROM environments WHERE key = ?", (key,)).fetchone():
                 raise EnvironmentExistsError(key)
             conn.execute(
-                "INSERT INTO environments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO environments (key, name, sdk_key, mobile_key, client_side_id,"
+                " secure_mode, created_ms, require_approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, name, info.sdk_key, info.mobile_key, info.client_side_id,
-                 int(secure_mode), now_ms))
+                 int(secure_mode), now_ms, int(require_approval)))
             seq = _history(conn, key, "environment", key, actor, now_ms, None, after)
         return EnvChange(seq, info)
 
@@ -308,19 +314,24 @@ class FlagDB:
             return EnvChange(seq, self._read_env(conn, env, now_ms))
 
     def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                           require_approval: bool | None = None,
                            actor: str = "admin") -> EnvChange | None:
-        """Change the name and/or secure mode; None if the environment does not exist."""
+        """Change the name, secure mode and/or approval rule (None: unchanged); None if the
+        environment does not exist."""
         now_ms = self._now_ms()
         with self._write_lock, _transaction(self._wconn) as conn:
-            row = conn.execute("SELECT name, secure_mode FROM environments WHERE key = ?",
-                               (env,)).fetchone()
+            row = conn.execute("SELECT name, secure_mode, require_approval FROM environments"
+                               " WHERE key = ?", (env,)).fetchone()
             if row is None:
                 return None
-            before = {"name": row[0], "secureMode": bool(row[1])}
+            before = {"name": row[0], "secureMode": bool(row[1]), "requireApproval": bool(row[2])}
             after = {"name": row[0] if name is None else name,
-                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode}
-            conn.execute("UPDATE environments SET name = ?, secure_mode = ? WHERE key = ?",
-                         (after["name"], int(after["secureMode"]), env))
+                     "secureMode": before["secureMode"] if secure_mode is None else secure_mode,
+                     "requireApproval": before["requireApproval"] if require_approval is None
+                     else require_approval}
+            conn.execute("UPDATE environments SET name = ?, secure_mode = ?, require_approval = ?"
+                         " WHERE key = ?", (after["name"], int(after["secureMode"]),
+                                            int(after["requireApproval"]), env))
             seq = _history(conn, env, "environment", env, actor, now_ms,
                            orjson.dumps(before).decode(), orjson.dumps(after).decode())
             return EnvChange(seq, self._read_env(conn, env, now_ms))
@@ -340,6 +351,7 @@ class FlagDB:
             info = self._read_env(conn, env, now_ms)
             conn.execute("DELETE FROM items WHERE env = ?", (env,))
             conn.execute("DELETE FROM old_keys WHERE env = ?", (env,))
+            forget_change_requests(conn, env)  # a re-created env starts with none
             conn.execute("DELETE FROM environments WHERE key = ?", (env,))
             before = orjson.dumps({"key": env, "name": info.name,
                                    "secureMode": info.secure_mode}).decode()

@@ -22,6 +22,7 @@ from typing import Any
 
 from store.json_patch import apply_json_patch, check_json_patch
 from store.merge_patch import merge_patch
+from store.patch_errors import PatchConflictError
 from store.semantic_patch import SemanticPatch, apply_semantic_patch, parse_semantic_patch
 
 SEMANTIC_MODEL = "launchdarkly.semanticpatch"
@@ -45,6 +46,9 @@ class Patch:
 
     format: PatchFormat
     body: Any  # MERGE: the merge patch; JSON_PATCH: the operations; SEMANTIC: SemanticPatch
+    # Apply only to the item at exactly this version (a change request approved against the
+    # version it was made for); a pending, not yet committed state has no version and fails.
+    expect_version: int | None = None
 
     @property
     def comment(self) -> str | None:
@@ -95,9 +99,12 @@ def parse_patch(fmt: PatchFormat, body: Any, item_kind: str = "flags") -> Patch:
 def apply_patch(state: dict[str, Any], patch: Patch | Any) -> Any:
     """``state`` with ``patch`` applied; a bare value (not a :class:`Patch`) is a merge patch.
 
-    Raises PatchError (or PatchConflictError for a failed JSON Patch ``test``)."""
+    Raises PatchError (or PatchConflictError for a failed JSON Patch ``test`` or another
+    version than ``expect_version``)."""
     if not isinstance(patch, Patch):
         return merge_patch(state, patch)
+    if patch.expect_version is not None and state.get("version") != patch.expect_version:
+        raise PatchConflictError(f"the flag is no longer at version {patch.expect_version}")
     match patch.format:
         case PatchFormat.JSON_PATCH:
             return apply_json_patch(state, patch.body)

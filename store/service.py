@@ -30,6 +30,9 @@ from ingest.insights.routes import RIGHTS as INSIGHTS_RIGHTS
 from ingest.insights.routes import register_insights_routes
 from store.accounts_db import AccountsDB
 from store.admin_app import create_admin_app
+from store.approval_routes import RIGHTS as APPROVAL_RIGHTS
+from store.approval_routes import register_approval_routes
+from store.approvals import ApprovalDB
 from store.bus.publisher import BusPublisher
 from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
@@ -50,7 +53,8 @@ from store.writer import Writer
 
 # The permission-table entries of the routes run_store adds to the admin app beside its own
 # (store/permissions.py): one module's RIGHTS per registrar in ``extra`` below.
-EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS, HISTORY_RIGHTS)
+EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS, HISTORY_RIGHTS,
+                APPROVAL_RIGHTS)
 
 
 class StoreStartError(Exception):
@@ -140,6 +144,7 @@ async def run_store(
     except sqlite3.Error as exc:
         db.close()
         raise StoreStartError(f"data dir {config.data_dir} is unusable: {exc}") from None
+    approvals = ApprovalDB(db.path)
     sockets = config.admin_sockets
     owned: list[socket.socket] = []
     try:
@@ -167,6 +172,8 @@ async def run_store(
                     register_metrics_route, collectors=collectors),
                     partial(register_webhook_routes, service=webhooks),
                     partial(register_history_routes, db=db, writer=writer,
+                            max_body_bytes=config.max_body_bytes),
+                    partial(register_approval_routes, writer=writer, db=db, approvals=approvals,
                             max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(
@@ -201,6 +208,7 @@ async def run_store(
             sock.close()
         accounts.close()
         hooks_db.close()
+        approvals.close()
         db.close()
 
 

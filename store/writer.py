@@ -118,6 +118,7 @@ class _EnvRequest:
     key: str
     name: str
     secure_mode: bool
+    require_approval: bool
     actor: str
     ticket: _Ticket
 
@@ -199,9 +200,11 @@ class Writer:
         return WriteResult(result.items[0].stored, result.items[0].created)
 
     async def create_environment(self, key: str, name: str, *, secure_mode: bool = False,
+                                 require_approval: bool = False,
                                  actor: str = "admin") -> EnvironmentInfo:
         ticket = _Ticket()
-        await self._send.send(_EnvRequest(key, name, secure_mode, actor, ticket))
+        await self._send.send(_EnvRequest(key, name, secure_mode, require_approval, actor,
+                                          ticket))
         result: EnvironmentInfo = await ticket.wait()
         return result
 
@@ -213,9 +216,10 @@ class Writer:
         return await self._edit_env(env, edit, f"rotating the {which} key of")
 
     async def update_environment(self, env: str, *, name: str | None, secure_mode: bool | None,
+                                 require_approval: bool | None = None,
                                  actor: str = "admin") -> EnvironmentInfo:
         edit = partial(self._db.update_environment, env, name=name, secure_mode=secure_mode,
-                       actor=actor)
+                       require_approval=require_approval, actor=actor)
         return await self._edit_env(env, edit, "updating")
 
     async def delete_environment(self, env: str, *, actor: str = "admin") -> EnvironmentInfo:
@@ -287,8 +291,8 @@ class Writer:
                         ticket.resolve(error=ConflictError(problem))
                         return
                 await self._commit(self._coalescer.take_all(), (change, ticket))
-            case _EnvRequest(key, name, secure_mode, actor, ticket):
-                await self._create_env(key, name, secure_mode, actor, ticket)
+            case _EnvRequest():
+                await self._create_env(request)
             case _EnvEditRequest(env, edit, what, removes, ticket):
                 if removes:
                     # Writes accepted before the removal commit first (and go with it), so
@@ -341,12 +345,13 @@ class Writer:
         for committed in results:
             await self._publish(committed.change)
 
-    async def _create_env(self, key: str, name: str, secure_mode: bool, actor: str,
-                          ticket: _Ticket) -> None:
+    async def _create_env(self, req: _EnvRequest) -> None:
+        key, ticket = req.key, req.ticket
         try:
             msg = await trio.to_thread.run_sync(
-                lambda: self._db.create_environment(key, name, secure_mode=secure_mode,
-                                                    actor=actor),
+                lambda: self._db.create_environment(
+                    key, req.name, secure_mode=req.secure_mode,
+                    require_approval=req.require_approval, actor=req.actor),
                 limiter=self._limiter)
         except EnvironmentExistsError:
             ticket.resolve(error=ConflictError(f'environment "{key}" already exists'))

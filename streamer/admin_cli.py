@@ -1,6 +1,6 @@
 """The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API
 (``users|tokens|login``: streamer/admin_cli_accounts.py; ``webhooks``:
-streamer/admin_cli_webhooks.py; registered here).
+streamer/admin_cli_webhooks.py; ``requests``: streamer/admin_cli_requests.py; registered here).
 
 Output is a plain table for people, or the API's JSON with ``--json`` for scripts. Exit
 codes: 0 done; 1 the API refused (its one-line message on stderr); 2 a usage error or no
@@ -33,7 +33,7 @@ from streamer.admin_client import (
     resolve_target,
 )
 
-COMMANDS = ("flags", "envs", "history", *accounts_cli.COMMANDS, WEBHOOKS)
+COMMANDS = ("flags", "envs", "history", "requests", *accounts_cli.COMMANDS, WEBHOOKS)
 DEFAULT_DATA_DIR = "./flagstream-data"
 
 
@@ -114,6 +114,9 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     accounts_cli.add_account_commands(sub, formatter, common)
     add_webhook_commands(sub, common, formatter)
     add_history_actions(p, common, formatter)
+    # Imported here: that module uses this one's helpers (table, json_input).
+    from streamer.admin_cli_requests import add_requests_commands
+    add_requests_commands(sub, common, formatter, _HANDLERS)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -177,21 +180,23 @@ def _flags_toggle(c: AdminClient, a: argparse.Namespace) -> _Result:
     return doc, table(_FLAG_HEAD, [_flag_row(doc)])
 
 
-def _flags_set(c: AdminClient, a: argparse.Namespace) -> _Result:
-    if a.file is not None:
+def json_input(file: Path | None, text: str | None, option: str = "--json") -> Any:
+    """The JSON in ``file``, else in ``text`` (given as ``option``); UsageError if it is not."""
+    if file is not None:
         try:
-            text = a.file.read_text()
+            text = file.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {a.file}: {getattr(exc, 'strerror', None) or exc}") \
+            raise UsageError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") \
                 from None
-        where = str(a.file)
-    else:
-        text, where = a.data, "--json"
     try:
-        body = json.loads(text)
+        return json.loads(text or "")
     except ValueError as exc:
-        raise UsageError(f"{where} is not JSON: {exc}") from None
-    doc = c.call("PUT", path_of("environments", a.env, "flags", a.key), body)
+        raise UsageError(f"{file if file is not None else option} is not JSON: {exc}") from None
+
+
+def _flags_set(c: AdminClient, a: argparse.Namespace) -> _Result:
+    doc = c.call("PUT", path_of("environments", a.env, "flags", a.key),
+                 json_input(a.file, a.data))
     return doc, table(_FLAG_HEAD, [_flag_row(doc)])
 
 

@@ -28,7 +28,8 @@ Wire form: a msgpack map whose ``"t"`` names the message type::
     {"t": "err", "message": str}
 
 ``kind`` is ``"flags"`` or ``"segments"``. EnvironmentInfo-map keys: ``key``, ``name``,
-``sdkKey``, ``mobileKey``, ``clientSideId``, ``secureMode``, ``oldSdkKeys`` and
+``sdkKey``, ``mobileKey``, ``clientSideId``, ``secureMode``, ``requireApproval`` (flag
+changes go through change requests; the streamers ignore it), ``oldSdkKeys`` and
 ``oldMobileKeys`` (lists of ``[credential, expires_at_ms]`` pairs: rotated keys that stay
 valid until then, each only as the kind of key it was; empty unless a key was rotated).
 Unknown map keys are ignored, so fields can be added without breaking older nodes.
@@ -76,6 +77,8 @@ class EnvironmentInfo:
     # apps and must never open the server-side endpoints.
     old_sdk_keys: _Pairs = ()
     old_mobile_keys: _Pairs = ()
+    # Direct flag writes are refused; changes go through change requests (store/approvals.py).
+    require_approval: bool = False
 
     @property
     def old_keys(self) -> _Pairs:
@@ -151,6 +154,7 @@ def _env_to_wire(env: EnvironmentInfo) -> dict[str, Any]:
         "mobileKey": env.mobile_key,
         "clientSideId": env.client_side_id,
         "secureMode": env.secure_mode,
+        "requireApproval": env.require_approval,
         "oldSdkKeys": [list(k) for k in env.old_sdk_keys],
         "oldMobileKeys": [list(k) for k in env.old_mobile_keys],
         "oldKeys": [list(k) for k in env.old_keys],  # for nodes before the lists above
@@ -171,6 +175,7 @@ def _env_from_wire(m: Any) -> EnvironmentInfo:
             secure_mode=_bool(m.get("secureMode", False)),
             old_sdk_keys=old_sdk,
             old_mobile_keys=old_mobile,
+            require_approval=_bool(m.get("requireApproval", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise EnvelopeError(f"bad environment: {exc!r}") from exc

@@ -27,6 +27,7 @@ PROD = EnvironmentInfo("prod", "Production", "sdk-1", "mob-1", "cid-1")
 ROTATED = EnvironmentInfo(
     "stage", "Stäging ✓", "sdk-2", "mob-2", "cid-2", secure_mode=True,
     old_sdk_keys=(("sdk-old", 1_700_000_000_000),), old_mobile_keys=(("mob-old", 0),),
+    require_approval=True,
 )  # fmt: skip
 FLAG = ItemChange("flags", "new-checkout", 7, b'{"key":"new-checkout","version":7,"on":true}')
 TOMBSTONE = ItemChange("segments", "beta-users", 3, None)
@@ -79,7 +80,7 @@ def test_wire_form_is_the_documented_one() -> None:
         "seq": 4,
         "env": {
             "key": "stage", "name": "Stäging ✓", "sdkKey": "sdk-2", "mobileKey": "mob-2",
-            "clientSideId": "cid-2", "secureMode": True,
+            "clientSideId": "cid-2", "secureMode": True, "requireApproval": True,
             "oldSdkKeys": [["sdk-old", 1_700_000_000_000]], "oldMobileKeys": [["mob-old", 0]],
             # both kinds in one list, soonest expiry first, for nodes before the lists above
             "oldKeys": [["mob-old", 0], ["sdk-old", 1_700_000_000_000]],

@@ -3,8 +3,9 @@
 Read from ``streamer/http_head.py`` and ``streamer/client_streams.py`` (stream listener),
 ``streamer/sdk_app.py``, ``streamer/clientside_app.py``, ``ingest/http.py`` and
 ``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py``,
-``store/account_routes.py``, ``store/history_routes.py``, ``store/webhooks/routes.py`` and
-``ingest/insights/routes.py`` (admin listener); ``store/openapi.yaml`` documents the last.
+``store/account_routes.py``, ``store/history_routes.py``, ``store/webhooks/routes.py``,
+``store/approval_routes.py`` (its GET routes) and ``ingest/insights/routes.py`` (admin
+listener); ``store/openapi.yaml`` documents the last.
 A route's path is a template: ``{cred}`` is the credential when the route takes it in the
 path (an environment ID), ``{b64}`` a base64url context, ``{env}`` the environment key the
 admin routes write to (a victim environment, so that no probe changes the one the
@@ -131,6 +132,10 @@ def _admin() -> list[Route]:
         Route(a, "GET", "/api/v1/users", Cred.ADMIN),
         Route(a, "GET", "/api/v1/tokens", Cred.ADMIN),
         Route(a, "GET", "/api/v1/account", Cred.ADMIN),
+        Route(a, "GET", env + "/change-requests", Cred.ADMIN,
+              query=("status", "limit", "before")),
+        Route(a, "GET", env + "/flags/{key}/change-requests", Cred.ADMIN,
+              query=("status", "limit", "before")),
     ]
     for kind in ("flags", "segments"):
         item = f"{env}/{kind}/{{key}}"

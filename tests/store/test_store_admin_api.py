@@ -65,7 +65,8 @@ async def make_env(c: httpx.AsyncClient, key: str = "prod") -> dict[str, Any]:
 
 async def test_environments(client: httpx.AsyncClient) -> None:
     env = await make_env(client)
-    assert set(env) == {"key", "name", "sdkKey", "mobileKey", "clientSideId", "secureMode"}
+    assert set(env) == {"key", "name", "sdkKey", "mobileKey", "clientSideId", "secureMode",
+                        "requireApproval"}
     assert env["key"] == "prod" and env["name"] == "Prod" and env["sdkKey"].startswith("sdk-")
     assert env["mobileKey"].startswith("mob-") and len(env["clientSideId"]) == 24
     err = error_of(await client.post("/api/v1/environments", json={"key": "prod"}), 409)

@@ -17,6 +17,7 @@ from quart_trio import QuartTrio
 
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
+from store.approval_routes import register_approval_routes
 from store.db import FlagDB
 from store.history_routes import register_history_routes
 from store.metrics import register_metrics_route
@@ -42,7 +43,8 @@ def admin_app(db: FlagDB) -> QuartTrio:
     extra = [partial(register_metrics_route, collectors=[]),
              partial(register_insights_routes, insights=None),
              partial(register_webhook_routes, service=None),
-             partial(register_history_routes, db=db, writer=writer)]
+             partial(register_history_routes, db=db, writer=writer),
+             partial(register_approval_routes, writer=None, db=db, approvals=None)]
     return create_admin_app(writer=writer, db=db, token="t", extra_routes=extra)
 
 

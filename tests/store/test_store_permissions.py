@@ -142,6 +142,35 @@ def _new_webhook() -> dict[str, Any]:
     return {"url": f"http://127.0.0.1:9/hook{next(_unique)}"}
 
 
+_proposers: dict[int, str] = {}  # client -> the bearer of an admin token that proposes
+
+
+async def _proposed(c: httpx.AsyncClient, env_path: str, bearer: str) -> str:
+    """The id of a new change request to flag f of the environment ``env_path``."""
+    r = await c.post(f"{env_path}/flags/f/change-requests",
+                     json={"patch": {"on": False}, "comment": "sample"}, headers=auth(bearer))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _request_of_another(c: httpx.AsyncClient, path: str, who: Who) -> str:
+    # Proposed by a token of its own, so every principal may approve or decline it.
+    if id(c) not in _proposers:
+        r = await c.post("/api/v1/tokens", json={"name": "proposer", "role": "admin"})
+        assert r.status_code == 201, r.text
+        _proposers[id(c)] = r.json()["token"]
+    env_path = path.split("/change-requests/")[0]
+    return path.replace("<request_id>", await _proposed(c, env_path, _proposers[id(c)]))
+
+
+async def _own_request(c: httpx.AsyncClient, path: str, who: Who) -> str:
+    # Only the proposer may withdraw: a principal that may write proposes it itself.
+    env_path = path.split("/change-requests/")[0]
+    if not allowed(who, "write", env_path.split("/")[4]):
+        return await _request_of_another(c, path, who)
+    return path.replace("<request_id>", await _proposed(c, env_path, who.secret))
+
+
 def _new_env() -> dict[str, Any]:
     return {"key": f"new{next(_unique)}"}
 
@@ -213,6 +242,19 @@ SAMPLES: dict[tuple[str, str], list[Sample]] = {
     ("GET", "/api/v1/tokens"): [("/api/v1/tokens", None, 200, _none)],
     ("POST", "/api/v1/tokens"): [("/api/v1/tokens", _new_token, 201, _none)],
     ("DELETE", "/api/v1/tokens/<token_id>"): [("/api/v1/tokens/<token_id>", None, 204, _own_token)],
+    ("POST", f"{E}/flags/<key>/change-requests"): [
+        (f"{E}/flags/f/change-requests", {"patch": {"on": True}, "comment": "c"}, 201, _none)],
+    ("GET", f"{E}/flags/<key>/change-requests"): [(f"{E}/flags/f/change-requests", None, 200,
+                                                   _none)],
+    ("GET", f"{E}/change-requests"): [(f"{E}/change-requests", None, 200, _none)],
+    ("GET", f"{E}/change-requests/<request_id>"): [
+        (f"{E}/change-requests/<request_id>", None, 200, _request_of_another)],
+    ("POST", f"{E}/change-requests/<request_id>/approve"): [
+        (f"{E}/change-requests/<request_id>/approve", {}, 200, _request_of_another)],
+    ("POST", f"{E}/change-requests/<request_id>/decline"): [
+        (f"{E}/change-requests/<request_id>/decline", {}, 200, _request_of_another)],
+    ("DELETE", f"{E}/change-requests/<request_id>"): [
+        (f"{E}/change-requests/<request_id>", None, 200, _own_request)],
     ("POST", "/api/v1/webhooks"): [("/api/v1/webhooks", _new_webhook, 201, _none)],
     ("GET", "/api/v1/webhooks"): [("/api/v1/webhooks", None, 200, _none)],
     ("GET", "/api/v1/webhooks/<hook_id>"): [("/api/v1/webhooks/<hook_id>", None, 200, _webhook)],
@@ -289,7 +331,7 @@ async def test_without_a_valid_credential_every_route_but_the_public_ones_is_401
     for (method, rule), samples in SAMPLES.items():
         template, body, ok_status, _ = samples[0]
         path = (template.replace(ENV_PARAM, OWN).replace("<token_id>", "x")
-                .replace("<hook_id>", "x"))
+                .replace("<hook_id>", "x").replace("<request_id>", "1"))
         for headers in credentials:
             r = await _request(c, method, path, body, {"Authorization": "", **headers})
             if TABLE[(method, rule)] == "public":
