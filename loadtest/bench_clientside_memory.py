@@ -37,12 +37,12 @@ from typing import Any
 
 import orjson
 
+from bus.envelope import ItemChange
 from flagmodel import Context, parse_context
 from loadtest import procstats
 from loadtest.bench_eval_streams import CS, context_path, filler_flag, marked_flag
 from loadtest.node import AdminClient, Node
 from loadtest.rounds import ClientProc
-from store.bus.envelope import ItemChange
 from streamer.client_groups import ClientGroups, evaluate_entries, payload_json
 from streamer.client_model import EvalModel
 from streamer.envstate import EnvState

@@ -19,6 +19,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from bus.envelope import EnvironmentInfo, ItemKind
 from ingest.timefmt import ms_from_text
 from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
@@ -31,7 +32,6 @@ from store.admin_http import (
     token_matches,
     write_error_to_api,
 )
-from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
 from store.db import ROTATABLE, FlagDB
 from store.http_guard import finish_unread_bodies

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import orjson
 
-from store.bus.envelope import (
+from bus.credentials import new_env_credentials
+from bus.envelope import (
     Change,
     EnvChange,
     EnvironmentInfo,
@@ -48,7 +49,6 @@ from store.bus.envelope import (
     ItemKind,
     Snapshot,
 )
-from store.credentials import new_env_credentials
 from store.records import (
     ChangeRequest,
     CommittedChange,

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
+from bus.envelope import Change, ItemKind
 from ingest.timefmt import iso_from_ms
-from store.bus.envelope import Change, ItemKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ from hypercorn.utils import wrap_app
 from prometheus_client.registry import Collector
 from quart_trio import QuartTrio
 
+from bus.publisher import BusPublisher
+from bus.snapshot_server import serve_snapshots
 from ingest.insights.consumer import InsightsConfig, run_insights
 from ingest.insights.metrics import InsightsCollector
 from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
-from store.bus.publisher import BusPublisher
-from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
 from store.db import FlagDB
 from store.http_guard import RequestGuard

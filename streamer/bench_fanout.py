@@ -26,7 +26,7 @@ import time
 
 import trio
 
-from store.bus.envelope import Change, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
+from bus.envelope import Change, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
 from streamer.acceptor import Acceptor
 from streamer.directory import Directory
 from streamer.gc_policy import GcPolicy

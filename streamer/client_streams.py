@@ -30,8 +30,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from bus.envelope import EnvironmentInfo
 from flagmodel import Context
-from store.bus.envelope import EnvironmentInfo
 from streamer.client_groups import GroupKey, group_key
 from streamer.client_request import (
     MAX_CONTEXT_BYTES,

@@ -30,7 +30,7 @@ import orjson
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from store.bus.envelope import EnvironmentInfo
+from bus.envelope import EnvironmentInfo
 from streamer.client_groups import evaluate_entries, payload_json
 from streamer.client_request import (
     BadRequest,

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The directory implements :class:`streamer.ports.ChangeSink`: the bus subscriber hands it
+The directory implements :class:`bus.subscriber_ports.ChangeSink`: the bus subscriber hands it
 snapshots and changes in order, and it routes each to the environment's actor (creating one
 on first sight, stopping it when a full snapshot no longer names the environment). It keeps
 the credential index (SDK key, mobile key, client-side ID, and rotated keys until they expire)
@@ -30,7 +30,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
-from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
+from bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
 from streamer.client_groups import MAX_WARM_GROUPS, GroupStatistics
 from streamer.env_actor import Apply, Close, EnvActor, Replace
 from streamer.envstate import EnvView

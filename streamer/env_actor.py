@@ -51,7 +51,7 @@ from dataclasses import dataclass
 
 import trio
 
-from store.bus.envelope import ItemChange
+from bus.envelope import ItemChange
 from streamer.client_groups import MAX_WARM_GROUPS, ClientGroups
 from streamer.client_model import Changed, EvalModel
 from streamer.client_streams import PING_FRAME, PING_KINDS

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from store.bus.envelope import ItemChange, ItemKind
+from bus.envelope import ItemChange, ItemKind
 from streamer.sse import event_chunk
 
 

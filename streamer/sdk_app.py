@@ -19,7 +19,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from store.bus.envelope import ItemKind
+from bus.envelope import ItemKind
 from store.containment import install_http_boundary
 from store.http_guard import finish_unread_bodies
 from streamer.directory import Directory

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from store.bus.envelope import EnvironmentInfo
+from bus.envelope import EnvironmentInfo
 from streamer.http_head import StreamKind
 from streamer.stream_conn import StreamConn
 from streamer.stream_gate import Refusal

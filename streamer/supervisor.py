@@ -467,7 +467,7 @@ async def run_node(cfg: NodeConfig, out: Callable[[str], None]) -> None:
         if refused is not None:
             raise StartError(refused)
     prepare_data_dir(cfg.data_dir)
-    from store.bus.addresses import local_bus_addresses, snapshot_address_for
+    from bus.addresses import local_bus_addresses, snapshot_address_for
 
     if cfg.role == "serve":
         bus, snap = local_bus_addresses(cfg.data_dir)

@@ -110,7 +110,7 @@ async def run_worker(
     config: WorkerConfig, *, task_status: trio.TaskStatus[WorkerReady] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run a worker until cancelled. Raises :class:`BindError` if a listener cannot be opened."""
-    from streamer.bus_subscriber import BusSubscriber  # another engineer's module
+    from bus.subscriber import BusSubscriber  # another engineer's module
 
     if not 0 < config.heartbeat_interval < 60:
         raise ValueError("heartbeat interval must be between 0 and 60 seconds")

@@ -1,4 +1,4 @@
-"""Tables for store/bus/addresses.py, and listening errors on real nng sockets."""
+"""Tables for bus/addresses.py, and listening errors on real nng sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pynng
 import pytest
 
-from store.bus.addresses import (
+from bus.addresses import (
     SUN_PATH_MAX,
     BusAddressError,
     listen,

@@ -15,7 +15,7 @@ import pytest
 import trio
 from bus_fakes import DroppingPublisher, FakeStore, RecordingSink, StoreNode, until
 
-from store.bus.envelope import (
+from bus.envelope import (
     Change,
     ErrorReply,
     Heartbeat,
@@ -24,9 +24,9 @@ from store.bus.envelope import (
     decode,
     encode,
 )
-from store.bus.publisher import BusPublisher, PublisherStatistics
-from store.bus.snapshot_server import serve_snapshots
-from streamer.bus_subscriber import BusSubscriber
+from bus.publisher import BusPublisher, PublisherStatistics
+from bus.snapshot_server import serve_snapshots
+from bus.subscriber import BusSubscriber
 
 Addresses = Callable[[], tuple[str, str]]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from bus.envelope import ItemChange
 from flagmodel import parse_context
-from store.bus.envelope import ItemChange
 from streamer.client_groups import ClientGroups, evaluate_entries, group_key, payload_json
 from streamer.client_model import Changed, EvalModel
 from streamer.envstate import EnvState

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bus.envelope import EnvironmentInfo
 from flagmodel import parse_context, secure_mode_hash
-from store.bus.envelope import EnvironmentInfo
 from streamer.client_streams import (
     ClientStreamRequest,
     Preflight,

@@ -7,7 +7,7 @@ import socket
 
 import trio
 
-from store.bus.envelope import EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
+from bus.envelope import EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
 from streamer.sse import ChunkedDecoder, SSEComment, SSEDecoder, SSEEvent
 
 ENV = EnvironmentInfo("prod", "Production", "sdk-prod-1", "mob-prod-1", "cid-prod-1")

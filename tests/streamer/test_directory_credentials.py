@@ -10,7 +10,7 @@ import pytest
 import trio
 from streamer_testkit import ENV, snapshot
 
-from store.bus.envelope import EnvChange
+from bus.envelope import EnvChange
 from streamer.directory import Directory
 from streamer.http_head import StreamKind
 from streamer.stream_gate import StreamGate

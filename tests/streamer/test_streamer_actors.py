@@ -21,7 +21,7 @@ from streamer_testkit import (
     tombstone,
 )
 
-from store.bus.envelope import Change, ItemChange
+from bus.envelope import Change, ItemChange
 from streamer.directory import Directory
 from streamer.env_actor import EnvActor
 from streamer.http_head import STREAM_RESPONSE_HEAD

@@ -17,7 +17,7 @@ from streamer_testkit import (
     tcp_pair,
 )
 
-from store.bus.envelope import EnvChange
+from bus.envelope import EnvChange
 from streamer.directory import Directory
 from streamer.sdk_app import create_sdk_app
 from streamer.sse import SSEEvent

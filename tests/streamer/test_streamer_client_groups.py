@@ -13,7 +13,7 @@ import trio
 import trio.testing
 from streamer_testkit import ENV, StreamReader, request, snapshot, tcp_pair
 
-from store.bus.envelope import ItemChange
+from bus.envelope import ItemChange
 from streamer.directory import Directory
 from streamer.env_actor import Apply
 from streamer.metrics_collector import WorkerCollector

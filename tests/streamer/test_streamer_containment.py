@@ -15,8 +15,8 @@ from quart import Response
 from quart_trio import QuartTrio
 from streamer_testkit import ENV, StreamReader, flag, flag_json, request, tcp_pair
 
+from bus.envelope import EnvironmentInfo, ItemChange
 from flagmodel import Context, parse_context
-from store.bus.envelope import EnvironmentInfo, ItemChange
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
 from streamer.client_groups import ClientGroups, group_key
 from streamer.client_model import EvalModel

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from store.bus.envelope import ItemChange
+from bus.envelope import ItemChange
 from streamer.envstate import Delta, EnvState, delta_frames, etag_matches, item_etag
 from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY, Mailbox
 from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent

@@ -22,16 +22,16 @@ from ldclient.config import Config
 from ldclient.impl.datasource.feature_requester import FeatureRequesterImpl
 from streamer_testkit import ENV, StreamReader, flag, request, tombstone
 
-from store.bus.envelope import Change, EnvSnapshot, ItemChange, Snapshot
-from store.bus.publisher import BusPublisher
-from store.bus.snapshot_server import serve_snapshots
+from bus.envelope import Change, EnvSnapshot, ItemChange, Snapshot
+from bus.publisher import BusPublisher
+from bus.snapshot_server import serve_snapshots
 from streamer.worker import WorkerConfig, WorkerReady, run_worker
 
 EPOCH = "epoch-1"
 
 
 class FakeStore:
-    """A tiny in-memory store: implements store.ports.SnapshotSource and publishes changes."""
+    """A tiny in-memory store: implements bus.store_ports.SnapshotSource and publishes changes."""
 
     def __init__(self) -> None:
         self.seq = 1

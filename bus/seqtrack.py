@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from store.bus.envelope import Change, EnvChange, Heartbeat
+from bus.envelope import Change, EnvChange, Heartbeat
 
 BusEvent = Change | EnvChange | Heartbeat
 

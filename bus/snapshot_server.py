@@ -21,9 +21,9 @@ from typing import Any
 import pynng
 import trio
 
-from store.bus.addresses import listen
-from store.bus.envelope import EnvelopeError, ErrorReply, SnapshotRequest, decode, encode
-from store.ports import SnapshotSource
+from bus.addresses import listen
+from bus.envelope import EnvelopeError, ErrorReply, SnapshotRequest, decode, encode
+from bus.store_ports import SnapshotSource
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The seams the store meets other parts at (consumer-defined, STYLE.md principle 8).
 
-Each has a real implementation (``store.bus.publisher.BusPublisher``, ``store.db.FlagDB``)
+Each has a real implementation (``bus.publisher.BusPublisher``, ``store.db.FlagDB``)
 and an in-memory fake in the tests.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from store.bus.envelope import Change, EnvChange, Snapshot
+from bus.envelope import Change, EnvChange, Snapshot
 
 
 class ChangePublisher(Protocol):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 # Every SDK key and mobile key this store issues starts with its kind's prefix. The bus decoder
 # relies on it only for messages from stores older than the per-kind grace lists (see
-# store/bus/envelope.py); every lookup otherwise goes by the kind the store recorded.
+# bus/envelope.py); every lookup otherwise goes by the kind the store recorded.
 SDK_KEY_PREFIX = "sdk-"
 MOBILE_KEY_PREFIX = "mob-"
 

@@ -5,7 +5,7 @@ Theory of operation
 Two nng sockets, both dialled without blocking so nng keeps reconnecting while the store is
 down or restarting: Sub0 for changes and heartbeats, Req0 for snapshots. ``run`` reports
 ``started`` at once (a worker serves before it has data), fetches a full snapshot, then follows
-the bus, asking :class:`~streamer.seqtrack.SeqTracker` what to do with each message or with
+the bus, asking :class:`~bus.seqtrack.SeqTracker` what to do with each message or with
 silence: apply it, ignore it, or resync.
 
 A resync fetches a full snapshot (retrying with bounded, jittered backoff until the store
@@ -30,8 +30,8 @@ from typing import Any
 import pynng
 import trio
 
-from store.bus.addresses import dial
-from store.bus.envelope import (
+from bus.addresses import dial
+from bus.envelope import (
     Change,
     EnvChange,
     EnvelopeError,
@@ -42,8 +42,8 @@ from store.bus.envelope import (
     decode,
     encode,
 )
-from streamer.ports import ChangeSink
-from streamer.seqtrack import Action, BusEvent, Decision, Reason, SeqTracker
+from bus.seqtrack import Action, BusEvent, Decision, Reason, SeqTracker
+from bus.subscriber_ports import ChangeSink
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from store.bus.envelope import Change, EnvChange, Snapshot
+from bus.envelope import Change, EnvChange, Snapshot
 
 
 class ChangeSink(Protocol):

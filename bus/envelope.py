@@ -42,7 +42,7 @@ it (during a rolling upgrade only).
 read and wrote. It is still written, so an older streamer keeps honouring grace periods during
 a rolling upgrade. It is read only from a map that has neither per-kind list (a message from
 an older store); the kind of each credential is then its issue prefix (``sdk-``, ``mob-``,
-store/credentials.py), and a credential with neither prefix is dropped: a rotated key that
+bus/credentials.py), and a credential with neither prefix is dropped: a rotated key that
 stops early is better than a mobile key accepted as an SDK key.
 """
 
@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import msgpack
 
-from store.credentials import MOBILE_KEY_PREFIX, SDK_KEY_PREFIX
+from bus.credentials import MOBILE_KEY_PREFIX, SDK_KEY_PREFIX
 
 ItemKind = Literal["flags", "segments"]
 ITEM_KINDS: tuple[ItemKind, ...] = ("flags", "segments")

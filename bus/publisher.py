@@ -23,8 +23,8 @@ from typing import Any
 import pynng
 import trio
 
-from store.bus.addresses import listen
-from store.bus.envelope import Change, EnvChange, Heartbeat, encode
+from bus.addresses import listen
+from bus.envelope import Change, EnvChange, Heartbeat, encode
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class PublisherStatistics:
 
 
 class BusPublisher:
-    """Implements :class:`store.ports.ChangePublisher` on nng Pub0."""
+    """Implements :class:`bus.store_ports.ChangePublisher` on nng Pub0."""
 
     def __init__(
         self, address: str, *, epoch: str, initial_seq: int, heartbeat_interval: float = 1.0
