@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from bus.envelope import EnvironmentInfo, ItemKind
-from ingest.timefmt import ms_from_text
+from insights.timefmt import ms_from_text
 from store.admin_audit import log_auth_failure, log_write
 from store.admin_http import (
     ApiError,

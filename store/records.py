@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from bus.envelope import Change, ItemKind
-from ingest.timefmt import iso_from_ms
+from insights.timefmt import iso_from_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,9 @@ from quart_trio import QuartTrio
 
 from bus.publisher import BusPublisher
 from bus.snapshot_server import serve_snapshots
-from ingest.insights.consumer import InsightsConfig, run_insights
-from ingest.insights.metrics import InsightsCollector
-from ingest.insights.routes import register_insights_routes
+from insights.consumer import InsightsConfig, run_insights
+from insights.metrics import InsightsCollector
+from insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.containment import Failures
 from store.db import FlagDB

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from streamer.admin_client import DEFAULT_ADMIN_URL, TargetError, resolve_target
-from streamer.cli import build_parser, main
+from node.admin_client import DEFAULT_ADMIN_URL, TargetError, resolve_target
+from node.cli import build_parser, main
 from tests.e2e.node_proc import NodeProcess
 from tests.ops import conftest as ops_conftest
 
@@ -136,7 +136,7 @@ def test_token_from_the_data_dir_env_var(node: NodeProcess, capsys: pytest.Captu
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
-    return subprocess.run([sys.executable, "-m", "streamer.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamer.supervisor import ensure_admin_token
+from node.supervisor import ensure_admin_token
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamer.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, **(env or {})})
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamer.config import ConfigError, load_toml, parse_hostport, resolve
+from node.config import ConfigError, load_toml, parse_hostport, resolve
 
 NAMES = ["admin-bind", "workers", "admin-token", "heartbeat-interval"]
 

@@ -1,4 +1,4 @@
-"""The supervisor's held listening sockets (streamer/supervisor.py ``HeldListeners``): kept
+"""The supervisor's held listening sockets (node/supervisor.py ``HeldListeners``): kept
 open across an immediate restart, closed while a crash loop backs off, on a real worker slot
 whose "worker" is a tiny process that says it is ready, checks its sockets, and exits."""
 
@@ -10,7 +10,7 @@ import sys
 
 import trio
 
-from streamer.supervisor import HeldListeners, WorkerSupervisor
+from node.supervisor import HeldListeners, WorkerSupervisor
 
 # A stand-in worker: prints the readiness line if both inherited fds are listening sockets
 # (SO_ACCEPTCONN), then exits after a moment, so the supervisor restarts it.

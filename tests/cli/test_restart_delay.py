@@ -1,11 +1,11 @@
-"""The supervisor's restart policy (streamer/supervisor.py ``restart_delay``): at once after a
+"""The supervisor's restart policy (node/supervisor.py ``restart_delay``): at once after a
 healthy run, exponential backoff for a worker that keeps crashing soon after start."""
 
 from __future__ import annotations
 
 import pytest
 
-from streamer.supervisor import HEALTHY_RESET_S, RESTART_BACKOFF_MAX_S, restart_delay
+from node.supervisor import HEALTHY_RESET_S, RESTART_BACKOFF_MAX_S, restart_delay
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.supervisor import machine_worker_limit
-from streamer.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
+from node.supervisor import machine_worker_limit
+from node.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -53,7 +53,7 @@ def test_memtotal(text: str, expected: int | None) -> None:
 
 def test_too_many_workers_is_refused_before_anything_starts(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    r = subprocess.run([sys.executable, "-m", "streamer.cli", "serve", "--data-dir", str(data),
+    r = subprocess.run([sys.executable, "-m", "node.cli", "serve", "--data-dir", str(data),
                         "--workers", "1000", "--stream-bind", "127.0.0.1:0",
                         "--sdk-bind", "127.0.0.1:0", "--admin-bind", "127.0.0.1:0"],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -95,7 +95,7 @@ def test_a_stop_during_start_up_is_prompt_and_leaves_no_process(tmp_path: Path,
     workers = min(8, machine_worker_limit().most)
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "serve", "--data-dir", str(data),
+        [sys.executable, "-m", "node.cli", "serve", "--data-dir", str(data),
          "--workers", str(workers), "--stream-bind", "127.0.0.1:0", "--sdk-bind", "127.0.0.1:0",
          "--admin-bind", "127.0.0.1:0", "--admin-token", "test-admin-token"],
         cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,

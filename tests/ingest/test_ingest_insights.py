@@ -16,12 +16,12 @@ from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
-from ingest.insights import cli
-from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService, run_insights
-from ingest.insights.fold import Contribution, fold_line, fold_record
-from ingest.insights.routes import register_insights_routes
-from ingest.insights.store import InsightsStore
 from ingest.records import Payload, PayloadKind, Source
+from insights.consumer import InsightsConfig, InsightsConsumer, InsightsService, run_insights
+from insights.fold import Contribution, fold_line, fold_record
+from insights.routes import register_insights_routes
+from insights.store import InsightsStore
+from node import insights_cli as cli
 
 DAY1 = int(dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC).timestamp() * 1000)
 DAY2 = DAY1 + 86_400_000

@@ -28,8 +28,8 @@ from quart_trio import QuartTrio
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.devserver import StaticResolver
 from ingest.http import register_event_routes
-from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
-from ingest.insights.store import InsightsStore
+from insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
+from insights.store import InsightsStore
 
 FLAG = {
     "key": "flag1",

@@ -19,19 +19,19 @@ import trio
 import trio.testing
 
 from ingest import spool
-from ingest.insights import cli
-from ingest.insights.consumer import (
+from ingest.records import Payload, PayloadKind, Source, encode_records
+from insights.consumer import (
     MAX_ENV_LABELS,
     OTHER_ENVS,
     InsightsConfig,
     InsightsConsumer,
     InsightsService,
 )
-from ingest.insights.fold import Contribution, fold_record
-from ingest.insights.known import SAMPLE_KEYS, KnownFlags
-from ingest.insights.metrics import InsightsCollector
-from ingest.insights.store import FLAG_SQL, LAST_EVALUATED_SQL, PRUNE_SQL, InsightsStore
-from ingest.records import Payload, PayloadKind, Source, encode_records
+from insights.fold import Contribution, fold_record
+from insights.known import SAMPLE_KEYS, KnownFlags
+from insights.metrics import InsightsCollector
+from insights.store import FLAG_SQL, LAST_EVALUATED_SQL, PRUNE_SQL, InsightsStore
+from node import insights_cli as cli
 
 DAY_MS = 86_400_000
 DAY1 = 1_772_366_400_000  # 2026-03-01 12:00 UTC
@@ -205,7 +205,7 @@ def test_the_catalog_cache_holds_at_most_max_envs() -> None:
 
 
 def test_unknown_flag_counters_are_capped_by_environment(tmp_path: Path) -> None:
-    from ingest.insights.known import Split
+    from insights.known import Split
 
     service = InsightsService(InsightsStore(tmp_path / "i.sqlite3"), Catalog(KNOWN))
     for i in range(MAX_ENV_LABELS + 50):

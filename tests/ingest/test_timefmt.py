@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.timefmt import iso_from_ms, ms_from_text
+from insights.timefmt import iso_from_ms, ms_from_text
 
 
 @pytest.mark.parametrize(("ms", "iso"), [

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from quart_trio import QuartTrio
 
-from ingest.insights.routes import register_insights_routes
+from insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.db import FlagDB
 from store.metrics import register_metrics_route

@@ -25,7 +25,7 @@ from streamer_testkit import ENV, StreamReader, flag, request, tombstone
 from bus.envelope import Change, EnvSnapshot, ItemChange, Snapshot
 from bus.publisher import BusPublisher
 from bus.snapshot_server import serve_snapshots
-from streamer.worker import WorkerConfig, WorkerReady, run_worker
+from node.worker import WorkerConfig, WorkerReady, run_worker
 
 EPOCH = "epoch-1"
 
@@ -237,7 +237,7 @@ def _free_port_held() -> socket.socket:
 
 
 def _worker_argv(stream: str, sdk: str, tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "streamer.worker", "--worker-id", "3", "--stream-bind", stream,
+    return [sys.executable, "-m", "node.worker", "--worker-id", "3", "--stream-bind", stream,
             "--sdk-bind", sdk, "--bus", "tcp://127.0.0.1:1", "--bus-snapshot",
             "tcp://127.0.0.1:2", "--data-dir", str(tmp)]
 

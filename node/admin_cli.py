@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from streamer.admin_client import (
+from node.admin_client import (
     DEFAULT_ADMIN_URL,
     AdminApiError,
     AdminClient,

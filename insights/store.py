@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.insights.fold import NO_VARIATION, Contribution
+from insights.fold import NO_VARIATION, Contribution
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counts (

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ingest.insights.fold import Contribution
 from ingest.ports import FlagCatalog
+from insights.fold import Contribution
 
 SAMPLE_KEYS = 5  # unknown keys kept per batch for the log line; the rest are only counted
 

@@ -1,7 +1,7 @@
 """One streamer worker process: bus subscriber, directory, stream acceptor, SDK app and the
 co-located ingest actor (analytics events to Kinesis or the local spool).
 
-``python3 -m streamer.worker --worker-id N --stream-bind HOST:PORT --sdk-bind HOST:PORT
+``python3 -m node.worker --worker-id N --stream-bind HOST:PORT --sdk-bind HOST:PORT
 --bus ADDR --bus-snapshot ADDR --data-dir DIR [--heartbeat-interval S]``
 
 When both listeners are up it prints exactly one JSON line on stdout (the supervisor waits for
@@ -10,7 +10,7 @@ Logs go to stderr. SIGTERM or SIGINT: stop accepting, close every stream, exit 0
 or a bad argument: a message on stderr and exit code 2.
 
 ``--stream-fd N --sdk-fd M``: serve listening sockets inherited from the supervisor (which
-keeps them open across a restart, see `streamer.supervisor.HeldListeners`) instead of opening
+keeps them open across a restart, see `node.supervisor.HeldListeners`) instead of opening
 them; the ``--*-bind`` addresses are then only what the readiness line reports.
 
 ``--node-readiness FILE``: the supervisor's node readiness file; ``/readyz`` is then 200 only
@@ -38,6 +38,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ingest.actor import IngestActor, IngestConfig, IngestHandle
 from ingest.http import register_event_routes
+from node.stop_signal import StopSignal
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from streamer.acceptor import Acceptor
@@ -57,11 +58,10 @@ from streamer.node_readiness import report_readiness
 from streamer.propagation import PropagationProbe
 from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
-from streamer.stop_signal import StopSignal
 from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 from streamer.stream_limits import StreamLimits
 
-log = logging.getLogger("streamer.worker")
+log = logging.getLogger("node.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +197,7 @@ def _listener(fd: int | None, bind: tuple[str, int], backlog: int) -> socket.soc
 
 
 def parse_args(argv: list[str] | None = None) -> WorkerConfig:
-    p = argparse.ArgumentParser(prog="python3 -m streamer.worker", description=__doc__)
+    p = argparse.ArgumentParser(prog="python3 -m node.worker", description=__doc__)
     p.add_argument("--worker-id", type=int, required=True)
     p.add_argument("--stream-bind", type=parse_bind, required=True, metavar="HOST:PORT")
     p.add_argument("--sdk-bind", type=parse_bind, required=True, metavar="HOST:PORT")
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         bind_error = _find_bind_error(exc)
         if bind_error is None:
             raise
-        print(f"streamer.worker: {bind_error.strerror}", file=sys.stderr)
+        print(f"node.worker: {bind_error.strerror}", file=sys.stderr)
         return 2
     return 0
 

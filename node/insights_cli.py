@@ -31,8 +31,8 @@ from pathlib import Path
 import orjson
 import trio
 
-from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
-from ingest.insights.store import InsightsStore
+from insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
+from insights.store import InsightsStore
 
 _COMMANDS = {
     "run": "follow the event log and keep the insights up to date",

@@ -1,7 +1,8 @@
 """Timestamps as the admin API (its insights routes included) shows and reads them (pure).
 
-It lives in `ingest` because the insights routes use it and `store` may import `ingest`, not
-the other way round: the arrow test (tests/test_import_graph.py) holds both to that.
+It lives in `insights` because the insights routes use it and `store` may import `insights`
+(the store process serves those routes), not the other way round: the arrow test
+(tests/test_import_graph.py) holds both to that.
 
 The store keeps milliseconds since the Unix epoch; people read ISO-8601 in UTC with
 milliseconds (``2026-12-02T13:00:00.123Z``). Query parameters accept either form.

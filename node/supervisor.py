@@ -6,7 +6,7 @@ The supervisor sets the umask to 0077 (every file the node creates is its user's
 checks the data dir (created 0700) and the listen addresses, so a taken port or an
 unusable directory is one clear message and a non-zero exit, before anything starts. It then
 runs the store in its own process (SQLite, admin API, bus publisher, snapshot server) and
-starts N streamer workers as child processes (``python -m streamer.worker``). Each worker has
+starts N streamer workers as child processes (``python -m node.worker``). Each worker has
 its own ``SO_REUSEPORT`` listeners on the stream and SDK ports, so the kernel spreads
 connections over them and no process needs more than its share of the 20,000 file descriptors.
 The supervisor opens each worker slot's pair and the worker inherits them (:class:`HeldListeners`),
@@ -33,7 +33,7 @@ cancels the start-up (a worker being spawned is stopped, the ones already up are
 the node exits 0 without printing ``ready``, as it would after a stop once ready: the operator
 asked for a stop and got one, with no process left behind.
 
-A ``--workers`` count above what the machine can hold (:mod:`streamer.worker_limit`) is refused
+A ``--workers`` count above what the machine can hold (:mod:`node.worker_limit`) is refused
 before anything starts, with the bound and the resource that sets it.
 """
 
@@ -54,12 +54,12 @@ from typing import Any
 
 import trio
 
+from node.stop_signal import StopSignal
+from node.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
 from streamer.client_groups import MAX_WARM_GROUPS
 from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
 from streamer.node_readiness import MAX_REPORT_LINE, READINESS_FILE, NodeReadiness, parse_report
 from streamer.reuseport import open_reuseport_listener
-from streamer.stop_signal import StopSignal
-from streamer.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
 
 log = logging.getLogger("flagstream.supervisor")
 
@@ -102,7 +102,7 @@ class NodeConfig:
 
     @classmethod
     def from_settings(cls, role: str, s: dict[str, Any]) -> NodeConfig:
-        from streamer.config import OPTIONS
+        from node.config import OPTIONS
 
         def get(attr: str) -> Any:
             if attr in s:
@@ -421,7 +421,7 @@ async def _close_pipes(proc: trio.Process) -> None:
 def worker_argv(cfg: NodeConfig, worker_id: int, stream: tuple[str, int],
                 sdk: tuple[str, int], bus: str, snap: str) -> list[str]:
     argv = [
-        sys.executable, "-m", "streamer.worker",
+        sys.executable, "-m", "node.worker",
         "--worker-id", str(worker_id),
         "--stream-bind", f"{stream[0]}:{stream[1]}",
         "--sdk-bind", f"{sdk[0]}:{sdk[1]}",

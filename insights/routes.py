@@ -21,9 +21,9 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ingest.insights.consumer import InsightsService
-from ingest.insights.store import FlagInsights
-from ingest.timefmt import iso_from_ms
+from insights.consumer import InsightsService
+from insights.store import FlagInsights
+from insights.timefmt import iso_from_ms
 
 _DAY_MS = 86_400_000
 _MAX_DAYS = 36_500

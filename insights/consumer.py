@@ -10,7 +10,7 @@ Sources:
 
 Each batch's counts and its checkpoint are committed together (``InsightsStore.apply``), after
 the contributions for flags the environment does not have were dropped and counted
-(``ingest.insights.known``; logged once per episode: from the first batch with such keys to the
+(``insights.known``; logged once per episode: from the first batch with such keys to the
 next batch without). Beside the polling loop, a pruning task forgets the de-duplication rows
 older than ``seen_retention_s`` (``InsightsStore.prune_seen``) every ``prune_interval_s``, in
 chunks of ``PRUNE_CHUNK`` rows so that reads and writes interleave with it.
@@ -44,11 +44,11 @@ import trio
 
 from ingest import spool
 from ingest.errors import IngestError
-from ingest.insights.fold import Contribution, fold_record
-from ingest.insights.known import SAMPLE_KEYS, KnownFlags, Split
-from ingest.insights.store import InsightsStore
 from ingest.ports import FlagCatalog
 from ingest.records import decode_record
+from insights.fold import Contribution, fold_record
+from insights.known import SAMPLE_KEYS, KnownFlags, Split
+from insights.store import InsightsStore
 
 log = logging.getLogger("flagstream.insights")
 
@@ -81,7 +81,7 @@ class InsightsConfig:
 
 @dataclass(frozen=True, slots=True)
 class InsightsStatistics:
-    """What the store's ``/metrics`` reads (``ingest.insights.metrics``)."""
+    """What the store's ``/metrics`` reads (``insights.metrics``)."""
 
     units_counted: int
     unknown_flags: tuple[tuple[str, int], ...]  # (env, contributions dropped), by env

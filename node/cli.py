@@ -3,7 +3,7 @@
 ``serve`` runs a complete node (store, admin API, N streamer workers); ``store`` and
 ``streamer`` run the two halves on separate hosts; ``import`` loads SDK-format data into a
 running node; ``insights`` reads and rebuilds flag insights; ``flags``, ``envs`` and
-``history`` are the operator's commands over the admin API (streamer/admin_cli.py).
+``history`` are the operator's commands over the admin API (node/admin_cli.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from streamer.admin_cli import COMMANDS as ADMIN_COMMANDS
-from streamer.admin_cli import add_admin_commands, run_admin
-from streamer.config import OPTIONS, ConfigError, load_toml, resolve
+from node.admin_cli import COMMANDS as ADMIN_COMMANDS
+from node.admin_cli import add_admin_commands, run_admin
+from node.config import OPTIONS, ConfigError, load_toml, resolve
 
 STREAM_LIFECYCLE = [
     "drain-window", "max-connection-age", "max-connections",
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["insights"]:
         # Its own parser: the top-level one would answer `insights --help` itself.
-        from ingest.insights.cli import main as insights_main
+        from node.insights_cli import main as insights_main
 
         return insights_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_admin(args)
     try:
         if args.command == "import":
-            from streamer.import_cmd import run_import
+            from node.import_cmd import run_import
 
             settings = _settings(args, ["data-dir", "admin-bind", "admin-token"])
             return run_import(settings, env=args.env, file=Path(args.file),
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flagstream: {exc}", file=sys.stderr)
         return 2
 
-    from streamer.supervisor import NodeConfig, run_node_main
+    from node.supervisor import NodeConfig, run_node_main
 
     return run_node_main(NodeConfig.from_settings(args.command, settings))
 

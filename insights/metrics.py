@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.insights.consumer import InsightsService
+from insights.consumer import InsightsService
 
 
 class InsightsCollector(Collector):
