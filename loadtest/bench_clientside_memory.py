@@ -43,9 +43,9 @@ from loadtest import procstats
 from loadtest.bench_eval_streams import CS, context_path, filler_flag, marked_flag
 from loadtest.node import AdminClient, Node
 from loadtest.rounds import ClientProc
-from streamer.client_groups import ClientGroups, evaluate_entries, payload_json
-from streamer.client_model import EvalModel
-from streamer.envstate import EnvState
+from streamer.clientside.client_groups import ClientGroups, evaluate_entries, payload_json
+from streamer.clientside.client_model import EvalModel
+from streamer.environments.envstate import EnvState
 
 ENV_KEY = "mem"
 FLAG_KEY = "marked"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.client_groups import MAX_WARM_GROUPS
-from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
+from streamer.clientside.client_groups import MAX_WARM_GROUPS
+from streamer.fastpath.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
 
 
 class ConfigError(ValueError):

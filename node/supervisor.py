@@ -56,10 +56,10 @@ import trio
 
 from node.stop_signal import StopSignal
 from node.worker_limit import WorkerLimit, check_workers, memtotal_bytes, worker_limit
-from streamer.client_groups import MAX_WARM_GROUPS
-from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
+from streamer.clientside.client_groups import MAX_WARM_GROUPS
+from streamer.fastpath.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB
+from streamer.fastpath.reuseport import open_reuseport_listener
 from streamer.node_readiness import MAX_REPORT_LINE, READINESS_FILE, NodeReadiness, parse_report
-from streamer.reuseport import open_reuseport_listener
 
 log = logging.getLogger("flagstream.supervisor")
 

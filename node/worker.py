@@ -41,25 +41,30 @@ from ingest.http import register_event_routes
 from node.stop_signal import StopSignal
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
-from streamer.acceptor import Acceptor
-from streamer.client_groups import MAX_WARM_GROUPS
-from streamer.clientside_app import register_clientside_routes
-from streamer.directory import Directory
-from streamer.gc_policy import GcPolicy
-from streamer.load_monitor import (
+from streamer.clientside.client_groups import MAX_WARM_GROUPS
+from streamer.clientside.clientside_app import register_clientside_routes
+from streamer.environments.directory import Directory
+from streamer.environments.propagation import PropagationProbe
+from streamer.fastpath.acceptor import Acceptor
+from streamer.fastpath.gc_policy import GcPolicy
+from streamer.fastpath.load_monitor import (
     DEFAULT_WORKER_MEMORY_BUDGET_MIB,
     LoadBudget,
     LoadMonitor,
     run_load_probe,
 )
+from streamer.fastpath.reuseport import (
+    DEFAULT_BACKLOG,
+    BindError,
+    open_reuseport_listener,
+    parse_bind,
+)
+from streamer.fastpath.stream_gate import GateLimits, StreamGate, fd_capped
+from streamer.fastpath.stream_limits import StreamLimits
 from streamer.logging_setup import setup_logging
 from streamer.metrics import WorkerMetrics, register_metrics_route
 from streamer.node_readiness import report_readiness
-from streamer.propagation import PropagationProbe
-from streamer.reuseport import DEFAULT_BACKLOG, BindError, open_reuseport_listener, parse_bind
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_gate import GateLimits, StreamGate, fd_capped
-from streamer.stream_limits import StreamLimits
 
 log = logging.getLogger("node.worker")
 

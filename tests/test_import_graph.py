@@ -35,8 +35,8 @@ ALLOWED = {
     "node": _EVERYTHING,
     "loadtest": _EVERYTHING | {"node"},
 }
-PURE_CORES = ("streamer.sse", "bus.seqtrack", "bus.envelope", "store.coalescer",
-              "store.merge_patch", "ingest.batching", "streamer.mailbox")
+PURE_CORES = ("streamer.fastpath.sse", "bus.seqtrack", "bus.envelope", "store.coalescer",
+              "store.merge_patch", "ingest.batching", "streamer.fastpath.mailbox")
 CORE_BANNED = IO_MODULES - {"msgpack", "orjson"}  # pure encoders: bytes in, bytes out
 
 
@@ -179,7 +179,7 @@ def test_cycles_finds_a_cycle_and_only_real_ones() -> None:
 
 
 def test_forbidden_arrows_catches_store_importing_streamer() -> None:
-    graph = {"store.db": {"streamer.directory", "flagmodel"}, "node.worker": {"store.db"}}
+    graph = {"store.db": {"streamer.directory", "flagmodel"}, "streamer.worker": {"store.db"}}
     assert forbidden_arrows(graph) == ["store.db imports streamer.directory"]
 
 

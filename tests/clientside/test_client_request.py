@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from flagmodel import parse_context, secure_mode_hash
-from streamer.client_request import (
+from streamer.clientside.client_request import (
     BadRequest,
     check_secure_mode,
     cors_headers,

@@ -12,14 +12,14 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.clientside_app import register_clientside_routes
-from streamer.directory import Directory
-from streamer.env_actor import Apply
+from streamer.clientside.clientside_app import register_clientside_routes
+from streamer.environments.directory import Directory
+from streamer.environments.env_actor import Apply
+from streamer.fastpath.sse import SSEEvent
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
 from streamer.sdk_app import create_sdk_app
-from streamer.sse import SSEEvent
-from streamer.stream_actor import StreamActor
-from streamer.stream_gate import StreamGate
-from streamer.stream_limits import StreamLimits
 from tests.streamer.streamer_testkit import (
     ENV,
     StreamReader,

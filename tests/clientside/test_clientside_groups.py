@@ -10,10 +10,15 @@ import pytest
 
 from bus.envelope import ItemChange
 from flagmodel import parse_context
-from streamer.client_groups import ClientGroups, evaluate_entries, group_key, payload_json
-from streamer.client_model import Changed, EvalModel
-from streamer.envstate import EnvState
-from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent, event_chunk
+from streamer.clientside.client_groups import (
+    ClientGroups,
+    evaluate_entries,
+    group_key,
+    payload_json,
+)
+from streamer.clientside.client_model import Changed, EvalModel
+from streamer.environments.envstate import EnvState
+from streamer.fastpath.sse import ChunkedDecoder, SSEDecoder, SSEEvent, event_chunk
 
 
 def flag(key: str, version: int, **over: Any) -> ItemChange:

@@ -6,7 +6,7 @@ import pytest
 
 from bus.envelope import EnvironmentInfo
 from flagmodel import parse_context, secure_mode_hash
-from streamer.client_streams import (
+from streamer.clientside.client_streams import (
     ClientStreamRequest,
     Preflight,
     client_stream_head,
@@ -14,7 +14,7 @@ from streamer.client_streams import (
     resolve,
     route_any,
 )
-from streamer.http_head import (
+from streamer.fastpath.http_head import (
     ErrorAnswer,
     HeadError,
     HeadReader,

@@ -1,7 +1,8 @@
 """Every route of a node's three listeners, and which credential each accepts (pure).
 
-Read from ``streamer/http_head.py`` and ``streamer/client_streams.py`` (stream listener),
-``streamer/sdk_app.py``, ``streamer/clientside_app.py``, ``ingest/http.py`` and
+Read from ``streamer/fastpath/http_head.py`` and ``streamer/clientside/client_streams.py`` (stream
+listener),
+``streamer/sdk_app.py``, ``streamer/clientside/clientside_app.py``, ``ingest/http.py`` and
 ``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py`` and
 ``insights/routes.py`` (admin listener); ``store/openapi.yaml`` documents the last.
 A route's path is a template: ``{cred}`` is the credential when the route takes it in the

@@ -14,13 +14,13 @@ import trio
 import trio.testing
 from streamer_testkit import ENV, flag, request, snapshot
 
-import streamer.acceptor as acceptor_module
-from streamer.acceptor import Acceptor
-from streamer.directory import Directory
-from streamer.env_actor import EnvActor
-from streamer.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB, LoadBudget, LoadMonitor
-from streamer.stream_gate import GateLimits, Refusal, StreamGate
-from streamer.stream_limits import StreamLimits
+import streamer.fastpath.acceptor as acceptor_module
+from streamer.environments.directory import Directory
+from streamer.environments.env_actor import EnvActor
+from streamer.fastpath.acceptor import Acceptor
+from streamer.fastpath.load_monitor import DEFAULT_WORKER_MEMORY_BUDGET_MIB, LoadBudget, LoadMonitor
+from streamer.fastpath.stream_gate import GateLimits, Refusal, StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
 
 
 class SpyDirectory(Directory):

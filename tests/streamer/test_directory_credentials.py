@@ -11,9 +11,9 @@ import trio
 from streamer_testkit import ENV, snapshot
 
 from bus.envelope import EnvChange
-from streamer.directory import Directory
-from streamer.http_head import StreamKind
-from streamer.stream_gate import StreamGate
+from streamer.environments.directory import Directory
+from streamer.fastpath.http_head import StreamKind
+from streamer.fastpath.stream_gate import StreamGate
 
 NOW_MS = 1_000
 ROTATED = replace(ENV, sdk_key="sdk-new", mobile_key="mob-new",

@@ -1,5 +1,5 @@
-"""Saturation (streamer/load_monitor.py): the pure monitor table-driven, the probe on trio's
-MockClock and on the real clock, and the stream gate's 503 for a saturated worker."""
+"""Saturation (streamer/fastpath/load_monitor.py): the pure monitor table-driven, the probe on
+trio's MockClock and on the real clock, and the stream gate's 503 for a saturated worker."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.load_monitor import LoadBudget, LoadMonitor, read_rss_bytes, run_load_probe
-from streamer.stream_gate import GateLimits, StreamGate
+from streamer.fastpath.load_monitor import LoadBudget, LoadMonitor, read_rss_bytes, run_load_probe
+from streamer.fastpath.stream_gate import GateLimits, StreamGate
 
 MIB = 1024 * 1024
 BUDGET = LoadBudget(max_loop_lag_s=0.5, max_rss_bytes=100 * MIB, hold_s=2.0)

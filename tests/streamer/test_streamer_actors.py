@@ -22,14 +22,14 @@ from streamer_testkit import (
 )
 
 from bus.envelope import Change, ItemChange
-from streamer.directory import Directory
-from streamer.env_actor import EnvActor
-from streamer.http_head import STREAM_RESPONSE_HEAD
-from streamer.sse import SSEComment, SSEEvent
-from streamer.stream_actor import StreamActor
-from streamer.stream_conn import SLOW
-from streamer.stream_gate import StreamGate
-from streamer.stream_limits import StreamLimits
+from streamer.environments.directory import Directory
+from streamer.environments.env_actor import EnvActor
+from streamer.fastpath.http_head import STREAM_RESPONSE_HEAD
+from streamer.fastpath.sse import SSEComment, SSEEvent
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_conn import SLOW
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ from streamer_testkit import (
 )
 
 from bus.envelope import EnvChange
-from streamer.directory import Directory
+from streamer.environments.directory import Directory
+from streamer.fastpath.sse import SSEEvent
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
 from streamer.sdk_app import create_sdk_app
-from streamer.sse import SSEEvent
-from streamer.stream_actor import StreamActor
-from streamer.stream_gate import StreamGate
-from streamer.stream_limits import StreamLimits
 
 
 async def expect_put(client: socket.socket) -> None:

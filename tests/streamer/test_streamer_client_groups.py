@@ -14,13 +14,13 @@ import trio.testing
 from streamer_testkit import ENV, StreamReader, request, snapshot, tcp_pair
 
 from bus.envelope import ItemChange
-from streamer.directory import Directory
-from streamer.env_actor import Apply
+from streamer.environments.directory import Directory
+from streamer.environments.env_actor import Apply
+from streamer.fastpath.sse import SSEEvent
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
 from streamer.metrics_collector import WorkerCollector
-from streamer.sse import SSEEvent
-from streamer.stream_actor import StreamActor
-from streamer.stream_gate import StreamGate
-from streamer.stream_limits import StreamLimits
 
 
 def client_flag(key: str) -> ItemChange:

@@ -18,21 +18,21 @@ from streamer_testkit import ENV, StreamReader, flag, flag_json, request, tcp_pa
 from bus.envelope import EnvironmentInfo, ItemChange
 from flagmodel import Context, parse_context
 from store.containment import OVERFLOW_REASON, Failures, InputError, answer_for, failure_reason
-from streamer.client_groups import ClientGroups, group_key
-from streamer.client_model import EvalModel
-from streamer.directory import Directory
-from streamer.env_actor import RESTART_BACKOFF_MIN_S, Apply, Attach, Close, EnvActor
-from streamer.envstate import Delta, EnvState
-from streamer.http_head import StreamKind
-from streamer.mailbox import Mailbox
+from streamer.clientside.client_groups import ClientGroups, group_key
+from streamer.clientside.client_model import EvalModel
+from streamer.environments.directory import Directory
+from streamer.environments.env_actor import RESTART_BACKOFF_MIN_S, Apply, Attach, Close, EnvActor
+from streamer.environments.envstate import Delta, EnvState
+from streamer.fastpath.http_head import StreamKind
+from streamer.fastpath.mailbox import Mailbox
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_conn import ClientSideConn, StreamConn
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.stream_limits import StreamLimits
+from streamer.fastpath.stream_ports import EnvLink
+from streamer.fastpath.worker_counters import WorkerCounters
 from streamer.metrics import WorkerMetrics
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_actor import StreamActor
-from streamer.stream_conn import ClientSideConn, StreamConn
-from streamer.stream_gate import StreamGate
-from streamer.stream_limits import StreamLimits
-from streamer.stream_ports import EnvLink
-from streamer.worker_counters import WorkerCounters
 
 LOGGER = "flagstream.containment"
 

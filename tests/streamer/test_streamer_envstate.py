@@ -8,9 +8,9 @@ import json
 import pytest
 
 from bus.envelope import ItemChange
-from streamer.envstate import Delta, EnvState, delta_frames, etag_matches, item_etag
-from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY, Mailbox
-from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
+from streamer.environments.envstate import Delta, EnvState, delta_frames, etag_matches, item_etag
+from streamer.fastpath.mailbox import HEARTBEAT_KEY, PUT_KEY, Mailbox
+from streamer.fastpath.sse import ChunkedDecoder, SSEDecoder, SSEEvent
 
 
 def flag(key: str, version: int, *, deleted: bool = False) -> ItemChange:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h11
 import pytest
 
-from streamer.http_head import (
+from streamer.fastpath.http_head import (
     ErrorAnswer,
     HeadError,
     HeadReader,
@@ -210,8 +210,8 @@ def test_error_status_lines_carry_their_reason_phrase(status: int) -> None:
 
 
 def test_success_heads_carry_their_reason_phrase() -> None:
-    from streamer.client_streams import Preflight, client_stream_head, preflight_response
-    from streamer.http_head import STREAM_RESPONSE_HEAD
+    from streamer.clientside.client_streams import Preflight, client_stream_head, preflight_response
+    from streamer.fastpath.http_head import STREAM_RESPONSE_HEAD
 
     heads = [STREAM_RESPONSE_HEAD, client_stream_head(StreamKind.PING, None),
              preflight_response(Preflight(origin=None, methods="GET"))]

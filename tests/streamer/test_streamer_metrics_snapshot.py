@@ -16,9 +16,9 @@ import pytest
 import trio
 import trio.testing
 
-from streamer.directory import Directory
+from streamer.environments.directory import Directory
+from streamer.fastpath.stream_gate import StreamGate
 from streamer.metrics import SNAPSHOT_INTERVAL_S, WorkerMetrics
-from streamer.stream_gate import StreamGate
 
 
 async def inline(fn: Callable[..., None], *args: Any) -> None:

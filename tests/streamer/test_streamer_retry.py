@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.sse import RETRY_BASE_MS, RETRY_JITTER_MS, ChunkedDecoder, SSEDecoder, retry_chunk
+from streamer.fastpath.sse import (
+    RETRY_BASE_MS,
+    RETRY_JITTER_MS,
+    ChunkedDecoder,
+    SSEDecoder,
+    retry_chunk,
+)
 
 
 @pytest.mark.parametrize(("unit", "ms"), [(0.0, RETRY_BASE_MS), (0.5, RETRY_BASE_MS + 500),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.sse import (
+from streamer.fastpath.sse import (
     HEARTBEAT,
     HEARTBEAT_CHUNK,
     ChunkedDecoder,
@@ -122,7 +122,7 @@ def test_empty_chunk_refused() -> None:
         chunk(b"")
 
 
-# -- exact behaviour that a mutation of streamer/sse.py changes (docs/MUTATION.md) -----------
+# -- exact behaviour that a mutation of streamer/fastpath/sse.py changes (docs/MUTATION.md) ---
 
 
 def test_encoders_exact_bytes() -> None:

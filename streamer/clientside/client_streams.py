@@ -17,7 +17,7 @@ path                                method   credential / context
 
 ``OPTIONS`` on any environment-ID path is a CORS preflight: answered with the headers of §2.6
 and no lookup. :func:`route_any` maps a head to a :class:`ClientStreamRequest` (or defers to
-:func:`~streamer.http_head.route_stream` for the server-side streams); once the body of a
+:func:`~streamer.fastpath.http_head.route_stream` for the server-side streams); once the body of a
 REPORT has been read and the environment found, :func:`resolve` validates the context and
 secure mode and yields the :class:`ClientTarget` the connection attaches with. The response
 head of an environment-ID stream carries the CORS headers, so it is built per connection.
@@ -32,8 +32,8 @@ import orjson
 
 from bus.envelope import EnvironmentInfo
 from flagmodel import Context
-from streamer.client_groups import GroupKey, group_key
-from streamer.client_request import (
+from streamer.clientside.client_groups import GroupKey, group_key
+from streamer.clientside.client_request import (
     MAX_CONTEXT_BYTES,
     BadRequest,
     ClientQuery,
@@ -44,7 +44,7 @@ from streamer.client_request import (
     request_context,
     strip_credential,
 )
-from streamer.http_head import (
+from streamer.fastpath.http_head import (
     STREAM_RESPONSE_HEAD,
     ErrorAnswer,
     RequestHead,
@@ -52,7 +52,7 @@ from streamer.http_head import (
     StreamRoute,
     route_stream,
 )
-from streamer.sse import event_chunk
+from streamer.fastpath.sse import event_chunk
 
 MAX_BODY_BYTES = MAX_CONTEXT_BYTES
 EVAL_METHODS = "GET, REPORT, OPTIONS"

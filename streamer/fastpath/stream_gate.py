@@ -6,12 +6,12 @@ Theory of operation
 Every stream passes :meth:`StreamGate.enter` just before it attaches and :meth:`leave` when it
 ends (the stream actor calls both). ``enter`` refuses, in this order: a draining worker (503),
 a worker at ``max_connections`` (503), a saturated worker (503: its event loop lags or its RSS
-is over budget, see :mod:`streamer.load_monitor`), a key at ``max_per_key`` or an address at
-``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
+is over budget, see :mod:`streamer.fastpath.load_monitor`), a key at ``max_per_key`` or an address
+at ``max_per_address`` (429). Each refusal carries a ``Retry-After`` drawn uniformly from
 ``[retry_after_s, 2 * retry_after_s]`` (from ``[n, 3 n]`` with the load budget's shorter ``n``
 for saturation, which passes within seconds), so refused clients do not come back in step.
 The first three refuse everyone alike: :meth:`refusal_for_all` answers them alone, so the
-acceptor can shed a connection before any actor or head parse (:mod:`streamer.acceptor`).
+acceptor can shed a connection before any actor or head parse (:mod:`streamer.fastpath.acceptor`).
 
 The gate remembers which credential each stream authenticated with. When the directory
 indexes new credentials for an environment (:meth:`credentials_changed`), every stream on a
@@ -40,7 +40,7 @@ from typing import Protocol
 
 import trio
 
-from streamer.load_monitor import LoadMonitor
+from streamer.fastpath.load_monitor import LoadMonitor
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
 """The cost of the fan-out loop's state check, per stream (a measurement, not a test).
 
-``python3 -m streamer.bench_conn_state [--streams 10000] [--loops 200]``
+``python3 -m streamer.fastpath.bench_conn_state [--streams 10000] [--loops 200]``
 
-The fan-out loop (:func:`streamer.fanout.fan_out`) checks ``conn.state`` once per
+The fan-out loop (:func:`streamer.fastpath.fanout.fan_out`) checks ``conn.state`` once per
 stream per change. This prints that check alone, in ns per stream, three ways: the integers
-the states used to be (``!=`` against a module global), :class:`~streamer.stream_conn.ConnState`
+the states used to be (``!=`` against a module global),
+:class:`~streamer.fastpath.stream_conn.ConnState`
 compared by identity against a member bound to a local (what the loop does), and the same
 enum compared with ``!=`` against a module global (what it avoids). The best of 7 repeats.
 """
@@ -16,7 +17,7 @@ import timeit
 from collections.abc import Callable
 from functools import partial
 
-from streamer.stream_conn import FAST, ConnState
+from streamer.fastpath.stream_conn import FAST, ConnState
 
 INT_FAST = 0
 

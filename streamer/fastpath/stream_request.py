@@ -2,8 +2,9 @@
 
 :func:`read_request` reads and routes the request head (and a client-side REPORT's body)
 within ``StreamLimits.header_timeout``; :func:`send_all` writes a complete answer (an error,
-a CORS preflight) and closes our side gracefully. The stream actor (:mod:`streamer.stream_actor`)
-calls both; the head parsing itself is sans-IO (:mod:`streamer.http_head`).
+a CORS preflight) and closes our side gracefully. The stream actor
+(:mod:`streamer.fastpath.stream_actor`)
+calls both; the head parsing itself is sans-IO (:mod:`streamer.fastpath.http_head`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import socket
 
 import trio
 
-from streamer.client_streams import MAX_BODY_BYTES, ClientStreamRequest, Preflight, route_any
-from streamer.http_head import ErrorAnswer, HeadError, HeadReader, StreamRoute
-from streamer.stream_limits import StreamLimits
+from streamer.clientside.client_streams import (
+    MAX_BODY_BYTES,
+    ClientStreamRequest,
+    Preflight,
+    route_any,
+)
+from streamer.fastpath.http_head import ErrorAnswer, HeadError, HeadReader, StreamRoute
+from streamer.fastpath.stream_limits import StreamLimits
 
 Request = tuple[StreamRoute | ClientStreamRequest, bytes | None]
 

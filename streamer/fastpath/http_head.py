@@ -12,7 +12,7 @@ of a few fixed messages, so nothing a client sends is reflected to it or to a br
 credential) or an :class:`ErrorAnswer`, and :func:`error_response` renders an error as a
 complete ``Connection: close`` response. The success head is the constant
 :data:`STREAM_RESPONSE_HEAD`: built once, sent as bytes. Timeouts and sockets belong to the
-caller (:mod:`streamer.stream_actor`).
+caller (:mod:`streamer.fastpath.stream_actor`).
 """
 
 from __future__ import annotations

@@ -2,20 +2,22 @@
 
 Theory of operation
 -------------------
-One :class:`EnvActor` per environment per worker. It owns an :class:`~streamer.envstate.EnvState`
-and the set of attached :class:`~streamer.stream_conn.StreamConn` per stream kind, and reads a
+One :class:`EnvActor` per environment per worker. It owns an
+:class:`~streamer.environments.envstate.EnvState`
+and the set of attached :class:`~streamer.fastpath.stream_conn.StreamConn` per stream kind, and
+reads a
 bounded inbox (``async for msg in inbox`` with ``match``): :class:`Apply` (in-order bus items),
 :class:`Replace` (a snapshot), :class:`Attach` (a new stream), :class:`Close`.
 Overflow policy of the inbox: backpressure (the bus subscriber or the connecting stream waits).
 
-A change is encoded once per stream kind (:func:`~streamer.envstate.delta_frames`); the frames
-of one bus message are joined so each stream costs one ``send()``, and
-:func:`~streamer.fanout.fan_out` writes those same bytes to every FAST stream in one loop of
-non-blocking sends with the cyclic garbage collector off; a stream that does not keep up turns
+A change is encoded once per stream kind (:func:`~streamer.environments.envstate.delta_frames`); the
+frames of one bus message are joined so each stream costs one ``send()``, and
+:func:`~streamer.fastpath.fanout.fan_out` writes those same bytes to every FAST stream in one loop
+of non-blocking sends with the cyclic garbage collector off; a stream that does not keep up turns
 SLOW and its stream actor drains its bounded mailbox (overflow policy: a fresh ``put``; see
-:mod:`streamer.fanout`). A stream whose socket takes no byte for ``stall_timeout`` is
+:mod:`streamer.fastpath.fanout`). A stream whose socket takes no byte for ``stall_timeout`` is
 disconnected by its stream actor with reason ``slow_client``. The worker also freezes
-long-lived objects after connection bursts (see :mod:`streamer.gc_policy`).
+long-lived objects after connection bursts (see :mod:`streamer.fastpath.gc_policy`).
 
 One heartbeat ticker per environment writes the heartbeat comment to every stream, every
 ``heartbeat_interval`` seconds on an absolute schedule, and also prunes closed connections.
@@ -23,12 +25,12 @@ A closing stream also tells the actor at once (:meth:`EnvActor.detach_nowait`, a
 :class:`Detach` message), so a client-side context group is freed with its last stream, not
 at the next heartbeat; the prune covers a Detach that did not fit in the inbox. A tick after
 groups were freed also trims the C heap
-(:func:`~streamer.load_monitor.release_free_memory`), so their memory leaves the RSS.
+(:func:`~streamer.fastpath.load_monitor.release_free_memory`), so their memory leaves the RSS.
 
-Client-side streams (``/eval``, ``/meval``: :class:`~streamer.stream_conn.ClientSideConn`) carry
-flags evaluated per context. They cost nothing until the first one attaches: then the actor
-creates the parsed :class:`~streamer.client_model.EvalModel` and the
-:class:`~streamer.client_groups.ClientGroups`, and after each change (server-side fan-out
+Client-side streams (``/eval``, ``/meval``: :class:`~streamer.fastpath.stream_conn.ClientSideConn`)
+carry flags evaluated per context. They cost nothing until the first one attaches: then the actor
+creates the parsed :class:`~streamer.clientside.client_model.EvalModel` and the
+:class:`~streamer.clientside.client_groups.ClientGroups`, and after each change (server-side fan-out
 first, unchanged) syncs the model and fans each group's frames out to that group's
 connections with the same loop. Ping streams (``/ping``, ``/mping``) get a ``ping`` per change,
 each connection delayed by a random time in [jitter/2, jitter] and at most one pending at a
@@ -52,17 +54,17 @@ from dataclasses import dataclass
 import trio
 
 from bus.envelope import ItemChange
-from streamer.client_groups import MAX_WARM_GROUPS, ClientGroups
-from streamer.client_model import Changed, EvalModel
-from streamer.client_streams import PING_FRAME, PING_KINDS
-from streamer.envstate import Delta, EnvState, EnvView, delta_frames
-from streamer.fanout import ConnT, Frames, enter_slow, fan_out
-from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
-from streamer.load_monitor import release_free_memory
-from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY
-from streamer.sse import HEARTBEAT_CHUNK, retry_chunk
-from streamer.stream_conn import CLOSED, ClientSideConn, StreamConn
-from streamer.worker_counters import WorkerCounters
+from streamer.clientside.client_groups import MAX_WARM_GROUPS, ClientGroups
+from streamer.clientside.client_model import Changed, EvalModel
+from streamer.clientside.client_streams import PING_FRAME, PING_KINDS
+from streamer.environments.envstate import Delta, EnvState, EnvView, delta_frames
+from streamer.fastpath.fanout import ConnT, Frames, enter_slow, fan_out
+from streamer.fastpath.http_head import STREAM_RESPONSE_HEAD, StreamKind
+from streamer.fastpath.load_monitor import release_free_memory
+from streamer.fastpath.mailbox import HEARTBEAT_KEY, PUT_KEY
+from streamer.fastpath.sse import HEARTBEAT_CHUNK, retry_chunk
+from streamer.fastpath.stream_conn import CLOSED, ClientSideConn, StreamConn
+from streamer.fastpath.worker_counters import WorkerCounters
 
 INBOX_SIZE = 1024
 RESTART_BACKOFF_MIN_S = 0.1  # a failed round restarts after this, doubling ...
@@ -300,7 +302,8 @@ class EnvActor:
             self._fanout(self._subs[kind], [(PUT_KEY, frame)])
 
     def _fanout(self, subs: set[ConnT], frames: Frames) -> None:
-        """Write ``frames`` to every stream in ``subs`` (the hot loop: streamer/fanout.py)."""
+        """Write ``frames`` to every stream in ``subs`` (the hot loop:
+        streamer/fastpath/fanout.py)."""
         fan_out(subs, frames, self._counters, self._put_for)
 
     def _put_for(self, conn: StreamConn) -> bytes:

@@ -3,12 +3,13 @@
 Theory of operation
 -------------------
 The acceptor hands every accepted stdlib socket (non-blocking) to a :class:`StreamActor`. The
-actor reads the request head (size limit, deadline: :mod:`streamer.stream_request`), routes
+actor reads the request head (size limit, deadline: :mod:`streamer.fastpath.stream_request`), routes
 it, waits while the worker has no data yet, finds the environment and creates the
-:class:`~streamer.stream_conn.StreamConn` record, asks the worker's stream gate, then
+:class:`~streamer.fastpath.stream_conn.StreamConn` record, asks the worker's stream gate, then
 *attaches* it to the environment actor, which sends the response head and the ``put`` and
 from then on writes every frame straight to ``conn.sock`` in its fan-out loop. This actor is
-not woken on that path; how the two share the record is told in :mod:`streamer.stream_conn`.
+not woken on that path; how the two share the record is told in
+:mod:`streamer.fastpath.stream_conn`.
 
 A stream is one task: it sleeps until the peer closes (``recv() == b""``) or the environment
 actor wakes it for the slow path. The environment actor (or the stream gate) can end it too:
@@ -33,21 +34,21 @@ import socket
 import trio
 
 from store.containment import RETRY_AFTER_S, answer_for
-from streamer.client_streams import (
+from streamer.clientside.client_streams import (
     ClientStreamRequest,
     Preflight,
     preflight_response,
     resolve,
     unknown_credential,
 )
-from streamer.http_head import ErrorAnswer, StreamRoute, error_response
-from streamer.mailbox import Mailbox
-from streamer.sse import END_OF_BODY
-from streamer.stream_conn import CLOSED, FAST, SLOW, ClientSideConn, StreamConn
-from streamer.stream_limits import StreamLimits
-from streamer.stream_ports import EnvLink, StreamDirectory
-from streamer.stream_request import peer_address, read_request, send_all
-from streamer.worker_counters import WorkerCounters
+from streamer.fastpath.http_head import ErrorAnswer, StreamRoute, error_response
+from streamer.fastpath.mailbox import Mailbox
+from streamer.fastpath.sse import END_OF_BODY
+from streamer.fastpath.stream_conn import CLOSED, FAST, SLOW, ClientSideConn, StreamConn
+from streamer.fastpath.stream_limits import StreamLimits
+from streamer.fastpath.stream_ports import EnvLink, StreamDirectory
+from streamer.fastpath.stream_request import peer_address, read_request, send_all
+from streamer.fastpath.worker_counters import WorkerCounters
 
 FAILURE_LABEL = "client"  # flagstream_actor_failures{actor=...}: a public metric label
 
@@ -155,8 +156,8 @@ class StreamActor:
 
     async def _run_conn(self, link: EnvLink, conn: StreamConn, credential: str) -> None:
         limits = self._limits
-        # The worker's stream gate (streamer/stream_gate.py): admission control, per-key and
-        # per-address limits, closing streams on rotated keys, and the spread-out drain.
+        # The worker's stream gate (streamer/fastpath/stream_gate.py): admission control, per-key
+        # and per-address limits, closing streams on rotated keys, and the spread-out drain.
         gate = self._directory.gate
         refusal = gate.enter(conn, credential, peer_address(self._sock), conn.env_key)
         if refusal is not None:

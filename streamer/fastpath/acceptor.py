@@ -2,17 +2,18 @@
 
 Theory of operation
 -------------------
-The listening socket is a plain non-blocking stdlib socket (from :mod:`streamer.reuseport`).
+The listening socket is a plain non-blocking stdlib socket (from
+:mod:`streamer.fastpath.reuseport`).
 :class:`Acceptor` waits for it to become readable with ``trio.lowlevel.wait_readable`` and then
 calls ``accept()`` until ``EAGAIN`` (at most ``batch`` per wakeup, so handshakes get their turn),
-handing each new socket to a :class:`~streamer.stream_actor.StreamActor` started in the
+handing each new socket to a :class:`~streamer.fastpath.stream_actor.StreamActor` started in the
 acceptor's own nursery, which therefore owns every connection of the listener. Sockets stay
 stdlib sockets for their whole life: trio's public ``wait_readable``/``wait_writable`` accept
 them, and the environment actor's fan-out can call their C ``send()`` directly, with no wrapper
 object in between (the cheapest correct way to reach the raw socket; no private attribute).
 
 **Shedding at accept.** While the worker's stream gate would refuse every new stream (it is
-draining, at ``--max-connections``, or saturated: see :mod:`streamer.stream_gate`), a
+draining, at ``--max-connections``, or saturated: see :mod:`streamer.fastpath.stream_gate`), a
 connection whose request is already in its socket is answered right here: one ``recv`` takes
 the request, one ``send`` the gate's 503 with its jittered ``Retry-After``, then the socket is
 closed (FIN, since nothing is left unread). No actor, no head parse, no cancel scope: a 503 then
@@ -47,7 +48,8 @@ connection. Any other accept error is logged and backed off as well: no accept e
 worker and every stream it holds.
 
 After each batch of accepts the acceptor tells the worker's GC policy how many it took
-(:class:`streamer.gc_policy.GcPolicy`, a constructor argument), so it can freeze the survivors.
+(:class:`streamer.fastpath.gc_policy.GcPolicy`, a constructor argument), so it can freeze the
+survivors.
 """
 
 from __future__ import annotations
@@ -61,13 +63,13 @@ from typing import Protocol
 
 import trio
 
-from streamer.gc_policy import GcPolicy
-from streamer.http_head import ErrorAnswer, error_response
-from streamer.stream_actor import StreamActor
-from streamer.stream_gate import GateLimits, Refusal
-from streamer.stream_limits import StreamLimits
-from streamer.stream_ports import StreamAdmission, StreamDirectory
-from streamer.worker_counters import WorkerCounters
+from streamer.fastpath.gc_policy import GcPolicy
+from streamer.fastpath.http_head import ErrorAnswer, error_response
+from streamer.fastpath.stream_actor import StreamActor
+from streamer.fastpath.stream_gate import GateLimits, Refusal
+from streamer.fastpath.stream_limits import StreamLimits
+from streamer.fastpath.stream_ports import StreamAdmission, StreamDirectory
+from streamer.fastpath.worker_counters import WorkerCounters
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ class _EnvCounters:
 
 
 class PropagationProbe:
-    """Implements ``streamer.directory.ChangeProbe``: the oldest change of an environment
+    """Implements ``streamer.environments.directory.ChangeProbe``: the oldest change of an
+    environment
     not yet fanned out, matched with the end of its next fan-out loop. A change that fans out
     to nobody leaves its mark; after ``MATCH_WINDOW_S`` the mark is dropped unobserved, so a
     later heartbeat round is never mistaken for it."""

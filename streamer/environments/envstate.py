@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from bus.envelope import ItemChange, ItemKind
-from streamer.sse import event_chunk
+from streamer.fastpath.sse import event_chunk
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,10 @@ route                                              credential      flags include
 Every environment-ID route also answers ``OPTIONS`` (a CORS preflight, no lookup), and every
 answer on those routes carries the CORS headers of §2.6. Errors are JSON ``{"message": ...}``:
 400 (bad base64, JSON or context, a context nested deeper than
-:data:`~streamer.client_request.MAX_CONTEXT_DEPTH`; a secure-mode hash that is missing or does
-not match, whatever its characters), 401 (key), 404 (environment ID), 415 (a REPORT
+:data:`~streamer.clientside.client_request.MAX_CONTEXT_DEPTH`; a secure-mode hash that is missing or
+does not match, whatever its characters), 401 (key), 404 (environment ID), 415 (a REPORT
 that is not JSON), 503 before the first data. The body is the evaluated-flags payload of §2.4,
-evaluated against the environment actor's parsed model (:mod:`streamer.client_model`).
+evaluated against the environment actor's parsed model (:mod:`streamer.clientside.client_model`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from bus.envelope import EnvironmentInfo
-from streamer.client_groups import evaluate_entries, payload_json
-from streamer.client_request import (
+from streamer.clientside.client_groups import evaluate_entries, payload_json
+from streamer.clientside.client_request import (
     BadRequest,
     check_secure_mode,
     cors_headers,
@@ -41,7 +41,7 @@ from streamer.client_request import (
     request_context,
     strip_credential,
 )
-from streamer.directory import Directory
+from streamer.environments.directory import Directory
 
 JS_METHODS = "GET, REPORT, OPTIONS"
 GOALS_METHODS = "GET, OPTIONS"

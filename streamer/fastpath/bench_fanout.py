@@ -1,6 +1,6 @@
 """Quick in-process measurement of the stream fan-out cost per client (not a test).
 
-``python3 -m streamer.bench_fanout --clients 10000 --rounds 5 [--refused 10000]``
+``python3 -m streamer.fastpath.bench_fanout --clients 10000 --rounds 5 [--refused 10000]``
 
 The server side (directory, environment actor, acceptor) runs in this process with no bus:
 changes are applied to the directory directly. A child process opens ``--clients`` raw
@@ -27,11 +27,11 @@ import time
 import trio
 
 from bus.envelope import Change, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
-from streamer.acceptor import Acceptor
-from streamer.directory import Directory
-from streamer.gc_policy import GcPolicy
-from streamer.reuseport import open_reuseport_listener
-from streamer.stream_gate import GateLimits, StreamGate
+from streamer.environments.directory import Directory
+from streamer.fastpath.acceptor import Acceptor
+from streamer.fastpath.gc_policy import GcPolicy
+from streamer.fastpath.reuseport import open_reuseport_listener
+from streamer.fastpath.stream_gate import GateLimits, StreamGate
 
 ENV = EnvironmentInfo("bench", "Bench", "sdk-bench", "mob-bench", "cid-bench")
 

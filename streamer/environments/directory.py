@@ -31,12 +31,12 @@ from typing import Protocol, TypeVar
 import trio
 
 from bus.envelope import Change, EnvChange, EnvironmentInfo, Snapshot
-from streamer.client_groups import MAX_WARM_GROUPS, GroupStatistics
-from streamer.env_actor import Apply, Close, EnvActor, Replace
-from streamer.envstate import EnvView
-from streamer.http_head import StreamKind, sdk_credential
-from streamer.stream_gate import StreamGate
-from streamer.worker_counters import WorkerCounters, WorkerStatistics
+from streamer.clientside.client_groups import MAX_WARM_GROUPS, GroupStatistics
+from streamer.environments.env_actor import Apply, Close, EnvActor, Replace
+from streamer.environments.envstate import EnvView
+from streamer.fastpath.http_head import StreamKind, sdk_credential
+from streamer.fastpath.stream_gate import StreamGate
+from streamer.fastpath.worker_counters import WorkerCounters, WorkerStatistics
 
 T = TypeVar("T")
 # How long a request with an unknown credential waits for the bus to bring it (a key the admin
@@ -53,8 +53,8 @@ class DirectoryStatistics:
 
 
 class ChangeProbe(Protocol):
-    """Propagation measurement (streamer/propagation.py): told when a change arrives, and given
-    the chance to wrap each environment actor's counters to see its fan-outs end."""
+    """Propagation measurement (streamer/environments/propagation.py): told when a change arrives,
+    and given the chance to wrap each environment actor's counters to see its fan-outs end."""
 
     def received(self, env: str) -> None: ...
 
@@ -94,9 +94,9 @@ class Directory:
         self.unknown_credential_hold_s = UNKNOWN_CREDENTIAL_HOLD_S
         self._readiness: Callable[[], bool] = lambda: True
         self._nursery: trio.Nursery | None = None
-        # Admission, limits, rotated-key expiry, drain (streamer/stream_gate.py).
+        # Admission, limits, rotated-key expiry, drain (streamer/fastpath/stream_gate.py).
         self._gate = gate
-        self._change_probe = probe  # propagation metrics (streamer/propagation.py)
+        self._change_probe = probe  # propagation metrics (streamer/environments/propagation.py)
 
     async def run(
         self, *, task_status: trio.TaskStatus[Directory] = trio.TASK_STATUS_IGNORED

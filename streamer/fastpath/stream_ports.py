@@ -1,8 +1,9 @@
 """What a stream actor needs from the rest of the worker, as the actor sees it.
 
-The worker's :class:`~streamer.directory.Directory`, :class:`~streamer.env_actor.EnvActor`
-and :class:`~streamer.stream_gate.StreamGate` implement these; tests pass fakes. The gate is
-part of the directory's seam (a constructor argument of the directory), not an optional
+The worker's :class:`~streamer.environments.directory.Directory`,
+:class:`~streamer.environments.env_actor.EnvActor`
+and :class:`~streamer.fastpath.stream_gate.StreamGate` implement these; tests pass fakes. The gate
+is part of the directory's seam (a constructor argument of the directory), not an optional
 attribute: a worker without admission control passes a gate with no limits.
 """
 
@@ -12,9 +13,9 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from bus.envelope import EnvironmentInfo
-from streamer.http_head import StreamKind
-from streamer.stream_conn import StreamConn
-from streamer.stream_gate import Refusal
+from streamer.fastpath.http_head import StreamKind
+from streamer.fastpath.stream_conn import StreamConn
+from streamer.fastpath.stream_gate import Refusal
 
 T = TypeVar("T")
 

@@ -3,7 +3,8 @@
 The environment actor writes frames straight to a stream's socket while it keeps up. When a
 send would block, the unsent remainder and later frames go to the stream's :class:`Mailbox`
 and its stream actor drains it as the socket becomes writable
-(:mod:`streamer.stream_actor`). The bound and its overflow policy are described on the class.
+(:mod:`streamer.fastpath.stream_actor`). The bound and its overflow policy are described on the
+class.
 """
 
 from __future__ import annotations

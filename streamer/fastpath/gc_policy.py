@@ -6,8 +6,8 @@ The young-generation threshold is raised so connection bursts trigger fewer coll
 after each burst of new connections (the acceptor reports every batch: :meth:`after_accepts`)
 the surviving objects are moved to the permanent generation (``gc.freeze()``), so later
 collections do not walk tens of thousands of long-lived connection objects. The fan-out loop
-itself runs with the collector disabled (see :mod:`streamer.env_actor`). Cycles that become
-garbage after being frozen are only reclaimed by the periodic maintenance pass (unfreeze,
+itself runs with the collector disabled (see :mod:`streamer.environments.env_actor`). Cycles that
+become garbage after being frozen are only reclaimed by the periodic maintenance pass (unfreeze,
 collect, freeze; default every 10 min).
 """
 

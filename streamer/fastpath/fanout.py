@@ -5,7 +5,7 @@ Theory of operation
 :func:`fan_out` writes one payload (the frames of one change joined, so each stream costs one
 ``send()``) to every FAST stream in one loop of non-blocking ``send()`` calls on the stdlib
 socket, with no await and no task switch inside, so nothing can interleave with it. The loop
-compares ``conn.state`` by identity against a local (see :mod:`streamer.stream_conn`). The
+compares ``conn.state`` by identity against a local (see :mod:`streamer.fastpath.stream_conn`). The
 cyclic garbage collector is disabled for the loop (re-enabled right after, if it was enabled):
 a collection in the middle would stall every stream behind it.
 
@@ -14,8 +14,8 @@ remainder and later frames go into its mailbox (:func:`queue_slow`) and its stre
 drains them. Mailbox overflow policy: replace the backlog with a fresh ``put`` (counted as
 ``slow_resyncs``; the put's bytes are shared with every stream, so a slow stream costs at most
 its bound plus one frame remainder). A stream that was reset is dropped from the set and asked
-to close (``reset``). The caller is the environment actor (:mod:`streamer.env_actor`), which
-owns the sets and knows each stream's ``put``.
+to close (``reset``). The caller is the environment actor (:mod:`streamer.environments.env_actor`),
+which owns the sets and knows each stream's ``put``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from streamer.mailbox import HEARTBEAT_KEY, PUT_KEY
-from streamer.stream_conn import CLOSED, FAST, StreamConn
-from streamer.worker_counters import WorkerCounters
+from streamer.fastpath.mailbox import HEARTBEAT_KEY, PUT_KEY
+from streamer.fastpath.stream_conn import CLOSED, FAST, StreamConn
+from streamer.fastpath.worker_counters import WorkerCounters
 
 Frames = list[tuple[tuple[str, str], bytes]]
 ConnT = TypeVar("ConnT", bound=StreamConn)

@@ -7,7 +7,7 @@ A :class:`StreamConn` is the only thing the two actors share, and it works like 
 * :attr:`ConnState.FAST`: the environment actor may ``send()`` directly.
 * :attr:`ConnState.SLOW`: a send would have blocked. The environment actor stores the unsent
   remainder and later frames in ``conn.mailbox`` (bounded, coalescing, see
-  :class:`~streamer.mailbox.Mailbox`) and cancels ``conn.wait``, the scope the stream actor
+  :class:`~streamer.fastpath.mailbox.Mailbox`) and cancels ``conn.wait``, the scope the stream actor
   sleeps in; the stream actor drains the mailbox as the socket becomes writable and sets FAST
   again once it is empty, so the stream's order is kept.
 * :attr:`ConnState.CLOSED`: set by the stream actor on exit; the environment actor drops the
@@ -26,9 +26,9 @@ import socket
 import trio
 
 from flagmodel import Context
-from streamer.client_groups import GroupKey
-from streamer.http_head import STREAM_RESPONSE_HEAD, StreamKind
-from streamer.mailbox import Mailbox
+from streamer.clientside.client_groups import GroupKey
+from streamer.fastpath.http_head import STREAM_RESPONSE_HEAD, StreamKind
+from streamer.fastpath.mailbox import Mailbox
 
 
 class ConnState(enum.Enum):

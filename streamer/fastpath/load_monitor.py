@@ -21,7 +21,7 @@ Memory is checked first: it is the harder limit.
 
 :func:`run_load_probe` is the shell: one task that sleeps ``interval_s`` in a loop, feeds the
 lateness of each wake-up as lag, and reads ``/proc/self/statm`` once a second for RSS. The
-stream gate (:mod:`streamer.stream_gate`) asks the monitor before it admits a stream.
+stream gate (:mod:`streamer.fastpath.stream_gate`) asks the monitor before it admits a stream.
 """
 
 from __future__ import annotations

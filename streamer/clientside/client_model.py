@@ -6,7 +6,8 @@ Client-side and mobile endpoints evaluate flags, so they need the items parsed
 (:class:`~flagmodel.Flag`, :class:`~flagmodel.Segment`), not the stored
 JSON bytes the server-side paths splice. :class:`EvalModel` is that parsed copy. It is created
 lazily (only environments with client-side traffic pay for it) and kept current with
-:meth:`EvalModel.sync`, which compares the model with an :class:`~streamer.envstate.EnvView`
+:meth:`EvalModel.sync`, which compares the model with an
+:class:`~streamer.environments.envstate.EnvView`
 item by item (a dict walk, no parsing) and re-parses only the items that changed. The
 returned :class:`Changed` names them, so the same call serves polls (bring the model up to the
 current revision) and streams (which items to re-evaluate).
@@ -26,7 +27,7 @@ import orjson
 
 from flagmodel import Evaluator, Flag, Segment
 from flagmodel.clauses import Clause
-from streamer.envstate import EnvView, Item
+from streamer.environments.envstate import EnvView, Item
 
 
 @dataclass(frozen=True, slots=True)

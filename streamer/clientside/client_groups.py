@@ -30,10 +30,11 @@ connection, a ``put``), and on a change gets a ``patch`` for every changed flag 
 went up, so an SDK applies it even if the value is the same) and a ``put`` for a change that
 only reaches its flags through a prerequisite or segment.
 
-:meth:`ClientGroups.on_change` receives what :meth:`~streamer.client_model.EvalModel.sync`
+:meth:`ClientGroups.on_change` receives what
+:meth:`~streamer.clientside.client_model.EvalModel.sync`
 reported, re-evaluates only the affected flags (the changed ones and their transitive readers,
-see :meth:`~streamer.client_model.EvalModel.affected`), evaluating each distinct context once
-per flag even when several groups share it, and compares each new entry with the old one:
+see :meth:`~streamer.clientside.client_model.EvalModel.affected`), evaluating each distinct context
+once per flag even when several groups share it, and compares each new entry with the old one:
 
 * an entry that did not change sends nothing;
 * a flag that changed itself gets ``patch`` (the flag object plus ``key``), or ``delete``
@@ -58,12 +59,12 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from flagmodel import Context, EvalDetail, client_side_flag, is_client_side_available
-from streamer.client_model import Changed, EvalModel
-from streamer.sse import event_chunk
+from streamer.clientside.client_model import Changed, EvalModel
+from streamer.fastpath.sse import event_chunk
 
 GroupKey = tuple[bytes, bool, bool]  # (context JSON with sorted keys, withReasons, mobile)
 Frames = list[tuple[tuple[str, str], bytes]]
-PUT_KEY = ("", "put")  # the same coalescing key as streamer.mailbox.PUT_KEY
+PUT_KEY = ("", "put")  # the same coalescing key as streamer.fastpath.mailbox.PUT_KEY
 C = TypeVar("C")
 Failed = Callable[[set[C], Exception], None]  # a group's evaluation failed: its connections
 # Groups per environment that keep their evaluated entries (the rest go cold): 1,000 groups
