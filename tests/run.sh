@@ -27,5 +27,5 @@ if [ -f tests/js/package.json ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check flagmodel bus store streamer ingest insights node loadtest tests
-echo "== mypy"; mypy
+echo "== mypy"; mypy; mypy -p loadtest
 echo "== pytest"; pytest -q "$@"
