@@ -28,9 +28,9 @@ from typing import Any
 
 import trio
 
-from store.bus.envelope import Change, EnvChange, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
-from store.bus.publisher import BusPublisher
-from store.bus.snapshot_server import serve_snapshots
+from bus.envelope import Change, EnvChange, EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
+from bus.publisher import BusPublisher
+from bus.snapshot_server import serve_snapshots
 
 ENV = EnvironmentInfo("bench", "Bench", "sdk-bench", "mob-bench", "cid-bench")
 PAD = b"x" * 300  # about the size of a small flag's JSON
@@ -181,7 +181,7 @@ class TimingSink:
 
 
 async def worker_side(bus: str, snap: str) -> None:
-    from streamer.bus_subscriber import BusSubscriber  # see the module docstring
+    from bus.subscriber import BusSubscriber  # see the module docstring
 
     sink = TimingSink()
     sub = BusSubscriber(bus, snap, sink)

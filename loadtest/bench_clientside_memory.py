@@ -37,15 +37,15 @@ from typing import Any
 
 import orjson
 
+from bus.envelope import ItemChange
 from flagmodel import Context, parse_context
 from loadtest import procstats
 from loadtest.bench_eval_streams import CS, context_path, filler_flag, marked_flag
 from loadtest.node import AdminClient, Node
 from loadtest.rounds import ClientProc
-from store.bus.envelope import ItemChange
-from streamer.client_groups import ClientGroups, evaluate_entries, payload_json
-from streamer.client_model import EvalModel
-from streamer.envstate import EnvState
+from streamer.clientside.client_groups import ClientGroups, evaluate_entries, payload_json
+from streamer.clientside.client_model import EvalModel
+from streamer.environments.envstate import EnvState
 
 ENV_KEY = "mem"
 FLAG_KEY = "marked"
@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def worker_rss_mb(node: Node) -> float:
     workers = [p for p in procstats.tree_pids(node.pid)
-               if "streamer.worker" in " ".join(procstats.cmdline(p))]  # fmt: skip
+               if "node.worker" in " ".join(procstats.cmdline(p))]  # fmt: skip
     if len(workers) != 1:
         raise RuntimeError(f"expected one worker, found {workers}")
     return procstats.sample_pids(workers).rss_kb / 1024
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="flagstream-baseline-") as tmp:
             repo = baseline_checkout(args.baseline_rev, Path(tmp))
             node = Node(workers=1, extra_args=extra, repo=repo,
-                        command=[sys.executable, "-m", "streamer.cli"])
+                        command=[sys.executable, "-m", "node.cli"])
             results.append(scenario(args.baseline_rev, node, args))
     results.append(scenario("this tree", Node(workers=1, extra_args=extra), args))
     print(render(args, results))

@@ -36,9 +36,9 @@ from typing import Any
 import trio
 
 from ingest import spool
-from ingest.insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
-from ingest.insights.store import InsightsStore
 from ingest.records import Payload, PayloadKind, Source, encode_records
+from insights.consumer import InsightsConfig, InsightsConsumer, InsightsService
+from insights.store import InsightsStore
 
 ENV = "prod"
 EVENTS_PER_PAYLOAD = 10

@@ -60,7 +60,7 @@ from loadtest.lean_wire import (
     reconnect_delay,
     retry_after_s,
 )
-from streamer import sse as shared_sse
+from streamer.fastpath import sse as shared_sse
 
 
 def retry_after_summary(seen: list[float]) -> dict[str, Any]:

@@ -3,8 +3,8 @@ events, propagation markers and the reconnect backoff.
 
 Bytes flow through these stages in order. Two decoders give the same (event, data) pairs:
 `FastDecoder`, specialised for the one-chunk-per-event shape a fan-out writes (about 2-3 µs per
-event), and `SharedDecoder`, the project's full WHATWG decoder `streamer.sse` (about 2x the CPU,
-and the oracle the fast one is tested against). Before either, the clients try
+event), and `SharedDecoder`, the project's full WHATWG decoder `streamer.fastpath.sse` (about 2x the
+CPU, and the oracle the fast one is tested against). Before either, the clients try
 `patch_mark` (`one_patch_mark`): a whole marked patch, the fan-out's usual piece, read in one
 pass of a few C calls, about 1 µs less than decoding it and then finding its marker. All are
 used by `loadtest.lean_client` (one process, epoll) and by the Locust users in
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamer import sse as shared_sse
+from streamer.fastpath import sse as shared_sse
 
 
 class ProtocolError(ValueError):
@@ -327,7 +327,7 @@ class FastDecoder:
 
 
 class SharedDecoder:
-    """The same contract on top of the project's full decoder, `streamer.sse`."""
+    """The same contract on top of the project's full decoder, `streamer.fastpath.sse`."""
 
     __slots__ = ("_dechunk", "_sse")
 

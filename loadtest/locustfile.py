@@ -8,8 +8,8 @@
 Users (name the classes to run on the command line; Locust runs all of them otherwise):
 
 * ``SSEStreamUser``: one `/all` stream per user over a gevent socket, decoded with the
-  streamer's own decoders (`streamer.sse.ChunkedDecoder` and `SSEDecoder`); a behavioural user,
-  18-31 µs of CPU per event, so ≤ 5k of them per box.
+  streamer's own decoders (`streamer.fastpath.sse.ChunkedDecoder` and `SSEDecoder`); a behavioural
+  user, 18-31 µs of CPU per event, so ≤ 5k of them per box.
 * ``LeanStreamUser``: one user owns ``--fs-lean-streams`` raw sockets read in one epoll loop
   (`loadtest.locust_lean`, 17 µs of CPU per event on the 2026-12-01 box): 50k
   streams fit in 4 Locust workers here.
@@ -44,7 +44,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtest.lean_wire import HeadParser, build_request, find_mark, mark_value
 from loadtest.locust_hdr import NAME, REQUEST_TYPE, Propagation, log_to_stats
 from loadtest.locust_lean import StreamSet
-from streamer import sse
+from streamer.fastpath import sse
 
 PROPAGATION = Propagation()
 _config: dict[str, Any] = {}

@@ -45,9 +45,9 @@ class Listeners:
 
 
 def serve_command() -> list[str]:
-    """`flagstream` if installed as a console script, else `python3 -m streamer.cli`."""
+    """`flagstream` if installed as a console script, else `python3 -m node.cli`."""
     exe = shutil.which("flagstream")
-    return [exe] if exe else [sys.executable, "-m", "streamer.cli"]
+    return [exe] if exe else [sys.executable, "-m", "node.cli"]
 
 
 def parse_ready(lines: list[str]) -> Listeners | None:

@@ -19,7 +19,7 @@ Scenarios run in this order, each against fresh processes except where noted:
    worker died beyond the ones killed.
 3b. ``overload`` (same node and streams, after the storm): more streams than the node can
    hold. A worker's capacity is what its open-file limit leaves for streams
-   (`streamer.stream_gate.streams_for_open_files`: 19,000 at this machine's 20,000); extra
+   (`streamer.fastpath.stream_gate.streams_for_open_files`: 19,000 at this machine's 20,000); extra
    client processes, on destination addresses of their own, offer ``--overload`` (10 %) more
    than all workers' capacity together. Figures: streams held against the capacity, the 503s
    and their `Retry-After` values, whether every worker lived through it (same pids), peak
@@ -68,7 +68,7 @@ from loadtest.rounds import (
     histogram,
 )
 from loadtest.targets import BaselineTarget, FlagstreamTarget, Target
-from streamer.stream_gate import streams_for_open_files
+from streamer.fastpath.stream_gate import streams_for_open_files
 
 SLO_MS = 500.0
 # The issue's performance targets are defined at this many connections; a smaller run (the

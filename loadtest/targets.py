@@ -86,7 +86,7 @@ class FlagstreamTarget:
 
     def find_workers(self) -> list[int]:
         return [p for p in procstats.tree_pids(self.node.pid)
-                if "streamer.worker" in " ".join(procstats.cmdline(p))]  # fmt: skip
+                if "node.worker" in " ".join(procstats.cmdline(p))]  # fmt: skip
 
     def server_pids(self) -> list[int]:
         return procstats.tree_pids(self.node.pid)

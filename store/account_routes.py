@@ -26,7 +26,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ingest.timefmt import iso_from_ms, ms_from_text
+from insights.timefmt import iso_from_ms, ms_from_text
 from store.accounts import (
     TOKEN_PREFIX,
     AccountInputError,

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import orjson
 
-from ingest.timefmt import iso_from_ms
+from insights.timefmt import iso_from_ms
 from store.accounts import Role
 from store.db import _transaction
 

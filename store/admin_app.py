@@ -25,6 +25,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from bus.envelope import EnvironmentInfo, ItemKind
 from store.account_routes import RIGHTS as ACCOUNT_RIGHTS
 from store.account_routes import register_account_routes
 from store.accounts_db import AccountsDB
@@ -41,7 +42,6 @@ from store.admin_http import (
 )
 from store.approvals import direct_write_refusal
 from store.auth import Authenticator
-from store.bus.envelope import EnvironmentInfo, ItemKind
 from store.containment import Failures, install_http_boundary
 from store.db import ROTATABLE, FlagDB
 from store.http_guard import finish_unread_bodies

@@ -42,8 +42,8 @@ from typing import Any
 
 import orjson
 
-from ingest.timefmt import iso_from_ms
-from store.bus.envelope import EnvironmentInfo
+from bus.envelope import EnvironmentInfo
+from insights.timefmt import iso_from_ms
 
 MAX_PENDING_PER_ENV = 100
 MAX_CLOSED_PER_ENV = 1000

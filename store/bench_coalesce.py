@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from store.bus.envelope import Change, EnvChange
+from bus.envelope import Change, EnvChange
 from store.db import FlagDB
 from store.patch_format import PatchFormat, parse_patch
 from store.writer import Writer

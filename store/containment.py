@@ -14,7 +14,7 @@ exception that reaches a boundary is handled by its type:
 * any other :class:`Exception`: a server fault. The request gets a 503 with ``Retry-After``, or,
   when its answer had already started, its stream is closed (an SDK reconnects); what else
   ends is the boundary's own business (an environment actor restarts, an evaluation's group
-  closes its connections: see :mod:`streamer.env_actor`).
+  closes its connections: see :mod:`streamer.environments.env_actor`).
 
 Either way the failure is counted under ``(actor, reason)`` (``reason``: the exception's type
 name), which ``flagstream_actor_failures_total{actor,reason}`` exposes, and logged **once per

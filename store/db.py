@@ -40,8 +40,8 @@ from typing import TypeVar
 
 import orjson
 
-from store.approvals import ensure_approvals_schema, forget_change_requests
-from store.bus.envelope import (
+from bus.credentials import new_env_credentials
+from bus.envelope import (
     Change,
     EnvChange,
     EnvironmentInfo,
@@ -50,7 +50,7 @@ from store.bus.envelope import (
     ItemKind,
     Snapshot,
 )
-from store.credentials import new_env_credentials
+from store.approvals import ensure_approvals_schema, forget_change_requests
 from store.item_versions import prepare as prepare_versions
 from store.records import (
     ChangeRequest,
@@ -125,7 +125,7 @@ def _tombstone(key: str, version: int) -> bytes:
 
 
 class FlagDB:
-    """The store's SQLite database; implements ``store.ports.SnapshotSource``."""
+    """The store's SQLite database; implements ``bus.store_ports.SnapshotSource``."""
 
     def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = data_dir / DB_FILE

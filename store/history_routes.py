@@ -26,9 +26,9 @@ from typing import Any, cast
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ingest.timefmt import ms_from_text
+from bus.envelope import ItemKind
+from insights.timefmt import ms_from_text
 from store.admin_http import ApiError, actor, check_key, json_response, read_json
-from store.bus.envelope import ItemKind
 from store.db import FlagDB
 from store.history_revert import RevertRefusedError, missing_references, plan_revert
 from store.item_diff import change_json, content, diff

@@ -6,7 +6,7 @@ Two of hypercorn's own manners are corrected here, once, for every process that 
   ``hypercorn.error`` and lets the records propagate too, so each of its lines came out twice,
   once in its format and once in ours; and it logs ``Running on http://...`` once per socket
   per process (the same SDK address once per worker). The node prints one ``listening`` line
-  per listener itself (:mod:`streamer.supervisor`), so :func:`base_config` hands hypercorn
+  per listener itself (:mod:`node.supervisor`), so :func:`base_config` hands hypercorn
   the ``flagstream.http`` logger, which drops those lines and passes the rest to our handlers.
 - **Its status lines.** hypercorn builds h11 responses without a reason phrase, so they went
   out as ``HTTP/1.1 503 \\r\\n``. The phrase is optional (RFC 9112 §4) but clients, proxies and

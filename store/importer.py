@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bus.envelope import ITEM_KINDS
 from flagmodel.validation import is_valid_key, judge_item
-from store.bus.envelope import ITEM_KINDS
 from store.normalize import new_salt, normalize
 from store.records import ItemWrite
 

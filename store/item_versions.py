@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ingest.timefmt import iso_from_ms
+from insights.timefmt import iso_from_ms
 
 SCHEMA = """
 CREATE INDEX IF NOT EXISTS history_by_after_version

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from quart import Response
 from quart_trio import QuartTrio
 
-from store.bus.publisher import BusPublisher
+from bus.publisher import BusPublisher
 from store.containment import Failures
 from store.db import FlagDB
 from store.writer import Writer

@@ -16,7 +16,7 @@ Fail closed: a route with no entry is refused to everyone, the bootstrap token i
 (403), and tests/store/test_store_permissions.py compares this table with the app's
 ``url_map``, so a new route without an entry fails CI. Route modules declare their own
 entries as ``RIGHTS`` (e.g. store/account_routes.py, store/metrics.py,
-ingest/insights/routes.py); ``create_admin_app(extra_rights=...)`` merges them.
+insights/routes.py); ``create_admin_app(extra_rights=...)`` merges them.
 
 Pure: no trio, no IO, no request objects.
 """

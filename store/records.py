@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from ingest.timefmt import iso_from_ms
-from store.bus.envelope import Change, ItemKind
+from bus.envelope import Change, ItemKind
+from insights.timefmt import iso_from_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,17 +24,17 @@ from hypercorn.utils import wrap_app
 from prometheus_client.registry import Collector
 from quart_trio import QuartTrio
 
-from ingest.insights.consumer import InsightsConfig, run_insights
-from ingest.insights.metrics import InsightsCollector
-from ingest.insights.routes import RIGHTS as INSIGHTS_RIGHTS
-from ingest.insights.routes import register_insights_routes
+from bus.publisher import BusPublisher
+from bus.snapshot_server import serve_snapshots
+from insights.consumer import InsightsConfig, run_insights
+from insights.metrics import InsightsCollector
+from insights.routes import RIGHTS as INSIGHTS_RIGHTS
+from insights.routes import register_insights_routes
 from store.accounts_db import AccountsDB
 from store.admin_app import create_admin_app
 from store.approval_routes import RIGHTS as APPROVAL_RIGHTS
 from store.approval_routes import register_approval_routes
 from store.approvals import ApprovalDB
-from store.bus.publisher import BusPublisher
-from store.bus.snapshot_server import serve_snapshots
 from store.containment import Failures
 from store.db import FlagDB
 from store.history_routes import RIGHTS as HISTORY_RIGHTS

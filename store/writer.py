@@ -26,11 +26,11 @@ from typing import Any
 
 import trio
 
-from store.bus.envelope import EnvChange, EnvironmentInfo, ItemKind
+from bus.envelope import EnvChange, EnvironmentInfo, ItemKind
+from bus.store_ports import ChangePublisher
 from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp
 from store.containment import Failures
 from store.db import EnvironmentExistsError, FlagDB
-from store.ports import ChangePublisher
 from store.records import ChangeRequest, CommittedChange, ItemId, ItemWrite, StoredItem
 
 log = logging.getLogger(__name__)

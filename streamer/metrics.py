@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Figures are read when Prometheus scrapes (:mod:`streamer.metrics_collector`), so the fast path
 pays nothing for them, except the propagation histogram, observed once per fan-out
-(:mod:`streamer.propagation`), and the stream-duration histogram, observed once per stream.
+(:mod:`streamer.environments.propagation`), and the stream-duration histogram, observed once per
+stream.
 
 Wiring: :class:`WorkerMetrics` is made first (its histograms are what the gate and the
 propagation probe are given at construction); once every part of the worker exists, the
@@ -46,9 +47,9 @@ from ingest.batching import Episode
 from streamer.metrics_collector import WorkerCollector
 
 if TYPE_CHECKING:
-    from streamer.acceptor import Acceptor
-    from streamer.directory import Directory
-    from streamer.stream_gate import StreamGate
+    from streamer.environments.directory import Directory
+    from streamer.fastpath.acceptor import Acceptor
+    from streamer.fastpath.stream_gate import StreamGate
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from prometheus_client.registry import Collector
 from streamer.logging_setup import lost_log_lines
 
 if TYPE_CHECKING:
-    from streamer.acceptor import Acceptor
-    from streamer.directory import Directory
-    from streamer.stream_gate import StreamGate
+    from streamer.environments.directory import Directory
+    from streamer.fastpath.acceptor import Acceptor
+    from streamer.fastpath.stream_gate import StreamGate
 
 
 class WorkerCollector(Collector):

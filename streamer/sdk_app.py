@@ -1,8 +1,8 @@
 """The SDK listener's app (quart-trio on hypercorn): server-side polling and health.
 
 Every payload comes pre-encoded from the environment's current
-:class:`~streamer.envstate.EnvView` (built once per revision and shared), so a poll costs a
-dictionary lookup plus Quart's own overhead. Whole-environment answers carry an ETag derived
+:class:`~streamer.environments.envstate.EnvView` (built once per revision and shared), so a poll
+costs a dictionary lookup plus Quart's own overhead. Whole-environment answers carry an ETag derived
 from the items' key:version pairs and answer 304 to a matching ``If-None-Match``; single items
 carry ``"fs-v<version>"``. Bodies are gzipped when the client accepts gzip (cached per revision).
 
@@ -19,11 +19,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from store.bus.envelope import ItemKind
+from bus.envelope import ItemKind
 from store.containment import install_http_boundary
 from store.http_guard import finish_unread_bodies
-from streamer.directory import Directory
-from streamer.envstate import EnvView, Item, etag_matches, item_etag
+from streamer.environments.directory import Directory
+from streamer.environments.envstate import EnvView, Item, etag_matches, item_etag
 from streamer.node_readiness import node_waiting
 
 MAX_BODY_BYTES = 5 * 1024 * 1024

@@ -26,6 +26,6 @@ if [ -f tests/js/package.json ]; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"; ruff check flagmodel streamer store ingest loadtest tests
-echo "== mypy"; mypy
+echo "== ruff"; ruff check flagmodel bus store streamer ingest insights node loadtest tests
+echo "== mypy"; mypy; mypy -p loadtest
 echo "== pytest"; pytest -q "$@"

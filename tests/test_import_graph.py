@@ -16,18 +16,27 @@ import pytest
 from tests.flagmodel.test_purity import IO_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("flagmodel", "store", "streamer", "ingest", "loadtest")
-# Package -> the project packages it may import. store never imports streamer (the streamer
-# is a consumer of the store's bus); flagmodel imports nothing of the project.
+PACKAGES = ("flagmodel", "bus", "store", "streamer", "ingest", "insights", "node", "loadtest")
+# Package -> the project packages it may import (docs/ARCHITECTURE.md draws this table).
+# flagmodel and bus import nothing of the project; store never imports streamer (the streamer
+# is a consumer of the bus); ingest never imports insights (insights consumes ingest's events);
+# the store imports insights because the store process serves the insights routes and runs
+# the consumer (store/service.py); streamer uses the store's HTTP containment (store.containment,
+# store.http_guard, store.hypercorn_setup, store.json_depth) and ingest's batch bounds for its
+# metrics. node (the entry point and the process wiring) and loadtest may import everything.
+_EVERYTHING = frozenset({"flagmodel", "bus", "store", "streamer", "ingest", "insights"})
 ALLOWED = {
     "flagmodel": frozenset(),
-    "ingest": frozenset({"flagmodel"}),
-    "store": frozenset({"flagmodel", "ingest"}),
-    "streamer": frozenset({"flagmodel", "store", "ingest"}),
-    "loadtest": frozenset({"flagmodel", "store", "streamer", "ingest"}),
+    "bus": frozenset(),
+    "ingest": frozenset(),
+    "insights": frozenset({"ingest"}),
+    "store": frozenset({"flagmodel", "bus", "insights"}),
+    "streamer": frozenset({"flagmodel", "bus", "store", "ingest"}),
+    "node": _EVERYTHING,
+    "loadtest": _EVERYTHING | {"node"},
 }
-PURE_CORES = ("streamer.sse", "streamer.seqtrack", "store.bus.envelope", "store.coalescer",
-              "store.merge_patch", "ingest.batching", "streamer.mailbox")
+PURE_CORES = ("streamer.fastpath.sse", "bus.seqtrack", "bus.envelope", "store.coalescer",
+              "store.merge_patch", "ingest.batching", "streamer.fastpath.mailbox")
 CORE_BANNED = IO_MODULES - {"msgpack", "orjson"}  # pure encoders: bytes in, bytes out
 
 

@@ -1,5 +1,5 @@
 """The README's options table names exactly the options of the one option table
-(streamer/config.py OPTIONS): an option added there without a README row, or a row for an
+(node/config.py OPTIONS): an option added there without a README row, or a row for an
 option that does not exist, fails here."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streamer.config import OPTIONS
+from node.config import OPTIONS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from ingest.timefmt import iso_from_ms
+from insights.timefmt import iso_from_ms
 from store.db import _latest_seq, _transaction
 from store.records import HistoryEntry
 from store.webhooks.schema import SCHEMA

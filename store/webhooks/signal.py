@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import trio
 
-from store.bus.envelope import Change, EnvChange
-from store.ports import ChangePublisher
+from bus.envelope import Change, EnvChange
+from bus.store_ports import ChangePublisher
 
 
 class CommitSignal:

@@ -26,8 +26,8 @@ with atheris.instrument_imports():
     from flagmodel.validation import check_item
     from ingest.errors import PayloadRejected
     from ingest.records import PayloadKind, decode_body, parse_events
-    from streamer.client_request import BadRequest, decode_context_b64, request_context
-    from streamer.sse import ChunkedDecoder, FramingError, SSEDecoder
+    from streamer.clientside.client_request import BadRequest, decode_context_b64, request_context
+    from streamer.fastpath.sse import ChunkedDecoder, FramingError, SSEDecoder
 
 _CTX = b'{"kind":"multi","user":{"key":"u","name":"N","custom":{"a":[1,2]}},"org":{"key":"o"}}'
 _FLAG = (b'{"on":true,"variations":[false,true],"offVariation":0,"fallthrough":{"rollout":'

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from flagmodel.validation import check_item
 from ingest.errors import PayloadRejected
 from ingest.records import PayloadKind, decode_body, decode_gif_data, parse_events
-from streamer.client_request import BadRequest, decode_context_b64, request_context
-from streamer.sse import (
+from streamer.clientside.client_request import BadRequest, decode_context_b64, request_context
+from streamer.fastpath.sse import (
     ChunkedDecoder,
     FramingError,
     SSEComment,

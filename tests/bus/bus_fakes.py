@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from store.bus.envelope import (
+from bus.envelope import (
     Change,
     EnvChange,
     EnvironmentInfo,
@@ -20,9 +20,9 @@ from store.bus.envelope import (
     ItemKind,
     Snapshot,
 )
-from store.bus.publisher import BusPublisher
-from store.bus.snapshot_server import serve_snapshots
-from store.ports import ChangePublisher
+from bus.publisher import BusPublisher
+from bus.snapshot_server import serve_snapshots
+from bus.store_ports import ChangePublisher
 
 ItemId = tuple[str, str]  # (kind, key)
 State = dict[str, tuple[EnvironmentInfo, dict[ItemId, ItemChange]]]

@@ -1,4 +1,4 @@
-"""Round-trip and malformed-input tables for the bus envelope (store/bus/envelope.py)."""
+"""Round-trip and malformed-input tables for the bus envelope (bus/envelope.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from store.bus.envelope import (
+from bus.envelope import (
     Change,
     EnvChange,
     EnvelopeError,

@@ -1,11 +1,11 @@
-"""Decision tables for the subscriber's pure sequence tracker (streamer/seqtrack.py)."""
+"""Decision tables for the subscriber's pure sequence tracker (bus/seqtrack.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from store.bus.envelope import Change, EnvChange, EnvironmentInfo, Heartbeat
-from streamer.seqtrack import Action, BusEvent, Decision, Reason, SeqTracker, decide
+from bus.envelope import Change, EnvChange, EnvironmentInfo, Heartbeat
+from bus.seqtrack import Action, BusEvent, Decision, Reason, SeqTracker, decide
 
 ENV = EnvironmentInfo("prod", "P", "s", "m", "c")
 

@@ -105,7 +105,7 @@ class NodeProcess:
 def serve_argv(data_dir: Path, *, workers: int = 2, token: str = "test-admin-token",
                extra: list[str] | None = None) -> list[str]:
     return [
-        sys.executable, "-m", "streamer.cli", "serve",
+        sys.executable, "-m", "node.cli", "serve",
         "--data-dir", str(data_dir),
         "--stream-bind", "127.0.0.1:0", "--sdk-bind", "127.0.0.1:0",
         "--admin-bind", "127.0.0.1:0",

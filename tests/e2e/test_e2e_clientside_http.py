@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flagmodel import parse_context, secure_mode_hash
-from streamer.sse import ChunkedDecoder, SSEDecoder, SSEEvent
+from streamer.fastpath.sse import ChunkedDecoder, SSEDecoder, SSEEvent
 from tests.e2e.node_proc import NodeProcess, bool_flag, serve_argv
 
 pytestmark = pytest.mark.e2e

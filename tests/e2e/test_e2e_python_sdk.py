@@ -146,7 +146,7 @@ def test_survives_node_restart_without_stale_data(tmp_path: Path) -> None:
 
 
 def test_stream_starts_with_a_jittered_retry_field(node: NodeProcess) -> None:
-    from streamer.sse import RETRY_BASE_MS, RETRY_JITTER_MS, SSEDecoder, SSEEvent
+    from streamer.fastpath.sse import RETRY_BASE_MS, RETRY_JITTER_MS, SSEDecoder, SSEEvent
 
     env = create_env(node)
     delays = set()

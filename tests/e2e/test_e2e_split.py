@@ -30,7 +30,7 @@ def free_port_pair() -> int:
 
 
 def store_argv(data: Path, bus: str, admin_port: int = 0) -> list[str]:
-    return [sys.executable, "-m", "streamer.cli", "store", "--data-dir", str(data),
+    return [sys.executable, "-m", "node.cli", "store", "--data-dir", str(data),
             "--admin-bind", f"127.0.0.1:{admin_port}", "--admin-token", "test-admin-token",
             "--bus", bus]
 
@@ -39,7 +39,7 @@ def test_split_store_and_streamer_with_store_restart(tmp_path: Path) -> None:
     bus = f"tcp://127.0.0.1:{free_port_pair()}"
     store = NodeProcess(store_argv(tmp_path / "store", bus), tmp_path / "store").start()
     streamer = NodeProcess([
-        sys.executable, "-m", "streamer.cli", "streamer", "--bus", bus,
+        sys.executable, "-m", "node.cli", "streamer", "--bus", bus,
         "--data-dir", str(tmp_path / "streamer"), "--workers", "1",
         "--stream-bind", "127.0.0.1:0", "--sdk-bind", "127.0.0.1:0",
     ], tmp_path / "streamer").start()

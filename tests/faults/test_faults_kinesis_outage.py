@@ -7,7 +7,7 @@ lost. Runs only with ``FLAGSTREAM_LONG_FAULTS=1`` (it takes over a minute):
 Kinesis-API server (moto) through the fault proxy of tests/ingest, armed to drop every call;
 events are submitted every 0.2 s throughout. After the proxy heals, the stream is read back:
 every event of every acknowledged payload is there exactly once. (The short outage, spool
-order and the per-fault cases are tests/ingest/test_ingest_kinesis_faults.py.)
+order and the per-fault cases are tests/ingest/test_kinesis_faults.py.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,7 +45,9 @@ def kinesis_client(endpoint: str) -> Any:
 @pytest.fixture
 def stream(moto_endpoint: str) -> str:
     """A fresh two-shard stream on the moto server."""
-    name = f"events-{os.getpid()}-{next(_names)}"
+    # unique across processes and across the copies of this module (tests/insights/conftest.py
+    # imports it as tests.ingest.conftest: a second counter) on one moto server
+    name = f"events-{os.getpid()}-{uuid.uuid4().hex[:8]}-{next(_names)}"
     client = kinesis_client(moto_endpoint)
     client.create_stream(StreamName=name, ShardCount=2)
     client.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.1})

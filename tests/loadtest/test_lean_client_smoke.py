@@ -19,7 +19,7 @@ import orjson
 import trio
 
 from loadtest.lean_wire import mark_value
-from streamer import sse
+from streamer.fastpath import sse
 
 REPO = Path(__file__).resolve().parents[2]
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"

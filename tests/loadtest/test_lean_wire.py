@@ -25,7 +25,7 @@ from loadtest.lean_wire import (
     reconnect_delay,
     retry_after_s,
 )
-from streamer import sse
+from streamer.fastpath import sse
 
 CHUNKED_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -10,7 +10,7 @@ import gevent
 
 from loadtest.lean_wire import mark_value
 from loadtest.locust_lean import StreamSet
-from streamer import sse
+from streamer.fastpath import sse
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 

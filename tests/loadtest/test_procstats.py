@@ -66,7 +66,7 @@ def fake_proc(root: Path, procs: dict[int, tuple[int, list[int], int]]) -> None:
         (base / "task").mkdir(parents=True)
         (base / "stat").write_text(stat_line(pid, f"p{pid}", ppid, pid, 1) + "\n")
         (base / "status").write_text(f"Name:\tp{pid}\nVmRSS:\t {rss} kB\n")
-        (base / "cmdline").write_text(f"python\0-m\0streamer.worker\0--id\0{pid}\0")
+        (base / "cmdline").write_text(f"python\0-m\0node.worker\0--id\0{pid}\0")
         for i, ns in enumerate(threads):
             (base / "task" / str(pid + i)).mkdir()
             (base / "task" / str(pid + i) / "schedstat").write_text(f"{ns} 5 6\n")
@@ -90,7 +90,7 @@ def test_tree_walk_and_sample(tmp_path: Path) -> None:
     assert sample.cpu_ns == 1000 + 2000 + 300 + 40 + 5
     assert sample.rss_kb == 100 + 50 + 25 + 5
     assert (sample.utime_ticks, sample.stime_ticks) == (10 + 11 + 12 + 13, 4)
-    assert procstats.cmdline(12, tmp_path)[:3] == ["python", "-m", "streamer.worker"]
+    assert procstats.cmdline(12, tmp_path)[:3] == ["python", "-m", "node.worker"]
 
 
 def test_vanished_process_is_skipped(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Mutation testing of the pure cores: each module against its own unit tests only.
 
     python tests/mutation/run.py                      # every module in modules.toml
-    python tests/mutation/run.py streamer/sse.py      # one module (any path in modules.toml)
+    python tests/mutation/run.py streamer/fastpath/sse.py  # one module (any path in modules.toml)
     python tests/mutation/run.py --show-survivors     # also print each survivor's diff
 
 Theory of operation. mutmut 3 reads its settings from the ``pyproject.toml`` of the directory it

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from streamer.cli import SERVE_OPTIONS, STORE_OPTIONS, STREAMER_OPTIONS
-from streamer.config import ConfigError, resolve
-from streamer.supervisor import NodeConfig, StartError, check_admin_exposure
+from node.cli import SERVE_OPTIONS, STORE_OPTIONS, STREAMER_OPTIONS
+from node.config import ConfigError, resolve
+from node.supervisor import NodeConfig, StartError, check_admin_exposure
 
 NEW = ["drain-window", "max-connection-age", "max-connections",
        "max-connections-per-key", "max-connections-per-address", "header-timeout",
@@ -105,7 +105,7 @@ def test_admin_exposure(tmp_path: Path, host: str, token: str | None, stored: bo
 
 def test_cli_refuses_public_admin_without_token(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "streamer.cli", "serve", "--data-dir", str(tmp_path / "d"),
+        [sys.executable, "-m", "node.cli", "serve", "--data-dir", str(tmp_path / "d"),
          "--admin-bind", "0.0.0.0:0", "--stream-bind", "127.0.0.1:0",
          "--sdk-bind", "127.0.0.1:0", "--workers", "1"],
         cwd=REPO, capture_output=True, text=True, timeout=60)

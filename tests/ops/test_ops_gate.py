@@ -1,4 +1,4 @@
-"""The stream gate (streamer/stream_gate.py) on trio's MockClock: admission and limits with
+"""The stream gate (streamer/fastpath/stream_gate.py) on trio's MockClock: admission and limits with
 jittered Retry-After, rotated keys closed exactly when their grace ends, the drain's spread."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import trio
 import trio.testing
 
+from streamer.environments.propagation import PropagationProbe
+from streamer.fastpath.stream_gate import GateLimits, StreamGate, fd_capped
 from streamer.metrics import merge_expositions
-from streamer.propagation import PropagationProbe
-from streamer.stream_gate import GateLimits, StreamGate, fd_capped
 
 
 class FakeConn:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import OPTIONS, load_toml, resolve
+from node.config import OPTIONS, load_toml, resolve
 
 OPS = Path(__file__).resolve().parents[2] / "ops"
 UNITS = ["flagstream.service", "flagstream-store.service", "flagstream-streamer@.service"]

@@ -1,11 +1,12 @@
 """Every route of a node's three listeners, and which credential each accepts (pure).
 
-Read from ``streamer/http_head.py`` and ``streamer/client_streams.py`` (stream listener),
-``streamer/sdk_app.py``, ``streamer/clientside_app.py``, ``ingest/http.py`` and
+Read from ``streamer/fastpath/http_head.py`` and ``streamer/clientside/client_streams.py`` (stream
+listener),
+``streamer/sdk_app.py``, ``streamer/clientside/clientside_app.py``, ``ingest/http.py`` and
 ``streamer/metrics.py`` (SDK listener), ``store/admin_app.py``, ``store/metrics.py``,
 ``store/account_routes.py``, ``store/history_routes.py``, ``store/webhooks/routes.py``,
-``store/approval_routes.py`` (its GET routes) and ``ingest/insights/routes.py`` (admin
-listener); ``store/openapi.yaml`` documents the last.
+``store/approval_routes.py`` (its GET routes) and ``insights/routes.py`` (admin listener);
+``store/openapi.yaml`` documents the last.
 A route's path is a template: ``{cred}`` is the credential when the route takes it in the
 path (an environment ID), ``{b64}`` a base64url context, ``{env}`` the environment key the
 admin routes write to (a victim environment, so that no probe changes the one the

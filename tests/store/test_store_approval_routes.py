@@ -15,7 +15,7 @@ import pynng
 import pytest
 import trio
 
-from store.bus.envelope import Change, Heartbeat, decode
+from bus.envelope import Change, Heartbeat, decode
 from store.service import StoreConfig, run_store
 from tests.store.test_store_admin_api import FLAG, error_of
 

@@ -12,8 +12,8 @@ import pytest
 import trio
 import trio.testing
 
+from bus.envelope import EnvironmentInfo
 from store.approvals import ApprovalDB, Status, TooManyPendingError, direct_write_refusal
-from store.bus.envelope import EnvironmentInfo
 from store.db import FlagDB
 from store.patch_errors import PatchConflictError
 from store.patch_format import Patch, PatchFormat, apply_patch

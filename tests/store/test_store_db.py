@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from store.bus.envelope import Change, ItemChange
+from bus.envelope import Change, ItemChange
 from store.db import EnvironmentExistsError, FlagDB
 from store.normalize import normalize
 from store.records import ChangeRequest, HistoryFilter, ItemWrite

@@ -10,7 +10,7 @@ import httpx
 import pynng
 import trio
 
-from store.bus.envelope import Change, Heartbeat, decode
+from bus.envelope import Change, Heartbeat, decode
 from store.service import StoreConfig, run_store
 from tests.store.test_store_admin_api import AUTH, FLAG, client, error_of, make_env
 

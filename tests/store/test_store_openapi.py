@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from quart_trio import QuartTrio
 
-from ingest.insights.routes import register_insights_routes
+from insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.approval_routes import register_approval_routes
 from store.db import FlagDB
@@ -26,7 +26,7 @@ from store.writer import Writer
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI = REPO / "store" / "openapi.yaml"
-PACKAGES = ("flagmodel", "streamer", "store", "ingest", "loadtest")
+PACKAGES = ("flagmodel", "bus", "store", "streamer", "ingest", "insights", "node", "loadtest")
 # Methods the framework answers by itself on every route (HEAD for GET, OPTIONS for all).
 IMPLICIT = {"HEAD", "OPTIONS"}
 

@@ -10,7 +10,7 @@ import pynng
 import pytest
 import trio
 
-from store.bus.envelope import (
+from bus.envelope import (
     Change,
     EnvChange,
     Heartbeat,

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from store.bus.envelope import Change, EnvChange
+from bus.envelope import Change, EnvChange
 from store.db import FlagDB
 from store.normalize import normalize
 from store.records import ItemWrite

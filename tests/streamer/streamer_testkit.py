@@ -7,8 +7,8 @@ import socket
 
 import trio
 
-from store.bus.envelope import EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
-from streamer.sse import ChunkedDecoder, SSEComment, SSEDecoder, SSEEvent
+from bus.envelope import EnvironmentInfo, EnvSnapshot, ItemChange, Snapshot
+from streamer.fastpath.sse import ChunkedDecoder, SSEComment, SSEDecoder, SSEEvent
 
 ENV = EnvironmentInfo("prod", "Production", "sdk-prod-1", "mob-prod-1", "cid-prod-1")
 OTHER_ENV = EnvironmentInfo("dev", "Development", "sdk-dev-1", "mob-dev-1", "cid-dev-1")

@@ -14,7 +14,9 @@ import trio
 import trio.testing
 from streamer_testkit import ENV, snapshot
 
-from streamer.directory import Directory
+from node.supervisor import WorkerSupervisor
+from streamer.environments.directory import Directory
+from streamer.fastpath.stream_gate import StreamGate
 from streamer.node_readiness import (
     MAX_REPORT_LINE,
     NodeReadiness,
@@ -24,8 +26,6 @@ from streamer.node_readiness import (
     report_readiness,
 )
 from streamer.sdk_app import create_sdk_app
-from streamer.stream_gate import StreamGate
-from streamer.supervisor import WorkerSupervisor
 
 # (what happens, in order), the node's answer after it
 SEQUENCES: list[tuple[str, list[tuple[str, int, bool]], str | None]] = [
