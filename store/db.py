@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
@@ -57,8 +58,10 @@ from store.records import (
     HistoryFilter,
     StoredItem,
 )
+from store.schedule_db import SCHEMA as SCHEDULE_SCHEMA
 
 DB_FILE = "flagstream.db"
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -134,6 +137,7 @@ class FlagDB:
         self._wconn.execute("PRAGMA synchronous=FULL")  # see the module docstring
         self._wconn.execute("PRAGMA foreign_keys=ON")
         self._wconn.executescript(_SCHEMA)
+        self._wconn.executescript(SCHEDULE_SCHEMA)  # store.schedule_db's own table
         _add_comment_column(self._wconn)
         self._wconn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (uuid.uuid4().hex,))
@@ -244,6 +248,18 @@ class FlagDB:
                     ItemChange(k, key, v, None if d else j.encode()) for k, key, v, d, j in items)))
             conn.execute("COMMIT")
         return Snapshot(seq, self.epoch, tuple(out))
+
+    def run_read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` on a reader: for the tables other store modules add."""
+        with self._reader() as conn:
+            return fn(conn)
+
+    def run_write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` in one write transaction, for the tables other store modules
+        add (e.g. store.schedule_db); never for items or history, which change only through
+        :meth:`commit`."""
+        with self._write_lock, _transaction(self._wconn) as conn:
+            return fn(conn)
 
     # -- writes (only the writer actor calls these) ----------------------------------------
 
@@ -397,6 +413,8 @@ class FlagDB:
                 seq = _history(conn, req.env, kind, key, req.actor, now_ms,
                                None if before is None else before.decode(),
                                None if after is None else after.decode(), req.comment)
+                if req.also is not None:
+                    req.also(conn, seq, now_ms)
                 change = Change(seq, req.env, tuple(
                     ItemChange(c.stored.kind, c.stored.key, c.stored.version,
                                None if c.stored.deleted else c.stored.json) for c in committed))

@@ -7,11 +7,19 @@ not a valid patch of its format is a 400 naming the fault; nothing is read from 
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import request
 
 from store.admin_http import PATCH_TYPES, ApiError, read_json
 from store.patch_errors import PatchError
-from store.patch_format import Patch, parse_patch, patch_format, unsupported_message
+from store.patch_format import (
+    Patch,
+    PatchFormat,
+    parse_patch,
+    patch_format,
+    unsupported_message,
+)
 from store.semantic_patch import SemanticPatch
 
 
@@ -22,6 +30,12 @@ async def read_patch(kind: str, env: str, max_bytes: int) -> Patch:
     if fmt is None:
         raise ApiError(415, unsupported_message(content_type))
     body = await read_json(max_bytes, PATCH_TYPES)
+    return checked_patch(fmt, body, kind, env)
+
+
+def checked_patch(fmt: PatchFormat, body: Any, kind: str, env: str) -> Patch:
+    """``body`` as a patch of ``fmt`` for an item of ``kind`` in ``env``; ApiError 400 if it is
+    not one (the PATCH route and a scheduled change's ``patch`` share this check)."""
     try:
         patch = parse_patch(fmt, body, kind)
     except PatchError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,10 @@ class ChangeRequest:
     items: tuple[ItemWrite, ...]
     label: str | None = None
     comment: str | None = None  # why, in the client's words (a semantic patch's comment)
+    # Another write that must commit with this change or not at all, run in the same SQLite
+    # transaction with (connection, the change's seq, its time in ms); raising rolls the
+    # whole transaction back. store.scheduler marks a scheduled change applied here.
+    also: Callable[[sqlite3.Connection, int, int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

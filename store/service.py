@@ -35,6 +35,8 @@ from store.db import FlagDB
 from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
+from store.schedule_routes import register_schedule_routes
+from store.scheduler import Scheduler
 from store.writer import Writer
 
 
@@ -135,10 +137,15 @@ async def run_store(
                 writer = Writer(db, publisher, window_s=config.coalesce_window_s,
                                 shutdown_grace_s=config.graceful_timeout_s, failures=failures)
                 await nursery.start(writer.run)
+                # Applies scheduled changes, those missed while the store was down first.
+                scheduler = Scheduler(db, writer, failures=failures)
+                await nursery.start(scheduler.run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
                                                FailuresCollector(failures)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
-                    register_metrics_route, collectors=collectors)]
+                    register_metrics_route, collectors=collectors), partial(
+                    register_schedule_routes, db=db, scheduler=scheduler,
+                    max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(
                         run_insights,
