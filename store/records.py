@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ingest.timefmt import iso_from_ms
 from store.bus.envelope import Change, ItemKind
+
+if TYPE_CHECKING:  # a type only: this module does no IO
+    import sqlite3
 
 
 @dataclass(frozen=True, slots=True)

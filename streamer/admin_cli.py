@@ -1,4 +1,5 @@
-"""The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API.
+"""The operator's commands: ``flagstream flags|envs|history|schedule ...`` over the admin
+HTTP API (``schedule``: streamer.admin_cli_schedule).
 
 Output is a plain table for people, or the API's JSON with ``--json`` for scripts. Exit
 codes: 0 done; 1 the API refused (its one-line message on stderr); 2 a usage error or no
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.admin_cli_schedule import HANDLERS as SCHEDULE_HANDLERS
+from streamer.admin_cli_schedule import add_schedule_commands
 from streamer.admin_client import (
     DEFAULT_ADMIN_URL,
     AdminApiError,
@@ -25,7 +28,7 @@ from streamer.admin_client import (
     resolve_target,
 )
 
-COMMANDS = ("flags", "envs", "history")
+COMMANDS = ("flags", "envs", "history", "schedule")
 DEFAULT_DATA_DIR = "./flagstream-data"
 
 
@@ -101,6 +104,7 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     p.add_argument("--actor", help="changes by this actor only")
     p.add_argument("--since", help="at or after: ISO-8601 (2026-12-02T13:00Z) or Unix ms")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+    add_schedule_commands(sub, common, formatter)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -245,7 +249,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("flags", "on"): _flags_toggle, ("flags", "off"): _flags_toggle,
     ("flags", "set"): _flags_set, ("flags", "delete"): _flags_delete,
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
-    ("envs", "rotate"): _envs_rotate, ("history", None): _history,
+    ("envs", "rotate"): _envs_rotate, ("history", None): _history, **SCHEDULE_HANDLERS,
 }
 
 

@@ -19,6 +19,8 @@ from ingest.insights.routes import register_insights_routes
 from store.admin_app import create_admin_app
 from store.db import FlagDB
 from store.metrics import register_metrics_route
+from store.schedule_routes import register_schedule_routes
+from store.scheduler import Scheduler
 from store.writer import Writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,10 +38,11 @@ class NoPublisher:
 def admin_app(db: FlagDB) -> QuartTrio:
     # The same registrars store/service.py adds; registering a route calls nothing of its
     # service, so none is needed to read the routes.
+    writer = Writer(db, NoPublisher())
     extra = [partial(register_metrics_route, collectors=[]),
-             partial(register_insights_routes, insights=None)]
-    return create_admin_app(writer=Writer(db, NoPublisher()), db=db, token="t",
-                            extra_routes=extra)
+             partial(register_insights_routes, insights=None),
+             partial(register_schedule_routes, db=db, scheduler=Scheduler(db, writer))]
+    return create_admin_app(writer=writer, db=db, token="t", extra_routes=extra)
 
 
 def openapi_path(rule: str) -> str:
