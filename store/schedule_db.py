@@ -144,6 +144,11 @@ def due(conn: sqlite3.Connection, now_ms: int, limit: int) -> list[ScheduledChan
     return [_row(r) for r in rows]
 
 
+def pending_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM scheduled_changes"
+                            " WHERE status = 'pending'").fetchone()[0])
+
+
 def next_at(conn: sqlite3.Connection) -> int | None:
     """The time of the soonest pending change."""
     row = conn.execute("SELECT MIN(at_ms) FROM scheduled_changes"

@@ -42,13 +42,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
 import orjson
 import trio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from store import schedule_db
 from store.containment import Failures
@@ -64,12 +66,14 @@ LATE_NOTE_MS: Final = 1000  # the history comment says how late from this much o
 PASS_BATCH: Final = 100  # due changes read per query
 
 
-def history_comment(change: ScheduledChange, late_by_ms: int) -> str:
-    """The comment of the applied change's history record."""
+def history_comment(change: ScheduledChange, late_by_ms: int, patch_comment: str | None) -> str:
+    """The comment of the applied change's history record: the schedule id, how late, and
+    the scheduled change's and its semantic patch's own comments."""
     text = f"scheduled change {change.id}"
     if late_by_ms >= LATE_NOTE_MS:
         text += f", applied late by {late_by_ms} ms"
-    return f"{text}: {change.comment}" if change.comment else text
+    given = "; ".join(c for c in (change.comment, patch_comment) if c)
+    return f"{text}: {given}" if given else text
 
 
 def failure_reason(exc: WriteError) -> str:
@@ -159,7 +163,7 @@ class Scheduler:
         try:
             result = await self._writer.patch_at_once(
                 change.env, "flags", change.key, patch, actor=change.created_by,
-                comment=history_comment(change, late_by_ms),
+                comment=history_comment(change, late_by_ms, patch.comment),
                 also=partial(schedule_db.mark_applied, change_id=change.id,
                              late_by_ms=late_by_ms))
         except CommitFailedError:
@@ -190,3 +194,20 @@ class Scheduler:
             return  # cancelled meanwhile
         self._failed += 1
 
+
+
+class SchedulerCollector(Collector):
+    """``/metrics`` of the scheduler: what it applied and failed, and what is pending."""
+
+    def __init__(self, db: FlagDB, scheduler: Scheduler) -> None:
+        self._db, self._scheduler = db, scheduler
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._scheduler.statistics()
+        yield CounterMetricFamily("flagstream_scheduled_changes_applied",
+                                  "scheduled changes applied", stats.applied)
+        yield CounterMetricFamily("flagstream_scheduled_changes_failed",
+                                  "scheduled changes marked failed (not applied)", stats.failed)
+        yield GaugeMetricFamily("flagstream_scheduled_changes_pending",
+                                "scheduled changes waiting for their time",
+                                self._db.run_read(schedule_db.pending_count))

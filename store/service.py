@@ -36,7 +36,7 @@ from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
 from store.schedule_routes import register_schedule_routes
-from store.scheduler import Scheduler
+from store.scheduler import Scheduler, SchedulerCollector
 from store.writer import Writer
 
 
@@ -141,7 +141,8 @@ async def run_store(
                 scheduler = Scheduler(db, writer, failures=failures)
                 await nursery.start(scheduler.run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
-                                               FailuresCollector(failures)]
+                                               FailuresCollector(failures),
+                                               SchedulerCollector(db, scheduler)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
                     register_metrics_route, collectors=collectors), partial(
                     register_schedule_routes, db=db, scheduler=scheduler,

@@ -83,6 +83,9 @@ async def test_applied_by_the_running_store(client: httpx.AsyncClient) -> None:
     last = (await client.get("/api/v1/environments/prod/changes")).json()["items"][0]
     assert last["seq"] == done["seq"]
     assert last["comment"].startswith(f"scheduled change {change_id}")
+    metrics = (await client.get("/metrics")).text
+    assert "flagstream_scheduled_changes_applied_total 1.0" in metrics
+    assert "flagstream_scheduled_changes_pending 0.0" in metrics
 
 
 @pytest.mark.parametrize(("body", "status", "words"), [

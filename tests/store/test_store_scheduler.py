@@ -194,9 +194,11 @@ async def test_two_changes_due_together_apply_in_order(node: Node, clock: MockCl
     at = node.wall.ms() + 5_000
     first = node.add(at, [{"op": "replace", "path": "/offVariation", "value": 0}],
                      fmt="json-patch")
-    second = node.add(at, {"instructions": [{"kind": "turnFlagOff"}]}, fmt="semantic")
+    second = node.add(at, {"instructions": [{"kind": "turnFlagOff"}], "comment": "why"},
+                      fmt="semantic", comment="freeze")
     await node.pub.wait_for(4)
     assert node.get(first.id).seq < node.get(second.id).seq  # type: ignore[operator]
+    assert node.history()[0]["comment"] == f"scheduled change {second.id}: freeze; why"
     assert node.flag()["offVariation"] == 0 and node.flag()["on"] is False  # type: ignore[index]
 
 
