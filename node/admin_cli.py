@@ -1,6 +1,7 @@
 """The operator's commands: ``flagstream flags|envs|history ...`` over the admin HTTP API
 (``users|tokens|login``: node/admin_cli_accounts.py; ``webhooks``:
-node/admin_cli_webhooks.py; ``requests``: node/admin_cli_requests.py; registered here).
+node/admin_cli_webhooks.py; ``requests``: node/admin_cli_requests.py; ``schedule``:
+node/admin_cli_schedule.py; registered here).
 
 Output is a plain table for people, or the API's JSON with ``--json`` for scripts. Exit
 codes: 0 done; 1 the API refused (its one-line message on stderr); 2 a usage error or no
@@ -20,6 +21,8 @@ from typing import Any
 from node import admin_cli_accounts as accounts_cli
 from node.admin_cli_history import HANDLERS as HISTORY_HANDLERS
 from node.admin_cli_history import add_history_actions
+from node.admin_cli_schedule import HANDLERS as SCHEDULE_HANDLERS
+from node.admin_cli_schedule import add_schedule_commands
 from node.admin_cli_webhooks import COMMAND as WEBHOOKS
 from node.admin_cli_webhooks import HANDLERS as WEBHOOK_HANDLERS
 from node.admin_cli_webhooks import add_webhook_commands
@@ -33,7 +36,8 @@ from node.admin_client import (
     resolve_target,
 )
 
-COMMANDS = ("flags", "envs", "history", "requests", *accounts_cli.COMMANDS, WEBHOOKS)
+COMMANDS = ("flags", "envs", "history", "requests", "schedule", *accounts_cli.COMMANDS,
+            WEBHOOKS)
 DEFAULT_DATA_DIR = "./flagstream-data"
 
 
@@ -117,6 +121,7 @@ def add_admin_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> Non
     # Imported here: that module uses this one's helpers (table, json_input).
     from node.admin_cli_requests import add_requests_commands
     add_requests_commands(sub, common, formatter, _HANDLERS)
+    add_schedule_commands(sub, common, formatter)
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -268,6 +273,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[AdminClient, argparse.Namespac
     ("envs", "list"): _envs_list, ("envs", "create"): _envs_create,
     ("envs", "rotate"): _envs_rotate, ("history", None): _history, **HISTORY_HANDLERS,
     **accounts_cli.HANDLERS, **WEBHOOK_HANDLERS,
+    **SCHEDULE_HANDLERS,
 }
 
 

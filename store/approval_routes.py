@@ -211,17 +211,17 @@ def register_approval_routes(app: QuartTrio, *, writer: Writer, db: FlagDB,
         return json_response(cr.as_dict(), 201)
 
     @app.get(_FLAG_REQUESTS)
-    async def list_for_flag(env: str, key: str) -> Response:
+    async def change_requests_for_flag(env: str, key: str) -> Response:
         require_env(env)
         return listing(env, check_key(key, "key"))
 
     @app.get(_ENV_REQUESTS)
-    async def list_for_env(env: str) -> Response:
+    async def change_requests_for_env(env: str) -> Response:
         require_env(env)
         return listing(env, None)
 
     @app.get(_ONE)
-    async def get_one(env: str, request_id: str) -> Response:
+    async def change_request(env: str, request_id: str) -> Response:
         return json_response(find(env, request_id).as_dict())
 
     @app.post(f"{_ONE}/approve")

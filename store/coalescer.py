@@ -102,31 +102,9 @@ class Coalescer(Generic[T]):
         item = op.item
         pending = self._pending.get(item)
         state = pending.value if pending is not None else current(item)
-        match op.op:
-            case OpKind.DELETE:
-                if state is None:
-                    return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
-                new: dict[str, Any] | None = None
-            case OpKind.PATCH:
-                if state is None:
-                    return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
-                try:
-                    new = apply_patch(state, op.body)
-                except PatchConflictError as exc:
-                    return Rejected(RejectReason.CONFLICT, (exc.message,))
-                except PatchError as exc:
-                    return Rejected(RejectReason.INVALID, (exc.message,))
-            case OpKind.PUT:
-                new = op.body
-        if op.op is not OpKind.DELETE:
-            # A PATCH of ``null`` yields None: that is an invalid document, not a delete.
-            errors = check_item(item.kind, item.key, new)
-            if errors:
-                return Rejected(RejectReason.INVALID, tuple(errors))
-            assert new is not None
-            old_salt = state.get("salt") if state is not None else None
-            salt = old_salt if isinstance(old_salt, str) else self._salt_source()
-            new = normalize(item.kind, item.key, new, salt=salt)
+        new = next_state(op, state, self._salt_source)
+        if isinstance(new, Rejected):
+            return new
         if pending is None:
             pending = self._pending[item] = _Pending(new, now + self.window_s)
         pending.value = new
@@ -160,3 +138,35 @@ class Coalescer(Generic[T]):
         del self._pending[item]
         return Due(item, pending.value, tuple(pending.tokens), ", ".join(pending.actors),
                    "; ".join(pending.comments) or None)
+
+
+def next_state(op: WriteOp, state: dict[str, Any] | None,
+               salt_source: Callable[[], str] = new_salt) -> Rejected | dict[str, Any] | None:
+    """The item's state after ``op`` is applied to ``state`` (None: no item), checked against
+    the flag model and normalized; None when ``op`` deletes it; or why ``op`` is refused."""
+    item = op.item
+    match op.op:
+        case OpKind.DELETE:
+            if state is None:
+                return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
+            return None
+        case OpKind.PATCH:
+            if state is None:
+                return Rejected(RejectReason.NOT_FOUND, (f"{item.kind[:-1]} not found",))
+            try:
+                new = apply_patch(state, op.body)
+            except PatchConflictError as exc:
+                return Rejected(RejectReason.CONFLICT, (exc.message,))
+            except PatchError as exc:
+                return Rejected(RejectReason.INVALID, (exc.message,))
+        case OpKind.PUT:
+            new = op.body
+    # A PATCH of ``null`` yields None: that is an invalid document, not a delete.
+    errors = check_item(item.kind, item.key, new)
+    if errors:
+        return Rejected(RejectReason.INVALID, tuple(errors))
+    assert new is not None
+    old_salt = state.get("salt") if state is not None else None
+    salt = old_salt if isinstance(old_salt, str) else salt_source()
+    normalized: dict[str, Any] = normalize(item.kind, item.key, new, salt=salt)
+    return normalized

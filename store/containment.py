@@ -41,7 +41,8 @@ from quart import Quart, Response, request
 
 log = logging.getLogger("flagstream.containment")
 
-ACTORS: Final = ("client", "environment", "evaluation", "http", "webhook", "writer")
+ACTORS: Final = ("client", "environment", "evaluation", "http", "scheduler", "webhook",
+                  "writer")
 QUIET_S = 60.0  # an episode ends after this long without a failure of its kind
 MAX_KINDS = 64
 OVERFLOW_REASON = "other"

@@ -60,6 +60,7 @@ from store.records import (
     HistoryFilter,
     StoredItem,
 )
+from store.schedule_db import SCHEMA as SCHEDULE_SCHEMA
 from store.webhooks.schema import SCHEMA as WEBHOOK_SCHEMA
 
 DB_FILE = "flagstream.db"
@@ -141,6 +142,7 @@ class FlagDB:
         self._wconn.execute("PRAGMA foreign_keys=ON")
         self._wconn.executescript(_SCHEMA)
         self._wconn.executescript(WEBHOOK_SCHEMA)  # store/webhooks/db.py
+        self._wconn.executescript(SCHEDULE_SCHEMA)  # store.schedule_db's own table
         _add_comment_column(self._wconn)
         prepare_versions(self._wconn)  # revert_of and the version indexes (item_versions.py)
         ensure_approvals_schema(self._wconn)  # change requests: store/approvals.py
@@ -258,6 +260,18 @@ class FlagDB:
                     ItemChange(k, key, v, None if d else j.encode()) for k, key, v, d, j in items)))
             conn.execute("COMMIT")
         return Snapshot(seq, self.epoch, tuple(out))
+
+    def run_read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` on a reader: for the tables other store modules add."""
+        with self._reader() as conn:
+            return fn(conn)
+
+    def run_write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` in one write transaction, for the tables other store modules
+        add (e.g. store.schedule_db); never for items or history, which change only through
+        :meth:`commit`."""
+        with self._write_lock, _transaction(self._wconn) as conn:
+            return fn(conn)
 
     # -- writes (only the writer actor calls these) ----------------------------------------
 
@@ -421,6 +435,8 @@ class FlagDB:
                                None if before is None else before.decode(),
                                None if after is None else after.decode(), req.comment,
                                req.revert_of)
+                if req.also is not None:
+                    req.also(conn, seq, now_ms)
                 change = Change(seq, req.env, tuple(
                     ItemChange(c.stored.kind, c.stored.key, c.stored.version,
                                None if c.stored.deleted else c.stored.json) for c in committed))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bus.envelope import Change, ItemKind
 from insights.timefmt import iso_from_ms
+
+if TYPE_CHECKING:  # a type only: this module does no IO
+    import sqlite3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,12 @@ class ChangeRequest:
     items: tuple[ItemWrite, ...]
     label: str | None = None
     comment: str | None = None  # why, in the client's words (a semantic patch's comment)
+    _: KW_ONLY  # the fields below are named at every call (they were added by later features)
     revert_of: int | None = None  # a revert: the version whose content this restores
+    # Another write that must commit with this change or not at all, run in the same SQLite
+    # transaction with (connection, the change's seq, its time in ms); raising rolls the
+    # whole transaction back. store.scheduler marks a scheduled change applied here.
+    also: Callable[[sqlite3.Connection, int, int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

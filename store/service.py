@@ -43,6 +43,9 @@ from store.http_guard import RequestGuard
 from store.hypercorn_setup import base_config
 from store.metrics import RIGHTS as METRICS_RIGHTS
 from store.metrics import FailuresCollector, StoreCollector, register_metrics_route
+from store.schedule_routes import RIGHTS as SCHEDULE_RIGHTS
+from store.schedule_routes import register_schedule_routes
+from store.scheduler import Scheduler, SchedulerCollector
 from store.webhooks.db import WebhookDB
 from store.webhooks.policy import WebhookPolicy
 from store.webhooks.routes import RIGHTS as WEBHOOK_RIGHTS
@@ -54,7 +57,7 @@ from store.writer import Writer
 # The permission-table entries of the routes run_store adds to the admin app beside its own
 # (store/permissions.py): one module's RIGHTS per registrar in ``extra`` below.
 EXTRA_RIGHTS = (METRICS_RIGHTS, INSIGHTS_RIGHTS, WEBHOOK_RIGHTS, HISTORY_RIGHTS,
-                APPROVAL_RIGHTS)
+                APPROVAL_RIGHTS, SCHEDULE_RIGHTS)
 
 
 class StoreStartError(Exception):
@@ -166,14 +169,20 @@ async def run_store(
                 await nursery.start(writer.run)
                 webhooks = await nursery.start(WebhookService(
                     hooks_db, signal, policy=config.webhooks, failures=failures).run)
+                # Applies scheduled changes, those missed while the store was down first.
+                scheduler = Scheduler(db, writer, failures=failures)
+                await nursery.start(scheduler.run)
                 collectors: list[Collector] = [StoreCollector(db, writer, publisher),
-                                               FailuresCollector(failures)]
+                                               FailuresCollector(failures),
+                                               SchedulerCollector(db, scheduler)]
                 extra: list[Callable[[QuartTrio], None]] = [partial(
                     register_metrics_route, collectors=collectors),
                     partial(register_webhook_routes, service=webhooks),
                     partial(register_history_routes, db=db, writer=writer,
                             max_body_bytes=config.max_body_bytes),
                     partial(register_approval_routes, writer=writer, db=db, approvals=approvals,
+                            max_body_bytes=config.max_body_bytes),
+                    partial(register_schedule_routes, db=db, scheduler=scheduler,
                             max_body_bytes=config.max_body_bytes)]
                 if config.insights:
                     service = await nursery.start(

@@ -19,6 +19,7 @@ callers wait, which is the overflow policy: back-pressure on the admin API).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -28,9 +29,10 @@ import trio
 
 from bus.envelope import EnvChange, EnvironmentInfo, ItemKind
 from bus.store_ports import ChangePublisher
-from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp
+from store.coalescer import Coalescer, Due, OpKind, Rejected, RejectReason, WriteOp, next_state
 from store.containment import Failures
 from store.db import EnvironmentExistsError, FlagDB
+from store.normalize import new_salt
 from store.records import ChangeRequest, CommittedChange, ItemId, ItemWrite, StoredItem
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,16 @@ class _EnvEditRequest:
     ticket: _Ticket
 
 
-_Request = _ItemRequest | _ImportRequest | _EnvRequest | _EnvEditRequest
+@dataclass(frozen=True, slots=True)
+class _AtOnceRequest:
+    """A write committed on its own at once; ``also`` commits in the same transaction."""
+
+    op: WriteOp
+    also: Callable[[sqlite3.Connection, int, int], None]
+    ticket: _Ticket
+
+
+_Request = _ItemRequest | _ImportRequest | _EnvRequest | _EnvEditRequest | _AtOnceRequest
 
 
 class Writer:
@@ -173,6 +184,18 @@ class Writer:
     async def delete(self, env: str, kind: ItemKind, key: str, *,
                      actor: str = "admin") -> WriteResult:
         return await self._item(WriteOp(ItemId(env, kind, key), OpKind.DELETE, None, actor))
+
+    async def patch_at_once(self, env: str, kind: ItemKind, key: str, patch: Any, *,
+                            actor: str, comment: str | None,
+                            also: Callable[[sqlite3.Connection, int, int], None]) -> WriteResult:
+        """A PATCH committed at once and alone (after every pending write, with no coalescing
+        window), with ``also`` in the same SQLite transaction (see ChangeRequest.also): the
+        scheduler applies a scheduled change and marks it applied in one commit."""
+        ticket = _Ticket()
+        op = WriteOp(ItemId(env, kind, key), OpKind.PATCH, patch, actor, comment)
+        await self._send.send(_AtOnceRequest(op, also, ticket))
+        committed: CommittedChange = await ticket.wait()
+        return WriteResult(committed.items[0].stored, committed.items[0].created)
 
     async def import_items(self, env: str, items: Sequence[ItemWrite], *,
                            actor: str = "admin") -> CommittedChange:
@@ -272,7 +295,7 @@ class Writer:
                     ticket.resolve(error=CommitFailedError(
                         "the store could not apply this write; nothing was written"))
                 elif rejected is not None:
-                    ticket.resolve(error=_rejection_error(rejected))
+                    ticket.resolve(error=rejection_error(rejected))
                 else:
                     self._writes += 1
             case _ImportRequest(change, ticket, precondition):
@@ -293,6 +316,9 @@ class Writer:
                 await self._commit(self._coalescer.take_all(), (change, ticket))
             case _EnvRequest():
                 await self._create_env(request)
+            case _AtOnceRequest(op, also, ticket):
+                await self._commit(self._coalescer.take_all())  # the latest state, seqs in order
+                await self._at_once(op, also, ticket)
             case _EnvEditRequest(env, edit, what, removes, ticket):
                 if removes:
                     # Writes accepted before the removal commit first (and go with it), so
@@ -301,6 +327,24 @@ class Writer:
                 await self._apply_env_edit(env, edit, what, ticket)
                 if removes:
                     self._known_envs.discard(env)
+
+    async def _at_once(self, op: WriteOp, also: Callable[[sqlite3.Connection, int, int], None],
+                       ticket: _Ticket) -> None:
+        if not self._env_exists(op.item.env):
+            ticket.resolve(error=NotFoundError(f'environment "{op.item.env}" not found'))
+            return
+        with self._contained.contain("writer", f"{op.op.value} {op.item}") as outcome:
+            new = next_state(op, self._current(op.item), new_salt)
+        if outcome.error is not None:
+            ticket.resolve(error=CommitFailedError(
+                "the store could not apply this write; nothing was written"))
+        elif isinstance(new, Rejected):
+            ticket.resolve(error=rejection_error(new))
+        else:
+            item = op.item
+            change = ChangeRequest(item.env, op.actor, (ItemWrite(item.kind, item.key, new),),
+                                   comment=op.comment, also=also)
+            await self._commit([], (change, ticket))
 
     def _env_exists(self, env: str) -> bool:
         # Environments are created and removed only here (the cache is updated on both), so
@@ -393,7 +437,8 @@ class Writer:
         self._publishes += 1
 
 
-def _rejection_error(rejected: Rejected) -> WriteError:
+def rejection_error(rejected: Rejected) -> WriteError:
+    """The error a caller gets for a write the coalescer refused."""
     if rejected.reason is RejectReason.NOT_FOUND:
         return NotFoundError(*rejected.errors)
     if rejected.reason is RejectReason.CONFLICT:

@@ -21,6 +21,8 @@ from store.approval_routes import register_approval_routes
 from store.db import FlagDB
 from store.history_routes import register_history_routes
 from store.metrics import register_metrics_route
+from store.schedule_routes import register_schedule_routes
+from store.scheduler import Scheduler
 from store.webhooks.routes import register_webhook_routes
 from store.writer import Writer
 
@@ -44,7 +46,8 @@ def admin_app(db: FlagDB) -> QuartTrio:
              partial(register_insights_routes, insights=None),
              partial(register_webhook_routes, service=None),
              partial(register_history_routes, db=db, writer=writer),
-             partial(register_approval_routes, writer=None, db=db, approvals=None)]
+             partial(register_approval_routes, writer=None, db=db, approvals=None),
+             partial(register_schedule_routes, db=db, scheduler=Scheduler(db, writer))]
     return create_admin_app(writer=writer, db=db, token="t", extra_routes=extra)
 
 

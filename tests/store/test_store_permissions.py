@@ -171,6 +171,19 @@ async def _own_request(c: httpx.AsyncClient, path: str, who: Who) -> str:
     return path.replace("<request_id>", await _proposed(c, env_path, who.secret))
 
 
+def _far_ahead() -> dict[str, Any]:
+    """A scheduled change a year ahead (epoch ms), so that it stays pending."""
+    return {"at": int(time.time() * 1000) + 365 * 86_400_000, "patch": {"on": False}}
+
+
+async def _scheduled(c: httpx.AsyncClient, path: str, who: Who) -> str:
+    # A change scheduled by the bootstrap admin, far ahead so that it stays pending.
+    env_path = path.split("/scheduled-changes/")[0]
+    r = await c.post(f"{env_path}/flags/f/scheduled-changes", json=_far_ahead())
+    assert r.status_code == 201, r.text
+    return path.replace("<int:change_id>", str(r.json()["id"]))
+
+
 def _new_env() -> dict[str, Any]:
     return {"key": f"new{next(_unique)}"}
 
@@ -255,6 +268,15 @@ SAMPLES: dict[tuple[str, str], list[Sample]] = {
         (f"{E}/change-requests/<request_id>/decline", {}, 200, _request_of_another)],
     ("DELETE", f"{E}/change-requests/<request_id>"): [
         (f"{E}/change-requests/<request_id>", None, 200, _own_request)],
+    ("POST", f"{E}/flags/<key>/scheduled-changes"): [
+        (f"{E}/flags/f/scheduled-changes", _far_ahead, 201, _none)],
+    ("GET", f"{E}/flags/<key>/scheduled-changes"): [
+        (f"{E}/flags/f/scheduled-changes", None, 200, _none)],
+    ("GET", f"{E}/scheduled-changes"): [(f"{E}/scheduled-changes", None, 200, _none)],
+    ("GET", f"{E}/scheduled-changes/<int:change_id>"): [
+        (f"{E}/scheduled-changes/<int:change_id>", None, 200, _scheduled)],
+    ("DELETE", f"{E}/scheduled-changes/<int:change_id>"): [
+        (f"{E}/scheduled-changes/<int:change_id>", None, 200, _scheduled)],
     ("POST", "/api/v1/webhooks"): [("/api/v1/webhooks", _new_webhook, 201, _none)],
     ("GET", "/api/v1/webhooks"): [("/api/v1/webhooks", None, 200, _none)],
     ("GET", "/api/v1/webhooks/<hook_id>"): [("/api/v1/webhooks/<hook_id>", None, 200, _webhook)],
@@ -331,7 +353,8 @@ async def test_without_a_valid_credential_every_route_but_the_public_ones_is_401
     for (method, rule), samples in SAMPLES.items():
         template, body, ok_status, _ = samples[0]
         path = (template.replace(ENV_PARAM, OWN).replace("<token_id>", "x")
-                .replace("<hook_id>", "x").replace("<request_id>", "1"))
+                .replace("<hook_id>", "x").replace("<request_id>", "1")
+                .replace("<int:change_id>", "1"))
         for headers in credentials:
             r = await _request(c, method, path, body, {"Authorization": "", **headers})
             if TABLE[(method, rule)] == "public":
